@@ -1,0 +1,101 @@
+"""The one library every smart_application service uses. It imports no service."""
+
+from shared import _bootstrap  # noqa: F401  (must run before prometheus_client is imported)
+from shared._app import create_service_app
+from shared._auth import (
+    KNOWN_SCOPES,
+    CurrentUser,
+    Principal,
+    TokenVerifier,
+    bearer_token,
+    current_user,
+    mint_token,
+    require_scope,
+)
+from shared._celery import (
+    PlatformCelery,
+    PlatformTask,
+    PublicTaskError,
+    TaskCancelled,
+    install_worker_hooks,
+    make_celery,
+    report_progress,
+)
+from shared._context import request_id_var, task_id_var
+from shared._deps import CacheDep, CeleryDep, RecordsDep
+from shared._errors import (
+    AppError,
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    TooManyRequests,
+    Unauthorized,
+    Unprocessable,
+    error_body,
+)
+from shared._logging import configure_logging
+from shared._queues import MAX_PRIORITY, QueueName
+from shared._records import STATUSES, TERMINAL, TaskRecords, events_channel, now_iso
+from shared._redis import Cache, RedisDep, create_async_redis, create_sync_redis
+from shared._routing import route
+from shared._server import run_server
+from shared._settings import BaseServiceSettings
+from shared._submit import API_PREFIX, Idempotency, accepted_view, publish, submit_task
+
+__all__ = [
+    "API_PREFIX",
+    "KNOWN_SCOPES",
+    "MAX_PRIORITY",
+    "STATUSES",
+    "TERMINAL",
+    "AppError",
+    "BadRequest",
+    "BaseServiceSettings",
+    "Cache",
+    "CacheDep",
+    "CeleryDep",
+    "Conflict",
+    "CurrentUser",
+    "Forbidden",
+    "Idempotency",
+    "NotFound",
+    "PayloadTooLarge",
+    "PlatformCelery",
+    "PlatformTask",
+    "Principal",
+    "PublicTaskError",
+    "QueueName",
+    "RecordsDep",
+    "RedisDep",
+    "ServiceUnavailable",
+    "TaskCancelled",
+    "TaskRecords",
+    "TokenVerifier",
+    "TooManyRequests",
+    "Unauthorized",
+    "Unprocessable",
+    "accepted_view",
+    "bearer_token",
+    "configure_logging",
+    "create_async_redis",
+    "create_service_app",
+    "create_sync_redis",
+    "current_user",
+    "error_body",
+    "events_channel",
+    "install_worker_hooks",
+    "make_celery",
+    "mint_token",
+    "now_iso",
+    "publish",
+    "report_progress",
+    "request_id_var",
+    "require_scope",
+    "route",
+    "run_server",
+    "submit_task",
+    "task_id_var",
+]

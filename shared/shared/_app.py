@@ -1,0 +1,129 @@
+"""The FastAPI app every service starts from: lifespan clients, errors, ids, health, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+from celery import Celery
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import ORJSONResponse, Response
+from kombu import Connection
+from starlette.concurrency import run_in_threadpool
+
+from shared._auth import TokenVerifier
+from shared._errors import install_error_handlers
+from shared._logging import configure_logging
+from shared._metrics import ObservabilityMiddleware, metrics_registry, render
+from shared._records import TaskRecords
+from shared._redis import Cache, create_async_redis
+from shared._settings import BaseServiceSettings
+
+log = logging.getLogger("shared.app")
+
+ReadyCheck = Callable[[FastAPI], Awaitable[None]]
+Hook = Callable[[FastAPI], Awaitable[None]]
+
+
+async def check_redis(app: FastAPI) -> None:
+    await app.state.redis.ping()
+
+
+def _broker_ping(url: str) -> None:
+    with Connection(url, connect_timeout=2) as conn:
+        conn.ensure_connection(max_retries=1, timeout=2)
+
+
+async def check_rabbitmq(app: FastAPI) -> None:
+    await run_in_threadpool(_broker_ping, app.state.settings.broker_url)
+
+
+def create_service_app(
+    settings: BaseServiceSettings,
+    *,
+    title: str,
+    description: str = "",
+    routers: Sequence[APIRouter] = (),
+    celery_app: Celery | None = None,
+    ready_checks: dict[str, ReadyCheck] | None = None,
+    on_startup: Sequence[Hook] = (),
+    on_shutdown: Sequence[Hook] = (),
+) -> FastAPI:
+    """Build a service app; its clients are made once, in the lifespan."""
+    configure_logging(settings.service_name, settings.log_level)
+    checks: dict[str, ReadyCheck] = {"redis": check_redis}
+    if celery_app is not None:
+        checks["rabbitmq"] = check_rabbitmq
+    checks.update(ready_checks or {})
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            client = create_async_redis(settings)
+            stack.push_async_callback(client.aclose)
+            app.state.redis = client
+            app.state.cache = Cache(client)
+            app.state.records = TaskRecords(client, settings.result_expires_seconds)
+            for hook in on_startup:
+                await hook(app)
+            try:
+                yield
+            finally:
+                for hook in on_shutdown:
+                    await hook(app)
+                if celery_app is not None:
+                    celery_app.pool.force_close_all()
+
+    app = FastAPI(
+        title=title,
+        description=description,
+        version="0.1.0",
+        lifespan=lifespan,
+        default_response_class=ORJSONResponse,
+    )
+    app.state.settings = settings
+    app.state.verifier = TokenVerifier(settings)
+    app.state.celery = celery_app
+    install_error_handlers(app)
+    app.add_middleware(ObservabilityMiddleware, service=settings.service_name)
+    registry = metrics_registry()
+
+    @app.get("/health", tags=["operations"])
+    async def health() -> dict[str, str]:
+        """Alive: the process answers."""
+        return {"status": "ok", "service": settings.service_name}
+
+    @app.get("/ready", tags=["operations"])
+    async def ready(request: Request) -> Response:
+        """Ready: every dependency answers. 503 names the ones that do not."""
+        results: dict[str, Any] = {}
+
+        async def run(name: str, check: ReadyCheck) -> None:
+            try:
+                await asyncio.wait_for(check(request.app), timeout=3)
+                results[name] = "ok"
+            except Exception as exc:
+                results[name] = f"unavailable: {type(exc).__name__}"
+
+        await asyncio.gather(*(run(n, c) for n, c in checks.items()))
+        ok = all(v == "ok" for v in results.values())
+        body = {
+            "status": "ready" if ok else "unavailable",
+            "service": settings.service_name,
+            "checks": results,
+        }
+        return ORJSONResponse(
+            body, status_code=200 if ok else 503, headers={} if ok else {"Retry-After": "5"}
+        )
+
+    @app.get("/metrics", tags=["operations"], include_in_schema=False)
+    async def metrics() -> Response:
+        data, content_type = render(registry)
+        return Response(data, media_type=content_type)
+
+    for router in routers:
+        app.include_router(router)
+    return app

@@ -1,0 +1,161 @@
+"""JWT bearer authentication with PyJWT; the algorithm comes from configuration only."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import jwt
+from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
+
+from shared._errors import Forbidden, Unauthorized
+from shared._settings import BaseServiceSettings
+
+KNOWN_SCOPES = frozenset({"tasks", "scrape", "notify:send", "cache", "admin"})
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    sub: str
+    scopes: frozenset[str]
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.scopes
+
+    def has(self, scope: str) -> bool:
+        return scope in self.scopes or self.is_admin
+
+
+class TokenVerifier:
+    """Verifies bearer tokens against the configured key and algorithm."""
+
+    def __init__(self, settings: BaseServiceSettings) -> None:
+        self.algorithm = settings.jwt_algorithm
+        self.issuer = settings.jwt_issuer
+        self.audience = settings.jwt_audience
+        self.leeway = settings.jwt_leeway_seconds
+        self.max_length = settings.jwt_max_length
+        self._jwks: jwt.PyJWKClient | None = None
+        self._key: Any
+        if self.algorithm.startswith("HS"):
+            self._key = settings.jwt_secret
+        elif settings.jwt_public_key:
+            self._key = settings.jwt_public_key.replace("\\n", "\n")
+        else:
+            assert settings.jwks_url is not None
+            self._key = None
+            self._jwks = jwt.PyJWKClient(settings.jwks_url, cache_keys=True, lifespan=300, timeout=5)
+
+    @property
+    def needs_io(self) -> bool:
+        return self._jwks is not None
+
+    def verify(self, token: str) -> Principal:
+        if not token or len(token) > self.max_length:
+            raise Unauthorized("The bearer token is missing or too long.")
+        key = self._key
+        try:
+            if self._jwks is not None:
+                key = self._jwks.get_signing_key_from_jwt(token).key
+            options: dict[str, Any] = {"require": ["exp", "sub"]}
+            if self.issuer:
+                options["require"].append("iss")
+            if self.audience:
+                options["require"].append("aud")
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[self.algorithm],  # pinned: a token naming another algorithm fails
+                issuer=self.issuer,
+                audience=self.audience,
+                leeway=self.leeway,
+                options=options,  # type: ignore[arg-type]
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("The bearer token has expired.") from None
+        except jwt.ImmatureSignatureError:
+            raise Unauthorized("The bearer token is not valid yet.") from None
+        except (jwt.PyJWKClientError, jwt.InvalidTokenError):
+            raise Unauthorized("The bearer token is invalid.") from None
+        sub = claims.get("sub")
+        if not isinstance(sub, str) or not sub or len(sub) > 256:
+            raise Unauthorized("The bearer token has no usable subject.")
+        return Principal(sub=sub, scopes=parse_scopes(claims.get("scope", claims.get("scp"))))
+
+    async def verify_async(self, token: str) -> Principal:
+        if self.needs_io:
+            return await run_in_threadpool(self.verify, token)
+        return self.verify(token)
+
+
+def parse_scopes(raw: object) -> frozenset[str]:
+    if isinstance(raw, str):
+        return frozenset(raw.split())
+    if isinstance(raw, list):
+        return frozenset(s for s in raw if isinstance(s, str))
+    return frozenset()
+
+
+def bearer_token(authorization: str | None) -> str:
+    if not authorization:
+        raise Unauthorized("A bearer token is required.")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("The Authorization header must be 'Bearer <token>'.")
+    return token.strip()
+
+
+def mint_token(
+    settings: BaseServiceSettings,
+    sub: str,
+    scopes: Iterable[str],
+    ttl_seconds: int = 3600,
+    *,
+    private_key: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> str:
+    """Mint a token for local use and tests (HS* with JWT_SECRET, or the given private key)."""
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "sub": sub,
+        "scope": " ".join(scopes),
+        "iat": now,
+        "exp": now + ttl_seconds,
+        "jti": uuid.uuid4().hex,
+    }
+    if settings.jwt_issuer:
+        claims["iss"] = settings.jwt_issuer
+    if settings.jwt_audience:
+        claims["aud"] = settings.jwt_audience
+    claims.update(extra or {})
+    key = private_key if private_key is not None else settings.jwt_secret
+    return jwt.encode(claims, key, algorithm=settings.jwt_algorithm)
+
+
+async def current_user(request: Request) -> Principal:
+    cached = getattr(request.state, "principal", None)
+    if isinstance(cached, Principal):
+        return cached
+    verifier: TokenVerifier = request.app.state.verifier
+    principal = await verifier.verify_async(bearer_token(request.headers.get("authorization")))
+    request.state.principal = principal
+    return principal
+
+
+CurrentUser = Annotated[Principal, Depends(current_user)]
+
+
+def require_scope(scope: str) -> Callable[[Principal], Awaitable[Principal]]:
+    """Dependency factory: the caller must hold `scope` (or `admin`)."""
+
+    async def dependency(user: CurrentUser) -> Principal:
+        if not user.has(scope):
+            raise Forbidden(f"This needs the '{scope}' scope.")
+        return user
+
+    return dependency

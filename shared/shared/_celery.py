@@ -1,0 +1,302 @@
+"""The Celery app factory and the task base every service's tasks inherit.
+
+Each service builds its own app on its own queue; the settings below are chosen on purpose.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+from celery import Celery, Task, signals
+from celery.exceptions import Ignore
+from kombu import Connection, Exchange, Queue
+
+from shared._context import task_id_var
+from shared._metrics import (
+    TASK_DURATION,
+    TASK_QUEUE_WAIT,
+    TASKS_FAILED,
+    TASKS_RETRIED,
+    TASKS_REVOKED,
+    TASKS_STARTED,
+    TASKS_SUCCEEDED,
+    QueueDepthCollector,
+    metrics_registry,
+)
+from shared._queues import MAX_PRIORITY, QueueName
+from shared._records import SyncTaskRecords, now_iso
+from shared._redis import create_sync_redis
+from shared._settings import BaseServiceSettings
+
+log = logging.getLogger("shared.celery")
+
+DEFAULT_PRIORITY = 5
+REDACTED = "'***'"
+
+
+class TaskCancelled(Exception):
+    """Raised inside a task when its owner cancelled it; the task ends REVOKED."""
+
+
+class Continuation(Exception):
+    """Raised through task.retry() to hand a long task over to a fresh delivery (not a failure)."""
+
+
+class PublicTaskError(Exception):
+    """A failure whose message is safe and useful to show the task's owner."""
+
+    retryable = False
+
+
+def _redact(kwargs: dict[str, Any], secret: frozenset[str]) -> str:
+    return repr({k: (REDACTED if k in secret else v) for k, v in kwargs.items()})
+
+
+def _parse_time(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+class PlatformTask(Task):  # type: ignore[misc]
+    """Keeps the shared task record and the metrics in step with what the worker does."""
+
+    abstract = True
+    # kwargs never shown in logs, events or Flower (the broker message is the caller's job:
+    # put only references to secrets there).
+    secret_kwargs: ClassVar[frozenset[str]] = frozenset()
+    _records: ClassVar[SyncTaskRecords | None] = None
+
+    @property
+    def records(self) -> SyncTaskRecords:
+        app: Any = self.app
+        return app.records  # type: ignore[no-any-return]
+
+    def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:  # type: ignore[override]
+        if kwargs:
+            options.setdefault("kwargsrepr", _redact(kwargs, self.secret_kwargs))
+        if args:
+            options.setdefault("argsrepr", "(...)")
+        return super().apply_async(args, kwargs, **options)
+
+    def _queue(self) -> str:
+        info = self.request.delivery_info or {}
+        return str(info.get("routing_key") or self.app.conf.task_default_queue)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        req = self.request
+        if req.called_directly:
+            return self.run(*args, **kwargs)
+        tid: str = req.id
+        queue = self._queue()
+        token = task_id_var.set(tid)
+        try:
+            record = self.records.get(tid) or {}
+            if record.get("cancel") == "1":
+                self._revoked(tid, queue, "Cancelled before it started.")
+            now = time.time()
+            enqueued = _parse_time(req.eta) or _parse_time(record.get("created_at"))
+            if enqueued is not None:
+                TASK_QUEUE_WAIT.labels(self.name, queue).observe(max(0.0, now - enqueued))
+            self.records.mark(tid, "STARTED", count_attempt=True, started_at=now_iso(), worker=req.hostname)
+            TASKS_STARTED.labels(self.name, queue).inc()
+            start = time.perf_counter()
+            try:
+                return self.run(*args, **kwargs)
+            except TaskCancelled:
+                self._revoked(tid, queue, "Cancelled by its owner while running.")
+            finally:
+                TASK_DURATION.labels(self.name, queue).observe(time.perf_counter() - start)
+        finally:
+            task_id_var.reset(token)
+
+    def _revoked(self, tid: str, queue: str, message: str) -> None:
+        self.records.mark(
+            tid, "REVOKED", finished_at=now_iso(), error={"type": "Revoked", "message": message}
+        )
+        TASKS_REVOKED.labels(self.name, queue).inc()
+        log.info("task revoked", extra={"task_id": tid})
+        self._after_final(tid)
+        raise Ignore()
+
+    def on_success(self, retval: Any, task_id: str, args: Any, kwargs: Any) -> None:
+        self.records.mark(task_id, "SUCCESS", finished_at=now_iso(), result=retval)
+        TASKS_SUCCEEDED.labels(self.name, self._queue()).inc()
+        self._after_final(task_id)
+
+    def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        if isinstance(exc, PublicTaskError):
+            error = {"type": type(exc).__name__, "message": str(exc)[:1000]}
+        else:
+            # Unknown exceptions may carry internals; the owner sees the type, operators the log.
+            error = {"type": type(exc).__name__, "message": "The task failed with an internal error."}
+        self.records.mark(task_id, "FAILURE", finished_at=now_iso(), error=error)
+        TASKS_FAILED.labels(self.name, self._queue()).inc()
+        self._after_final(task_id)
+
+    def on_retry(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        if isinstance(exc, Continuation):
+            return
+        self.records.mark(task_id, "RETRY", error={"type": type(exc).__name__, "message": str(exc)[:300]})
+        TASKS_RETRIED.labels(self.name, self._queue()).inc()
+
+    def _after_final(self, task_id: str) -> None:
+        hook = getattr(self.app, "on_task_final", None)
+        if hook is not None:
+            try:
+                hook(self, task_id)
+            except Exception:
+                log.exception("final-status hook failed", extra={"task_id": task_id})
+
+
+def report_progress(
+    task: Task, current: int, total: int, message: str | None = None, *, seq: int | None = None
+) -> None:
+    """Record progress of the running task; raises TaskCancelled if its owner cancelled it."""
+    tid = task.request.id
+    if tid is None:  # called directly, outside a worker
+        return
+    records: SyncTaskRecords = task.app.records  # type: ignore[attr-defined]
+    records.progress(tid, current, total, message, seq if seq is not None else current)
+    if records.is_cancelled(tid):
+        raise TaskCancelled()
+
+
+class PlatformCelery(Celery):  # type: ignore[misc]
+    """A Celery app that knows the shared settings and owns one record store per process."""
+
+    settings: BaseServiceSettings
+    _records_pid: int | None = None
+    _records_store: SyncTaskRecords | None = None
+
+    @property
+    def records(self) -> SyncTaskRecords:
+        # Made lazily and per process: a prefork child must not share its parent's sockets.
+        if self._records_store is None or self._records_pid != os.getpid():
+            self._records_store = SyncTaskRecords(
+                create_sync_redis(self.settings), self.settings.result_expires_seconds
+            )
+            self._records_pid = os.getpid()
+        return self._records_store
+
+
+def make_queue(queue: QueueName) -> Queue:
+    return Queue(
+        queue.value,
+        Exchange(queue.value, type="direct", durable=True),
+        routing_key=queue.value,
+        durable=True,
+        queue_arguments={"x-max-priority": MAX_PRIORITY},
+    )
+
+
+def make_celery(
+    service: str, queue: QueueName, settings: BaseServiceSettings, *, include: list[str] | None = None
+) -> PlatformCelery:
+    app = PlatformCelery(service, broker=settings.broker_url, backend=settings.redis_url, include=include)
+    app.settings = settings
+    app.conf.update(
+        task_cls=PlatformTask,
+        task_queues=[make_queue(queue)],
+        task_default_queue=queue.value,
+        task_default_exchange=queue.value,
+        task_default_routing_key=queue.value,
+        task_create_missing_queues=False,
+        # Reliability: ack after the task ran, so a worker killed mid-task leaves the message
+        # on the broker to be delivered again; tasks are written to be safe to run twice.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        # Long tasks: take one message at a time so none waits behind a busy process.
+        worker_prefetch_multiplier=1,
+        # A lost broker connection means unacked messages go back to the queue; stop running
+        # them here too, or they would run twice.
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        task_track_started=True,
+        result_expires=settings.result_expires_seconds,
+        broker_connection_retry_on_startup=True,
+        broker_connection_timeout=2.0,
+        broker_pool_limit=64,
+        broker_heartbeat=30,
+        # Persistent messages on durable queues, confirmed by the broker before apply_async returns.
+        task_default_delivery_mode="persistent",
+        broker_transport_options={"confirm_publish": True},
+        # A publish while RabbitMQ is down gives up in seconds, so the API can answer 503.
+        task_publish_retry=True,
+        task_publish_retry_policy={
+            "max_retries": 1,
+            "interval_start": 0.2,
+            "interval_step": 0.5,
+            "interval_max": 1.0,
+        },
+        task_queue_max_priority=MAX_PRIORITY,
+        task_default_priority=DEFAULT_PRIORITY,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        # Time limits stay below RabbitMQ's consumer_timeout (30 min), or the broker would close
+        # the channel and redeliver a task that is still running.
+        task_soft_time_limit=settings.task_soft_time_limit,
+        task_time_limit=settings.task_time_limit,
+        redis_socket_connect_timeout=2,
+        redis_socket_timeout=5,
+        redis_backend_health_check_interval=15,
+        worker_send_task_events=os.environ.get("CELERY_SEND_EVENTS", "").lower() in {"1", "true"},
+        task_send_sent_event=False,
+        worker_hijack_root_logger=False,
+        enable_utc=True,
+    )
+    return app
+
+
+def broker_queue_stats(settings: BaseServiceSettings, queues: list[str]) -> dict[str, tuple[int, int]]:
+    out: dict[str, tuple[int, int]] = {}
+    with Connection(settings.broker_url, connect_timeout=2) as conn:
+        channel = conn.channel()
+        for name in queues:
+            _, ready, consumers = channel.queue_declare(name, passive=True)
+            out[name] = (ready, consumers)
+        channel.close()
+    return out
+
+
+def start_worker_metrics(settings: BaseServiceSettings, queue: QueueName) -> None:
+    """Serve the worker's metrics (all pool processes summed) on WORKER_METRICS_PORT."""
+    from prometheus_client import start_http_server
+
+    port = settings.worker_metrics_port
+    if not port:
+        return
+    mp_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if mp_dir:
+        for stale in Path(mp_dir).glob("*.db"):  # files of an earlier run would be summed in
+            stale.unlink(missing_ok=True)
+    collector = QueueDepthCollector(lambda: broker_queue_stats(settings, [queue.value]))
+    start_http_server(port, addr=settings.host, registry=metrics_registry([collector]))
+    log.info("worker metrics on %s:%s", settings.host, port)
+
+
+def install_worker_hooks(app: PlatformCelery, queue: QueueName) -> None:
+    from shared._logging import configure_logging
+
+    @signals.worker_init.connect(weak=False)
+    def _init(**_: Any) -> None:
+        start_worker_metrics(app.settings, queue)
+
+    @signals.setup_logging.connect(weak=False)
+    def _logging(**_: Any) -> None:
+        configure_logging(app.settings.service_name + "-worker", app.settings.log_level)
+
+    @signals.worker_process_shutdown.connect(weak=False)
+    def _dead(pid: int | None = None, **_: Any) -> None:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(pid or os.getpid())

@@ -1,0 +1,31 @@
+"""Annotated dependencies for the clients every service makes in its lifespan."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from celery import Celery
+from fastapi import Depends, Request
+
+from shared._records import TaskRecords
+from shared._redis import Cache
+
+
+def _records(request: Request) -> TaskRecords:
+    records: TaskRecords = request.app.state.records
+    return records
+
+
+def _cache(request: Request) -> Cache:
+    cache: Cache = request.app.state.cache
+    return cache
+
+
+def _celery(request: Request) -> Celery:
+    app: Celery = request.app.state.celery
+    return app
+
+
+RecordsDep = Annotated[TaskRecords, Depends(_records)]
+CacheDep = Annotated[Cache, Depends(_cache)]
+CeleryDep = Annotated[Celery, Depends(_celery)]

@@ -1,0 +1,270 @@
+"""Task records and progress, shared by every service's API (async) and worker (sync).
+
+Layout (all under 't:' so the cache API, which only touches 'cache:', can never reach them):
+  t:rec:{id}    hash: task_id owner task_type queue created_at status started_at finished_at
+                      result error attempts callback_url cancel request_id
+  t:prog:{id}   hash: seq current total message status updated_at
+  t:user:{own}  zset of the owner's task ids scored by creation time
+  t:ev:{id}     pub/sub channel of progress and final-status events
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+import redis
+import redis.asyncio as aioredis
+
+from shared._auth import Principal
+from shared._errors import NotFound
+
+TERMINAL = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
+STATUSES = ("PENDING", "STARTED", "PROGRESS", "RETRY", "SUCCESS", "FAILURE", "REVOKED")
+CELERY_META_PREFIX = "celery-task-meta-"
+_JSON_FIELDS = ("result", "error")
+
+
+def rec_key(task_id: str) -> str:
+    return f"t:rec:{task_id}"
+
+
+def prog_key(task_id: str) -> str:
+    return f"t:prog:{task_id}"
+
+
+def user_key(owner: str) -> str:
+    return f"t:user:{quote(owner, safe='')}"
+
+
+def events_channel(task_id: str) -> str:
+    return f"t:ev:{task_id}"
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# Update fields unless the record is already final: a late STARTED or PROGRESS from a redelivered
+# copy must never turn a finished task back into a running one. Publishes the new status.
+_UPDATE_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local st = redis.call('HGET', KEYS[1], 'status')
+if st == 'SUCCESS' or st == 'FAILURE' or st == 'REVOKED' then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+if ARGV[1] ~= '' then redis.call('HINCRBY', KEYS[1], 'attempts', 1) end
+redis.call('PUBLISH', KEYS[2], ARGV[2])
+return 1
+"""
+
+# Progress carries a sequence number: an older update never overwrites a newer one.
+_PROGRESS_LUA = """
+local cur = redis.call('HGET', KEYS[1], 'seq')
+if cur and tonumber(cur) >= tonumber(ARGV[1]) then return 0 end
+local st = redis.call('HGET', KEYS[2], 'status')
+if st == 'SUCCESS' or st == 'FAILURE' or st == 'REVOKED' then return 0 end
+redis.call('HSET', KEYS[1], 'seq', ARGV[1], 'current', ARGV[2], 'total', ARGV[3],
+           'message', ARGV[4], 'updated_at', ARGV[5], 'status', 'PROGRESS')
+redis.call('EXPIRE', KEYS[1], ARGV[6])
+if st == 'STARTED' or st == 'PENDING' or st == 'RETRY' then
+  redis.call('HSET', KEYS[2], 'status', 'PROGRESS')
+end
+redis.call('PUBLISH', KEYS[3], ARGV[7])
+return 1
+"""
+
+
+def _text(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _decode(raw: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {_text(k): _text(v) for k, v in raw.items()}
+    for field in _JSON_FIELDS:
+        if field in out:
+            out[field] = orjson.loads(out[field])
+    return out
+
+
+def _event(kind: str, **fields: Any) -> bytes:
+    return orjson.dumps({"event": kind, **fields})
+
+
+def _update_args(status: str, fields: dict[str, Any], count_attempt: bool, task_id: str) -> list[Any]:
+    flat: list[Any] = ["status", status]
+    for k, v in fields.items():
+        flat += [k, orjson.dumps(v) if k in _JSON_FIELDS else ("" if v is None else str(v))]
+    event = _event("status", task_id=task_id, status=status, **{k: v for k, v in fields.items()})
+    return ["1" if count_attempt else "", event, *flat]
+
+
+def merge_status(record: dict[str, Any], meta: dict[str, Any] | None) -> dict[str, Any]:
+    """The public status: our record, corrected by Celery's result when it knows more."""
+    status = record.get("status", "PENDING")
+    result = record.get("result")
+    error = record.get("error")
+    finished_at = record.get("finished_at") or None
+    if meta and status not in TERMINAL and meta.get("status") in TERMINAL:
+        status = meta["status"]
+        finished_at = finished_at or meta.get("date_done")
+        if status == "SUCCESS":
+            result = meta.get("result")
+        elif status == "FAILURE":
+            res = meta.get("result") or {}
+            error = {"type": res.get("exc_type", "Error"), "message": str(res.get("exc_message", ""))}
+    return {
+        "task_id": record["task_id"],
+        "status": status,
+        "task_type": record.get("task_type"),
+        "queue": record.get("queue"),
+        "created_at": record.get("created_at"),
+        "started_at": record.get("started_at") or None,
+        "finished_at": finished_at,
+        "result": result if status == "SUCCESS" else None,
+        "error": error if status == "FAILURE" else (error if status == "REVOKED" else None),
+    }
+
+
+def progress_view(task_id: str, status: str, prog: dict[str, Any]) -> dict[str, Any]:
+    current = int(prog.get("current", 0))
+    total = int(prog.get("total", 0))
+    if status == "SUCCESS" and total:
+        current = total
+    percent = round(100.0 * current / total, 2) if total else (100.0 if status == "SUCCESS" else 0.0)
+    return {
+        "task_id": task_id,
+        "status": status,
+        "current": current,
+        "total": total,
+        "percent": percent,
+        "message": prog.get("message") or None,
+        "updated_at": prog.get("updated_at") or None,
+    }
+
+
+class TaskRecords:
+    """Async access for the APIs."""
+
+    def __init__(self, client: aioredis.Redis, expires_seconds: int) -> None:
+        self.r = client
+        self.expires = expires_seconds
+        self._update = client.register_script(_UPDATE_LUA)
+
+    async def create(self, record: dict[str, Any]) -> None:
+        key = rec_key(record["task_id"])
+        fields = {k: ("" if v is None else str(v)) for k, v in record.items()}
+        fields.setdefault("status", "PENDING")
+        fields.setdefault("attempts", "0")
+        now = time.time()
+        async with self.r.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
+            pipe.expire(key, self.expires)
+            ukey = user_key(record["owner"])
+            pipe.zadd(ukey, {record["task_id"]: now})
+            pipe.zremrangebyscore(ukey, 0, now - self.expires)
+            pipe.expire(ukey, self.expires)
+            await pipe.execute()
+
+    async def discard(self, task_id: str, owner: str) -> None:
+        """Remove a record whose publish failed, so it is never reported PENDING forever."""
+        async with self.r.pipeline(transaction=True) as pipe:
+            pipe.delete(rec_key(task_id))
+            pipe.zrem(user_key(owner), task_id)
+            await pipe.execute()
+
+    async def get(self, task_id: str) -> dict[str, Any] | None:
+        raw = await self.r.hgetall(rec_key(task_id))
+        return _decode(raw) if raw else None
+
+    async def get_for(self, user: Principal, task_id: str) -> dict[str, Any]:
+        """The record if the caller may see it; another user's task is as unknown as a missing one."""
+        if len(task_id) > 100:
+            raise NotFound("No such task.", code="task_not_found")
+        record = await self.get(task_id)
+        if record is None or (record.get("owner") != user.sub and not user.is_admin):
+            raise NotFound("No such task.", code="task_not_found")
+        return record
+
+    async def status(self, record: dict[str, Any]) -> dict[str, Any]:
+        meta = None
+        if record.get("status") not in TERMINAL:
+            raw = await self.r.get(CELERY_META_PREFIX + record["task_id"])
+            meta = orjson.loads(raw) if raw else None
+        return merge_status(record, meta)
+
+    async def progress(self, record: dict[str, Any]) -> dict[str, Any]:
+        status = await self.status(record)
+        prog = _decode(await self.r.hgetall(prog_key(record["task_id"])))
+        return progress_view(record["task_id"], status["status"], prog)
+
+    async def list_for(self, owner: str, status: str | None, limit: int) -> list[dict[str, Any]]:
+        ids = await self.r.zrevrange(user_key(owner), 0, (limit * 5 if status else limit) - 1)
+        if not ids:
+            return []
+        async with self.r.pipeline(transaction=False) as pipe:
+            for tid in ids:
+                pipe.hgetall(rec_key(_text(tid)))
+            rows = await pipe.execute()
+        out = []
+        for raw in rows:
+            if not raw:
+                continue
+            view = merge_status(_decode(raw), None)
+            if status and view["status"] != status:
+                continue
+            out.append(view)
+            if len(out) >= limit:
+                break
+        return out
+
+    async def request_cancel(self, task_id: str) -> None:
+        await self.r.hset(rec_key(task_id), "cancel", "1")
+
+    async def mark(self, task_id: str, status: str, **fields: Any) -> int:
+        res = await self._update(
+            keys=[rec_key(task_id), events_channel(task_id)],
+            args=_update_args(status, fields, False, task_id),
+        )
+        return int(res)
+
+
+class SyncTaskRecords:
+    """Sync access for Celery workers."""
+
+    def __init__(self, client: redis.Redis, expires_seconds: int) -> None:
+        self.r = client
+        self.expires = expires_seconds
+        self._update = client.register_script(_UPDATE_LUA)
+        self._progress = client.register_script(_PROGRESS_LUA)
+
+    def get(self, task_id: str) -> dict[str, Any] | None:
+        raw = self.r.hgetall(rec_key(task_id))
+        return _decode(raw) if raw else None
+
+    def is_cancelled(self, task_id: str) -> bool:
+        return self.r.hget(rec_key(task_id), "cancel") == b"1"
+
+    def mark(self, task_id: str, status: str, *, count_attempt: bool = False, **fields: Any) -> int:
+        res = self._update(
+            keys=[rec_key(task_id), events_channel(task_id)],
+            args=_update_args(status, fields, count_attempt, task_id),
+        )
+        return int(res)
+
+    def progress(self, task_id: str, current: int, total: int, message: str | None, seq: int) -> bool:
+        updated_at = now_iso()
+        event = _event(
+            "progress", task_id=task_id, current=current, total=total, message=message, updated_at=updated_at
+        )
+        res = self._progress(
+            keys=[prog_key(task_id), rec_key(task_id), events_channel(task_id)],
+            args=[seq, current, total, message or "", updated_at, self.expires, event],
+        )
+        return bool(res)
+
+    def last_progress(self, task_id: str) -> int:
+        raw = self.r.hget(prog_key(task_id), "current")
+        return int(raw) if raw else 0

@@ -1,0 +1,85 @@
+"""Typed settings: one base here, one subclass per service."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Literal
+from urllib.parse import quote
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_JWT_SECRET = "dev-insecure-jwt-secret-change-me"  # noqa: S105 - the known default we refuse in production
+DEV_SECRET_KEY = "dev-insecure-secret-key-change-me"  # noqa: S105
+
+
+class BaseServiceSettings(BaseSettings):
+    """Settings every service and worker shares; env names follow API.md and the seed."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
+
+    service_name: str = "smartapp"
+    environment: Literal["development", "test", "production"] = "development"
+    log_level: str = "INFO"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    web_concurrency: int = Field(default=1, ge=1, le=64)
+
+    # Identity: the algorithm is pinned here, never taken from a token.
+    jwt_secret: str = DEV_JWT_SECRET
+    jwt_algorithm: Literal["HS256", "HS384", "HS512", "RS256", "ES256"] = "HS256"
+    jwt_public_key: str | None = None
+    jwks_url: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_leeway_seconds: int = Field(default=0, ge=0, le=300)
+    jwt_max_length: int = Field(default=8192, ge=256)
+
+    # Server-side secret for sealing data at rest (e.g. users' API keys) and signing callbacks.
+    secret_key: str = DEV_SECRET_KEY
+
+    redis_host: str = "localhost"
+    redis_port: int = 6379
+    redis_db: int = 0
+    redis_url_override: str | None = Field(default=None, alias="REDIS_URL")
+    redis_socket_timeout: float = 2.0
+
+    rabbitmq_host: str = "localhost"
+    rabbitmq_port: int = 5672
+    rabbitmq_user: str = "guest"
+    rabbitmq_password: str = "guest"  # noqa: S105 - RabbitMQ's local default
+    rabbitmq_vhost: str = "/"
+    broker_url_override: str | None = Field(default=None, alias="BROKER_URL")
+
+    outbound_allowlist: str = ""
+    request_timeout_seconds: float = 30.0
+
+    # Celery result records expire after a week; task records after the same.
+    result_expires_seconds: int = 7 * 24 * 3600
+    worker_metrics_port: int | None = None
+    task_soft_time_limit: int = 25 * 60
+    task_time_limit: int = 28 * 60  # below RabbitMQ's 30 min consumer_timeout
+
+    @model_validator(mode="after")
+    def _refuse_default_secrets(self) -> BaseServiceSettings:
+        if self.environment == "production":
+            if self.jwt_algorithm.startswith("HS") and self.jwt_secret == DEV_JWT_SECRET:
+                raise ValueError("JWT_SECRET must be set outside development (ENVIRONMENT=production)")
+            if self.secret_key == DEV_SECRET_KEY:
+                raise ValueError("SECRET_KEY must be set outside development (ENVIRONMENT=production)")
+        if self.jwt_algorithm.startswith(("RS", "ES")) and not (self.jwt_public_key or self.jwks_url):
+            raise ValueError(f"JWT_ALGORITHM={self.jwt_algorithm} needs JWT_PUBLIC_KEY or JWKS_URL")
+        return self
+
+    @cached_property
+    def redis_url(self) -> str:
+        return self.redis_url_override or f"redis://{self.redis_host}:{self.redis_port}/{self.redis_db}"
+
+    @cached_property
+    def broker_url(self) -> str:
+        if self.broker_url_override:
+            return self.broker_url_override
+        vhost = quote(self.rabbitmq_vhost, safe="")
+        user = quote(self.rabbitmq_user, safe="")
+        password = quote(self.rabbitmq_password, safe="")
+        return f"amqp://{user}:{password}@{self.rabbitmq_host}:{self.rabbitmq_port}/{vhost}"

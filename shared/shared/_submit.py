@@ -1,0 +1,162 @@
+"""Submitting work: record first, then publish off the event loop; idempotent on request."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from functools import partial
+from typing import Any
+from urllib.parse import quote
+
+import anyio.to_thread
+import kombu.exceptions
+import orjson
+import redis.asyncio as aioredis
+from celery import Celery
+
+from shared._auth import Principal
+from shared._celery import DEFAULT_PRIORITY, REDACTED
+from shared._context import request_id_var
+from shared._errors import Conflict, ServiceUnavailable, Unprocessable
+from shared._metrics import TASKS_SUBMITTED
+from shared._records import TaskRecords, now_iso
+
+log = logging.getLogger("shared.submit")
+
+API_PREFIX = "/smart_application/tasks"
+IDEMPOTENCY_TTL = 24 * 3600
+MAX_IDEMPOTENCY_KEY = 200
+
+
+def accepted_view(task_id: str, task_type: str, queue: str) -> dict[str, Any]:
+    return {
+        "task_id": task_id,
+        "status": "PENDING",
+        "task_type": task_type,
+        "queue": queue,
+        "links": {
+            "status": f"{API_PREFIX}/task-status/{task_id}",
+            "progress": f"{API_PREFIX}/task-progress/{task_id}",
+            "events": f"{API_PREFIX}/task-events/{task_id}",
+            "cancel": f"{API_PREFIX}/task-cancel/{task_id}",
+        },
+    }
+
+
+def body_fingerprint(body: Any) -> str:
+    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+class Idempotency:
+    """Idempotency-Key: the same key and body give the same answer; another body is a 409."""
+
+    def __init__(self, client: aioredis.Redis, scope: str) -> None:
+        self.r = client
+        self.scope = scope
+
+    def _key(self, owner: str, key: str) -> str:
+        return f"t:idem:{self.scope}:{quote(owner, safe='')}:{key}"
+
+    @staticmethod
+    def check_key(key: str) -> None:
+        if not (0 < len(key) <= MAX_IDEMPOTENCY_KEY) or not key.isprintable():
+            raise Unprocessable(
+                f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} printable characters.",
+                code="invalid_idempotency_key",
+            )
+
+    async def claim(self, owner: str, key: str, fingerprint: str, new_id: str) -> str | None:
+        """Claim key for new_id; return the earlier id when this is a repeat."""
+        self.check_key(key)
+        rkey = self._key(owner, key)
+        value = orjson.dumps({"fp": fingerprint, "id": new_id})
+        if await self.r.set(rkey, value, nx=True, ex=IDEMPOTENCY_TTL):
+            return None
+        raw = await self.r.get(rkey)
+        if raw is None:  # expired in between: claim again
+            await self.r.set(rkey, value, ex=IDEMPOTENCY_TTL)
+            return None
+        earlier = orjson.loads(raw)
+        if earlier["fp"] != fingerprint:
+            raise Conflict(
+                "This Idempotency-Key was already used with a different request body.",
+                code="idempotency_conflict",
+            )
+        return str(earlier["id"])
+
+    async def release(self, owner: str, key: str) -> None:
+        await self.r.delete(self._key(owner, key))
+
+
+async def publish(celery_app: Celery, name: str, **options: Any) -> None:
+    """Publish through Celery in a worker thread: publishing is blocking network I/O."""
+    try:
+        await anyio.to_thread.run_sync(partial(celery_app.send_task, name, **options))
+    except (kombu.exceptions.OperationalError, OSError) as exc:
+        log.warning("publish failed: %s", type(exc).__name__)
+        raise ServiceUnavailable(
+            "The message broker (RabbitMQ) is unavailable.", code="broker_unavailable"
+        ) from None
+
+
+async def submit_task(
+    *,
+    celery_app: Celery,
+    records: TaskRecords,
+    user: Principal,
+    task_name: str,
+    task_type: str,
+    queue: str,
+    kwargs: dict[str, Any],
+    secret_kwargs: frozenset[str] = frozenset(),
+    countdown: float | None = None,
+    priority: int | None = None,
+    callback_url: str | None = None,
+    idempotency: Idempotency | None = None,
+    idempotency_key: str | None = None,
+    fingerprint_body: Any = None,
+    task_id: str | None = None,
+) -> dict[str, Any]:
+    """Write the task record, then publish; answer the 202 body."""
+    task_id = task_id or str(uuid.uuid4())
+    if idempotency is not None and idempotency_key:
+        earlier = await idempotency.claim(
+            user.sub, idempotency_key, body_fingerprint(fingerprint_body), task_id
+        )
+        if earlier is not None:
+            record = await records.get(earlier)
+            if record is not None:
+                return accepted_view(earlier, record.get("task_type", task_type), record.get("queue", queue))
+            return accepted_view(earlier, task_type, queue)
+    await records.create(
+        {
+            "task_id": task_id,
+            "owner": user.sub,
+            "task_type": task_type,
+            "queue": queue,
+            "created_at": now_iso(),
+            "callback_url": callback_url,
+            "request_id": request_id_var.get(),
+        }
+    )
+    try:
+        await publish(
+            celery_app,
+            task_name,
+            task_id=task_id,
+            kwargs=kwargs,
+            queue=queue,
+            routing_key=queue,
+            countdown=countdown,
+            priority=DEFAULT_PRIORITY if priority is None else priority,
+            kwargsrepr=repr({k: (REDACTED if k in secret_kwargs else v) for k, v in kwargs.items()}),
+            headers={"request_id": request_id_var.get()},
+        )
+    except ServiceUnavailable:
+        await records.discard(task_id, user.sub)
+        if idempotency is not None and idempotency_key:
+            await idempotency.release(user.sub, idempotency_key)
+        raise
+    TASKS_SUBMITTED.labels(task_name, queue).inc()
+    return accepted_view(task_id, task_type, queue)

@@ -1,0 +1,194 @@
+"""Helpers for tests and benchmarks: real processes (APIs, Celery workers) on loopback.
+
+Not imported by any service. Processes run in their own process group so a test can
+SIGKILL a worker with all its pool children, and teardown leaves no orphans.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+TEST_VHOST = "smartapp_test"
+TEST_REDIS_DB = 9
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of the test platform: its own Redis db and RabbitMQ vhost."""
+    env = {
+        "ENVIRONMENT": "test",
+        "JWT_SECRET": "test-secret-for-the-test-suite-only-0123456789",
+        "SECRET_KEY": "test-server-secret-key-0123456789abcdef",
+        "REDIS_URL": f"redis://127.0.0.1:6379/{TEST_REDIS_DB}",
+        "BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{TEST_VHOST}",
+        "HOST": "127.0.0.1",
+        "LOG_LEVEL": "INFO",
+    }
+    env.update(extra or {})
+    return env
+
+
+def ensure_vhost(vhost: str = TEST_VHOST) -> None:
+    """Create the test vhost (idempotent) so tests never touch a running platform's queues."""
+    ctl = "rabbitmqctl"
+    run = [ctl, "-q", "add_vhost", vhost]
+    subprocess.run(run, check=False, capture_output=True, timeout=60)  # exists already: fine
+    subprocess.run(
+        [ctl, "-q", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+
+
+@dataclass
+class Proc:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    popen: subprocess.Popen[bytes] | None = None
+    _log: object = field(default=None, repr=False)
+
+    def start(self) -> Proc:
+        full_env = {**os.environ, **self.env}
+        log = self.log_path.open("ab")
+        self._log = log
+        self.popen = subprocess.Popen(
+            self.argv, env=full_env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
+        )
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None
+        return self.popen.pid
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.popen is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, sig)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.popen is None:
+            return
+        if self.alive():
+            self.kill(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill(signal.SIGKILL)  # the whole group: pool children too
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.popen.wait(5)
+        if self._log is not None:
+            self._log.close()  # type: ignore[attr-defined]
+
+    def wait_for_log(self, needle: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if needle in self.log_text():
+                return
+            if not self.alive():
+                raise RuntimeError(f"{self.name} exited early:\n{self.log_text()[-4000:]}")
+            time.sleep(0.1)
+        raise TimeoutError(f"{self.name}: no {needle!r} after {timeout}s:\n{self.log_text()[-4000:]}")
+
+    def wait_http(self, url: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise RuntimeError(f"{self.name} exited early:\n{self.log_text()[-4000:]}")
+            try:
+                if httpx.get(url, timeout=1.0).status_code < 500:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"{self.name}: {url} did not answer in {timeout}s:\n{self.log_text()[-4000:]}")
+
+
+def start_api(module: str, port: int, env: dict[str, str], log_dir: Path) -> Proc:
+    proc = Proc(
+        module,
+        [sys.executable, "-m", module],
+        {**env, "PORT": str(port)},
+        log_dir / f"{module}-{port}.log",
+    ).start()
+    proc.wait_http(f"http://127.0.0.1:{port}/health")
+    return proc
+
+
+def start_worker(
+    app: str,
+    queue: str,
+    env: dict[str, str],
+    log_dir: Path,
+    *,
+    concurrency: int = 2,
+    metrics_port: int | None = None,
+    name: str | None = None,
+    pool: str = "prefork",
+) -> Proc:
+    node = name or f"{queue}-{os.getpid()}-{time.monotonic_ns()}@localhost"
+    metrics = {"WORKER_METRICS_PORT": str(metrics_port or free_port())}
+    proc = Proc(
+        f"worker-{queue}",
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            app,
+            "worker",
+            "-Q",
+            queue,
+            "-n",
+            node,
+            "--concurrency",
+            str(concurrency),
+            "--pool",
+            pool,
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel",
+            "INFO",
+        ],
+        {**env, **metrics},
+        log_dir / f"worker-{queue}-{time.monotonic_ns()}.log",
+    ).start()
+    proc.wait_for_log(" ready.", timeout=60)
+    return proc
+
+
+@contextlib.contextmanager
+def running(*procs: Proc) -> Iterator[tuple[Proc, ...]]:
+    try:
+        yield procs
+    finally:
+        for p in procs:
+            p.stop()

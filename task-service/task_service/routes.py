@@ -1,0 +1,292 @@
+"""task-service's HTTP API: generic and long-running tasks, status of every service's tasks, cache."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import anyio.to_thread
+import orjson
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from pydantic import ValidationError
+
+from shared import (
+    API_PREFIX,
+    STATUSES,
+    TERMINAL,
+    CacheDep,
+    CeleryDep,
+    Conflict,
+    Idempotency,
+    NotFound,
+    PayloadTooLarge,
+    Principal,
+    QueueName,
+    RecordsDep,
+    RedisDep,
+    Unprocessable,
+    events_channel,
+    now_iso,
+    require_scope,
+    route,
+    submit_task,
+)
+from task_service.kinds import REGISTRY, known_kinds
+from task_service.schemas import (
+    BackgroundTaskIn,
+    CacheEntry,
+    CachePut,
+    CancelAccepted,
+    LongRunningTaskIn,
+    SubmitOptions,
+    TaskAccepted,
+    TaskList,
+    TaskProgress,
+    TaskStatus,
+)
+from task_service.settings import TaskSettings
+
+router = APIRouter(prefix=API_PREFIX)
+TasksUser = Annotated[Principal, Depends(require_scope("tasks"))]
+CacheUser = Annotated[Principal, Depends(require_scope("cache"))]
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+SSE_KEEPALIVE_SECONDS = 15.0
+
+
+def _settings(request: Request) -> TaskSettings:
+    settings: TaskSettings = request.app.state.settings
+    return settings
+
+
+def _check_options(opts: SubmitOptions, settings: TaskSettings) -> None:
+    if opts.countdown is not None and opts.countdown > settings.max_countdown_seconds:
+        raise Unprocessable(
+            f"countdown may be at most {settings.max_countdown_seconds} seconds.", code="countdown_too_long"
+        )
+    if opts.callback_url is not None:
+        from shared._outbound import OutboundRefused, check_url
+
+        try:
+            check_url(str(opts.callback_url), request_allowlist(settings))
+        except OutboundRefused as exc:
+            raise Unprocessable(
+                f"callback_url is not allowed: {exc.reason}.", code="url_not_allowed"
+            ) from None
+
+
+def request_allowlist(settings: TaskSettings) -> Any:
+    from shared._outbound import Allowlist
+
+    return Allowlist.parse(settings.outbound_allowlist)
+
+
+async def _submit(
+    request: Request,
+    user: Principal,
+    body: SubmitOptions,
+    task_name: str,
+    task_type: str,
+    kwargs: dict[str, Any],
+    idempotency_key: str | None,
+) -> dict[str, Any]:
+    settings = _settings(request)
+    _check_options(body, settings)
+    if len(orjson.dumps(kwargs.get("data", {}))) > settings.max_data_bytes:
+        raise PayloadTooLarge(f"data may be at most {settings.max_data_bytes} bytes of JSON.")
+    return await submit_task(
+        celery_app=request.app.state.celery,
+        records=request.app.state.records,
+        user=user,
+        task_name=task_name,
+        task_type=task_type,
+        queue=QueueName.DEFAULT.value,
+        kwargs=kwargs,
+        countdown=body.countdown,
+        priority=body.priority,
+        callback_url=str(body.callback_url) if body.callback_url else None,
+        idempotency=Idempotency(request.app.state.redis, "tasks"),
+        idempotency_key=idempotency_key,
+        fingerprint_body=[task_name, body.model_dump(mode="json")],
+    )
+
+
+@route(router, "POST", "/background-task/", status_code=202, response_model=TaskAccepted)
+async def background_task(
+    request: Request, body: BackgroundTaskIn, user: TasksUser, idempotency_key: IdempotencyKey = None
+) -> dict[str, Any]:
+    """Start a generic background task of a registered `task_type` (see GET /task-types/)."""
+    kind = REGISTRY.get(body.task_type)
+    if kind is None:
+        raise Unprocessable(
+            f"Unknown task_type {body.task_type!r}. Known task types: {', '.join(known_kinds())}.",
+            code="unknown_task_type",
+            detail={"known_task_types": known_kinds()},
+        )
+    try:
+        kind.parse(body.data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in ("data", *first["loc"]))
+        raise Unprocessable(
+            f"{where}: {first['msg']}", detail=[{"loc": where, "msg": first["msg"]}]
+        ) from None
+    kwargs = {"task_type": body.task_type, "data": body.data}
+    return await _submit(request, user, body, "tasks.run_background", body.task_type, kwargs, idempotency_key)
+
+
+@route(router, "GET", "/task-types/")
+async def task_types(_: TasksUser) -> dict[str, Any]:
+    """The task types `background-task` accepts, with what each does."""
+    return {"task_types": [{"name": k.name, "description": k.description} for k in REGISTRY.values()]}
+
+
+@route(router, "POST", "/long-running-task/", status_code=202, response_model=TaskAccepted)
+async def long_running_task(
+    request: Request, body: LongRunningTaskIn, user: TasksUser, idempotency_key: IdempotencyKey = None
+) -> dict[str, Any]:
+    """Start a task of `steps` steps of `step_seconds` each; progress advances with every step."""
+    kwargs = {"steps": body.steps, "step_seconds": body.step_seconds, "data": body.data}
+    return await _submit(request, user, body, "tasks.long_running", "long_running", kwargs, idempotency_key)
+
+
+@route(router, "GET", "/task-status/{task_id}", response_model=TaskStatus)
+async def task_status(task_id: str, user: TasksUser, records: RecordsDep) -> dict[str, Any]:
+    """Status of one of your tasks, from any service. Unknown ids and others' tasks are 404."""
+    return await records.status(await records.get_for(user, task_id))
+
+
+@route(router, "GET", "/task-progress/{task_id}", response_model=TaskProgress)
+async def task_progress(task_id: str, user: TasksUser, records: RecordsDep) -> dict[str, Any]:
+    """Progress of one of your tasks: current of total steps, percent and the last message."""
+    return await records.progress(await records.get_for(user, task_id))
+
+
+@route(router, "POST", "/task-cancel/{task_id}", status_code=202, response_model=CancelAccepted)
+async def task_cancel(
+    task_id: str, user: TasksUser, records: RecordsDep, celery: CeleryDep
+) -> dict[str, Any]:
+    """Cancel a task: a queued one never starts, a running one stops at its next step; it ends REVOKED."""
+    record = await records.get_for(user, task_id)
+    status = (await records.status(record))["status"]
+    if status in TERMINAL:
+        raise Conflict(f"The task has already finished ({status}).", code="task_finished")
+    await records.request_cancel(task_id)
+    if status in {"PENDING", "RETRY"}:
+        await records.mark(
+            task_id,
+            "REVOKED",
+            finished_at=now_iso(),
+            error={"type": "Revoked", "message": "Cancelled before it started."},
+        )
+        status = "REVOKED"
+    # Workers drop a revoked message on sight; our record's flag covers a worker that restarts.
+    await anyio.to_thread.run_sync(lambda: celery.control.revoke(task_id))
+    return {"task_id": task_id, "status": status, "cancel_requested": True}
+
+
+@route(router, "GET", "/tasks/", response_model=TaskList)
+async def list_tasks(
+    user: TasksUser,
+    records: RecordsDep,
+    status: Annotated[str | None, Query(description="Only tasks in this status.")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> dict[str, Any]:
+    """Your tasks, newest first."""
+    if status is not None and status not in STATUSES:
+        raise Unprocessable(f"status must be one of {', '.join(STATUSES)}.", code="invalid_status")
+    tasks = await records.list_for(user.sub, status, limit)
+    return {"tasks": tasks, "count": len(tasks)}
+
+
+def _sse(event: str, data: Any, event_id: str | None = None) -> bytes:
+    head = f"id: {event_id}\n" if event_id else ""
+    return f"{head}event: {event}\ndata: {orjson.dumps(data).decode()}\n\n".encode()
+
+
+@route(router, "GET", "/task-events/{task_id}", response_class=StreamingResponse)
+async def task_events(
+    task_id: str, user: TasksUser, records: RecordsDep, redis: RedisDep
+) -> StreamingResponse:
+    """Server-sent events: progress as it happens, then the final status, then the stream ends."""
+    record = await records.get_for(user, task_id)
+    pubsub = redis.pubsub()
+    await pubsub.subscribe(events_channel(task_id))  # before the snapshot, so nothing falls between
+
+    async def stream() -> AsyncIterator[bytes]:
+        try:
+            progress = await records.progress(record)
+            yield _sse("progress", progress)
+            status = await records.status(record)
+            if status["status"] in TERMINAL:
+                yield _sse("status", status)
+                return
+            while True:
+                msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=SSE_KEEPALIVE_SECONDS)
+                if msg is None:
+                    # Quiet: re-read, in case the final status came only through Celery's result.
+                    fresh = await records.get(task_id) or record
+                    status = await records.status(fresh)
+                    if status["status"] in TERMINAL:
+                        yield _sse("status", status)
+                        return
+                    yield b": keep-alive\n\n"
+                    continue
+                event = orjson.loads(msg["data"])
+                if event.get("event") == "progress":
+                    event.pop("event")
+                    yield _sse("progress", {**event, "status": "PROGRESS"})
+                elif event.get("status") in TERMINAL:
+                    fresh = await records.get(task_id) or record
+                    yield _sse("status", await records.status(fresh))
+                    return
+                else:
+                    yield _sse("status", {"task_id": task_id, "status": event.get("status")})
+        finally:
+            await pubsub.aclose()
+
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def _namespace(user: Principal, namespace: str | None) -> str:
+    if namespace is None or namespace == user.sub:
+        return user.sub
+    if not user.is_admin:
+        raise NotFound("No such cache key.", code="cache_key_not_found")
+    return namespace
+
+
+Namespace = Annotated[str | None, Query(description="Another user's namespace (admin only).", max_length=256)]
+
+
+@route(router, "GET", "/cache/{key}", response_model=CacheEntry)
+async def cache_get(
+    key: str, user: CacheUser, cache: CacheDep, namespace: Namespace = None
+) -> dict[str, Any]:
+    """Read a value from your cache namespace, with its remaining TTL (null: no expiry)."""
+    found = await cache.get(_namespace(user, namespace), key)
+    if found is None:
+        raise NotFound("No such cache key.", code="cache_key_not_found")
+    value, ttl = found
+    return {"key": key, "value": value, "ttl": ttl}
+
+
+@route(router, "PUT", "/cache/{key}", response_model=CacheEntry)
+async def cache_put(
+    key: str, body: CachePut, user: CacheUser, cache: CacheDep, namespace: Namespace = None
+) -> dict[str, Any]:
+    """Store any JSON value in your cache namespace, optionally expiring after `ttl` seconds."""
+    await cache.set(_namespace(user, namespace), key, body.value, body.ttl)
+    return {"key": key, "value": body.value, "ttl": body.ttl}
+
+
+@route(router, "DELETE", "/cache/{key}", status_code=204, response_class=Response)
+async def cache_delete(key: str, user: CacheUser, cache: CacheDep, namespace: Namespace = None) -> Response:
+    """Delete a key from your cache namespace."""
+    if not await cache.delete(_namespace(user, namespace), key):
+        raise NotFound("No such cache key.", code="cache_key_not_found")
+    return Response(status_code=204)
