@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -16,36 +15,11 @@ import pytest
 import redis
 
 from shared import testing
+from shared.testing import Stack
 
 os.environ.update(testing.test_env())
 
-from shared import BaseServiceSettings, mint_token  # noqa: E402
-
-
-@dataclass
-class Stack:
-    """A running set of APIs and workers; base URLs by service name."""
-
-    env: dict[str, str]
-    log_dir: Path
-    urls: dict[str, str] = field(default_factory=dict)
-    procs: list[testing.Proc] = field(default_factory=list)
-
-    def api(self, module: str, name: str, extra_env: dict[str, str] | None = None) -> str:
-        port = testing.free_port()
-        proc = testing.start_api(module, port, {**self.env, **(extra_env or {})}, self.log_dir)
-        self.procs.append(proc)
-        self.urls[name] = f"http://127.0.0.1:{port}"
-        return self.urls[name]
-
-    def worker(self, app: str, queue: str, **kw: object) -> testing.Proc:
-        proc = testing.start_worker(app, queue, self.env, self.log_dir, **kw)  # type: ignore[arg-type]
-        self.procs.append(proc)
-        return proc
-
-    def stop(self) -> None:
-        for proc in reversed(self.procs):
-            proc.stop()
+from shared import BaseServiceSettings, mint_token
 
 
 @pytest.fixture(scope="session")

@@ -201,10 +201,15 @@ def make_queue(queue: QueueName) -> Queue:
 def make_celery(
     service: str, queue: QueueName, settings: BaseServiceSettings, *, include: list[str] | None = None
 ) -> PlatformCelery:
-    app = PlatformCelery(service, broker=settings.broker_url, backend=settings.redis_url, include=include)
+    app = PlatformCelery(
+        service,
+        broker=settings.broker_url,
+        backend=settings.redis_url,
+        include=include,
+        task_cls=PlatformTask,
+    )
     app.settings = settings
     app.conf.update(
-        task_cls=PlatformTask,
         task_queues=[make_queue(queue)],
         task_default_queue=queue.value,
         task_default_exchange=queue.value,

@@ -98,10 +98,8 @@ class Proc:
             return
         if self.alive():
             self.kill(signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
         self.kill(signal.SIGKILL)  # the whole group: pool children too
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.popen.wait(5)
@@ -192,3 +190,29 @@ def running(*procs: Proc) -> Iterator[tuple[Proc, ...]]:
     finally:
         for p in procs:
             p.stop()
+
+
+@dataclass
+class Stack:
+    """A running set of APIs and workers; base URLs by service name."""
+
+    env: dict[str, str]
+    log_dir: Path
+    urls: dict[str, str] = field(default_factory=dict)
+    procs: list[Proc] = field(default_factory=list)
+
+    def api(self, module: str, name: str, extra_env: dict[str, str] | None = None) -> str:
+        port = free_port()
+        proc = start_api(module, port, {**self.env, **(extra_env or {})}, self.log_dir)
+        self.procs.append(proc)
+        self.urls[name] = f"http://127.0.0.1:{port}"
+        return self.urls[name]
+
+    def worker(self, app: str, queue: str, **kw: object) -> Proc:
+        proc = start_worker(app, queue, self.env, self.log_dir, **kw)  # type: ignore[arg-type]
+        self.procs.append(proc)
+        return proc
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            proc.stop()

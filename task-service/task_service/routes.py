@@ -15,17 +15,20 @@ from shared import (
     API_PREFIX,
     STATUSES,
     TERMINAL,
+    Allowlist,
     CacheDep,
     CeleryDep,
     Conflict,
     Idempotency,
     NotFound,
+    OutboundRefused,
     PayloadTooLarge,
     Principal,
     QueueName,
     RecordsDep,
     RedisDep,
     Unprocessable,
+    check_url,
     events_channel,
     now_iso,
     require_scope,
@@ -65,20 +68,12 @@ def _check_options(opts: SubmitOptions, settings: TaskSettings) -> None:
             f"countdown may be at most {settings.max_countdown_seconds} seconds.", code="countdown_too_long"
         )
     if opts.callback_url is not None:
-        from shared._outbound import OutboundRefused, check_url
-
         try:
-            check_url(str(opts.callback_url), request_allowlist(settings))
+            check_url(str(opts.callback_url), Allowlist.parse(settings.outbound_allowlist))
         except OutboundRefused as exc:
             raise Unprocessable(
                 f"callback_url is not allowed: {exc.reason}.", code="url_not_allowed"
             ) from None
-
-
-def request_allowlist(settings: TaskSettings) -> Any:
-    from shared._outbound import Allowlist
-
-    return Allowlist.parse(settings.outbound_allowlist)
 
 
 async def _submit(

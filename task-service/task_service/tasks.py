@@ -5,9 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from shared._celery import Continuation, PlatformTask
-
 from shared import PublicTaskError, TaskCancelled, report_progress
+from shared._celery import Continuation, PlatformTask
 from task_service.kinds import REGISTRY, known_kinds
 from task_service.worker import app, settings
 
