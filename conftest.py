@@ -56,7 +56,9 @@ def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def task_stack(infra: Path) -> Iterator[Stack]:
     """task-service's API and one worker on queue `default`."""
-    stack = Stack(dict(os.environ), infra)
+    callback_port = testing.free_port()
+    stack = Stack({**os.environ, "OUTBOUND_ALLOWLIST": f"127.0.0.1:{callback_port}"}, infra)
+    stack.urls["callback"] = f"http://127.0.0.1:{callback_port}/hook"
     try:
         stack.api("task_service", "task")
         stack.worker("task_service.worker", "default", concurrency=2)

@@ -12,6 +12,7 @@ from shared._auth import (
     mint_token,
     require_scope,
 )
+from shared._callbacks import callback_secret, sign_webhook
 from shared._celery import (
     PlatformCelery,
     PlatformTask,
@@ -102,6 +103,7 @@ __all__ = [
     "Unprocessable",
     "accepted_view",
     "bearer_token",
+    "callback_secret",
     "check_url",
     "configure_logging",
     "create_async_redis",
@@ -122,6 +124,7 @@ __all__ = [
     "require_scope",
     "route",
     "run_server",
+    "sign_webhook",
     "submit_task",
     "task_id_var",
 ]

@@ -149,12 +149,12 @@ class PlatformTask(Task):  # type: ignore[misc]
         TASKS_RETRIED.labels(self.name, self._queue()).inc()
 
     def _after_final(self, task_id: str) -> None:
-        hook = getattr(self.app, "on_task_final", None)
-        if hook is not None:
-            try:
-                hook(self, task_id)
-            except Exception:
-                log.exception("final-status hook failed", extra={"task_id": task_id})
+        from shared._callbacks import enqueue_callback
+
+        try:
+            enqueue_callback(self, task_id)
+        except Exception:
+            log.exception("could not enqueue the task's callback", extra={"task_id": task_id})
 
 
 def report_progress(
@@ -258,6 +258,9 @@ def make_celery(
         worker_hijack_root_logger=False,
         enable_utc=True,
     )
+    from shared._callbacks import register_callback_task
+
+    register_callback_task(app, queue.value)
     return app
 
 

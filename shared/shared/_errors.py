@@ -181,6 +181,26 @@ def install_error_handlers(app: FastAPI) -> None:
         log.exception("unhandled error")
         return error_response(AppError())
 
+    async def on_dependency_error(_: Request, exc: Exception) -> JSONResponse:
+        mapped = _dependency_error(exc) or ServiceUnavailable()
+        log.warning("dependency unavailable: %s", type(exc).__name__)
+        return error_response(mapped)
+
+    import kombu.exceptions
+    import redis.exceptions
+
+    # Registered by class so the inner exception middleware answers them (a handler for bare
+    # Exception runs in the outermost middleware, which re-raises after answering).
+    for dependency_error in (
+        redis.exceptions.ConnectionError,
+        redis.exceptions.TimeoutError,
+        redis.exceptions.BusyLoadingError,
+        redis.exceptions.ReadOnlyError,
+        kombu.exceptions.OperationalError,
+        ConnectionError,
+        TimeoutError,
+    ):
+        app.add_exception_handler(dependency_error, on_dependency_error)
     app.add_exception_handler(AppError, on_app_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)

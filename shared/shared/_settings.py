@@ -65,6 +65,8 @@ class BaseServiceSettings(BaseSettings):
         if self.environment == "production":
             if self.jwt_algorithm.startswith("HS") and self.jwt_secret == DEV_JWT_SECRET:
                 raise ValueError("JWT_SECRET must be set outside development (ENVIRONMENT=production)")
+            if self.jwt_algorithm.startswith("HS") and len(self.jwt_secret.encode()) < 32:
+                raise ValueError("JWT_SECRET must be at least 32 bytes (RFC 7518 section 3.2)")
             if self.secret_key == DEV_SECRET_KEY:
                 raise ValueError("SECRET_KEY must be set outside development (ENVIRONMENT=production)")
         if self.jwt_algorithm.startswith(("RS", "ES")) and not (self.jwt_public_key or self.jwks_url):

@@ -28,6 +28,7 @@ from shared import (
     RecordsDep,
     RedisDep,
     Unprocessable,
+    callback_secret,
     check_url,
     events_channel,
     now_iso,
@@ -285,3 +286,9 @@ async def cache_delete(key: str, user: CacheUser, cache: CacheDep, namespace: Na
     if not await cache.delete(_namespace(user, namespace), key):
         raise NotFound("No such cache key.", code="cache_key_not_found")
     return Response(status_code=204)
+
+
+@route(router, "GET", "/callback-secret")
+async def get_callback_secret(request: Request, user: TasksUser) -> dict[str, str]:
+    """Your secret for verifying task callbacks (Standard Webhooks: webhook-id, -timestamp, -signature)."""
+    return {"secret": callback_secret(_settings(request), user.sub), "scheme": "standard-webhooks-v1"}
