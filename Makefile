@@ -6,7 +6,7 @@ export UV_LINK_MODE ?= copy
 UV ?= $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 PYTEST_ARGS ?=
 
-.PHONY: help uv sync infra run test lint fmt bench token monitor clean
+.PHONY: help uv sync sysdeps infra run test test-deploy lint fmt bench token monitor env clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -18,13 +18,24 @@ uv: ## install uv with pip when it is missing
 sync: uv ## install the workspace (locked versions) into .venv
 	@$(UV) sync --frozen --all-packages --quiet
 
+# Debian packages the checks need: promtool (Prometheus rules and configs), wrk (gateway bench).
+SYSDEPS ?= promtool:prometheus
+sysdeps: ## install the Debian tools the tests need (as root), or say which
+	@missing=""; for pair in $(SYSDEPS); do cmd=$${pair%%:*}; pkg=$${pair##*:}; \
+	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing:$$missing"; apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else echo "error: missing Debian packages:$$missing (sudo apt-get install -y$$missing)" >&2; exit 1; fi; fi
+
 infra: ## start Redis and RabbitMQ when they are down (or say how to get them)
 	@bash deploy/local/infra.sh
 
 run: sync infra ## run every API, one worker per queue and beat in the foreground
 	@$(UV) run --frozen python deploy/local/run.py
 
-test: sync infra ## the whole test suite against the real Redis, RabbitMQ and workers
+test: sync sysdeps infra ## the whole test suite against the real Redis, RabbitMQ and workers
 	@$(UV) run --frozen pytest $(PYTEST_ARGS)
 
 lint: sync ## ruff (lint + format check) and mypy
@@ -36,14 +47,26 @@ fmt: sync ## format the code
 	@$(UV) run --frozen ruff check --fix .
 	@$(UV) run --frozen ruff format .
 
-bench: sync infra ## benchmarks, each against a baseline run side by side
-	@$(UV) run --frozen python bench/run.py
+bench: SYSDEPS += wrk:wrk
+bench: sync sysdeps infra ## benchmarks, each against a baseline run side by side
+	@$(UV) run --frozen python bench/run.py $(SECTIONS)
 
 SUB ?= alice
 SCOPES ?= tasks scrape cache
 TTL ?= 3600
 token: sync ## mint a token: make token SUB=alice SCOPES="tasks scrape cache"
 	@$(UV) run --frozen python -m gateway.token --sub "$(SUB)" --scopes "$(SCOPES)" --ttl "$(TTL)"
+
+test-deploy: sync sysdeps ## compose, images, Kubernetes, Prometheus and Grafana checks only
+	@$(UV) run --frozen pytest tests/deploy $(PYTEST_ARGS)
+
+monitor: ## Prometheus on http://127.0.0.1:9090 scraping the `make run` stack
+	@command -v prometheus >/dev/null || { echo "prometheus is not installed (Debian: apt-get install -y prometheus)"; exit 1; }
+	@mkdir -p .run/prometheus
+	prometheus --config.file=deploy/prometheus/prometheus.local.yml --storage.tsdb.path=.run/prometheus --web.listen-address=127.0.0.1:9090
+
+env: ## write .env with fresh random secrets for docker compose
+	@$(UV) run --frozen python deploy/init_env.py
 
 clean: ## remove local state
 	rm -rf .run .pytest_cache .mypy_cache .ruff_cache

@@ -38,6 +38,7 @@ from shared._errors import (
     error_body,
 )
 from shared._logging import configure_logging
+from shared._metrics import NOTIFICATION_DELIVERIES, OPENAI_TOKENS, SCRAPE_PAGES
 from shared._outbound import (
     Allowlist,
     BodyTooLarge,
@@ -64,6 +65,9 @@ __all__ = [
     "API_PREFIX",
     "KNOWN_SCOPES",
     "MAX_PRIORITY",
+    "NOTIFICATION_DELIVERIES",
+    "OPENAI_TOKENS",
+    "SCRAPE_PAGES",
     "STATUSES",
     "TERMINAL",
     "Allowlist",

@@ -57,6 +57,15 @@ TASK_QUEUE_WAIT = Histogram(
     buckets=_TASK_BUCKETS,
 )
 
+# Domain metrics, defined once here so every process registers each name once.
+NOTIFICATION_DELIVERIES = Counter(
+    f"{NS}_notifications_deliveries_total",
+    "Notification delivery attempts by outcome (delivered, gone, retry, failed, expired)",
+    ["channel", "outcome"],
+)
+SCRAPE_PAGES = Counter(f"{NS}_scrape_pages_total", "Pages fetched by outcome", ["outcome"])
+OPENAI_TOKENS = Counter(f"{NS}_openai_tokens_total", "Model tokens used", ["model", "kind"])
+
 _RID_RE = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
 
 

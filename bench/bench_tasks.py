@@ -1,0 +1,156 @@
+"""task-service against bare Celery, side by side on the same broker, result store and machine.
+
+(a) N no-op tasks submitted over HTTP and run to SUCCESS by our worker, against the same N
+    published with apply_async to a bare Celery app and run by a bare worker (same concurrency).
+(b) The HTTP submission rate against a raw apply_async loop (no worker running, queues purged).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import redis
+
+from shared import mint_token, testing
+from shared._settings import BaseServiceSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+VHOST = "smartapp_bench"
+N = int(os.environ.get("BENCH_TASKS", "3000"))
+CONCURRENCY = 2
+HTTP_CONNECTIONS = 32
+
+
+def wait_done(client: redis.Redis, ids: list[str], timeout: float = 300) -> float:
+    """Seconds until every id has a Celery result, checked by pipelined EXISTS."""
+    pending = list(ids)
+    deadline = time.monotonic() + timeout
+    while pending:
+        pipe = client.pipeline(transaction=False)
+        for tid in pending:
+            pipe.exists(f"celery-task-meta-{tid}")
+        pending = [tid for tid, ok in zip(pending, pipe.execute(), strict=True) if not ok]
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{len(pending)} tasks not done")
+        if pending:
+            time.sleep(0.02)
+    return time.monotonic()
+
+
+async def http_submit(url: str, token: str, n: int) -> list[str]:
+    headers = {"Authorization": f"Bearer {token}"}
+    ids: list[str] = []
+    sem = asyncio.Semaphore(HTTP_CONNECTIONS)
+    conn = aiohttp.TCPConnector(limit=HTTP_CONNECTIONS)
+    async with aiohttp.ClientSession(connector=conn) as session:
+
+        async def one(i: int) -> None:
+            async with sem:
+                async with session.post(
+                    f"{url}/smart_application/tasks/background-task/",
+                    json={"task_type": "noop", "data": {"i": i}},
+                    headers=headers,
+                ) as r:
+                    body = await r.json()
+                    if r.status != 202:
+                        raise RuntimeError(f"{r.status}: {body}")
+                    ids.append(body["task_id"])
+
+        await asyncio.gather(*(one(i) for i in range(n)))
+    return ids
+
+
+def bare_submit(n: int) -> list[str]:
+    sys.path.insert(0, str(ROOT / "bench"))
+    from bare_app import noop
+
+    return [noop.apply_async(kwargs={"i": i}).id for i in range(n)]
+
+
+def purge(env: dict[str, str]) -> None:
+    from kombu import Connection
+
+    with Connection(env["BROKER_URL"]) as conn:
+        channel = conn.channel()
+        for q in ("default", "bare"):
+            try:
+                channel.queue_purge(q)
+            except Exception:  # noqa: S110 - a queue not declared yet has nothing to purge
+                pass
+
+
+def main() -> list[str]:
+    testing.ensure_vhost(VHOST)
+    # A database and vhost of the benchmark's own: the test suite flushes its own at start.
+    env = testing.test_env(
+        {"BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{VHOST}", "REDIS_URL": "redis://127.0.0.1:6379/10"}
+    )
+    os.environ.update(env)
+    log_dir = ROOT / ".run" / "bench-logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    settings = BaseServiceSettings()
+    token = mint_token(settings, "bench", ["tasks"], 3600)
+    rclient = redis.Redis.from_url(env["REDIS_URL"])
+    rclient.flushdb()
+    purge(env)
+    api_port = testing.free_port()
+    api = testing.start_api("task_service", api_port, {**os.environ, **env}, log_dir)
+    url = f"http://127.0.0.1:{api_port}"
+    lines: list[str] = []
+    procs: list[testing.Proc] = [api]
+    try:
+        # warm both paths so connection set-up is not measured
+        asyncio.run(http_submit(url, token, 20))
+        bare_submit(20)
+        purge(env)
+
+        # (a) end to end
+        bare_worker = testing.start_worker(
+            "bare_app", "bare", {**os.environ, **env, "PYTHONPATH": str(ROOT / "bench")}, log_dir,
+            concurrency=CONCURRENCY,
+        )
+        procs.append(bare_worker)
+        t0 = time.monotonic()
+        ids = bare_submit(N)
+        bare_e2e = N / (wait_done(rclient, ids) - t0)
+        bare_worker.stop()
+
+        worker = testing.start_worker("task_service.worker", "default", {**os.environ, **env}, log_dir,
+                                      concurrency=CONCURRENCY)
+        procs.append(worker)
+        t0 = time.monotonic()
+        ids = asyncio.run(http_submit(url, token, N))
+        ours_e2e = N / (wait_done(rclient, ids) - t0)
+        worker.stop()
+
+        # (b) submission alone
+        purge(env)
+        t0 = time.monotonic()
+        bare_submit(N)
+        bare_pub = N / (time.monotonic() - t0)
+        t0 = time.monotonic()
+        asyncio.run(http_submit(url, token, N))
+        ours_pub = N / (time.monotonic() - t0)
+        purge(env)
+    finally:
+        for proc in procs:
+            proc.stop()
+        rclient.close()
+    lines.append(f"tasks (a) end to end, {N} no-op tasks, concurrency {CONCURRENCY}:")
+    lines.append(f"    bare Celery apply_async + worker : {bare_e2e:8.0f} tasks/s")
+    lines.append(f"    task-service over HTTP + worker  : {ours_e2e:8.0f} tasks/s")
+    lines.append(f"    ratio                            : {ours_e2e / bare_e2e:8.2f}x  (target >= 0.5x)")
+    lines.append(f"tasks (b) submission only, {N} tasks:")
+    lines.append(f"    raw apply_async loop             : {bare_pub:8.0f} tasks/s")
+    lines.append(f"    HTTP POST background-task ({HTTP_CONNECTIONS} conns): {ours_pub:8.0f} tasks/s")
+    lines.append(f"    ratio                            : {ours_pub / bare_pub:8.2f}x")
+    return lines
+
+
+if __name__ == "__main__":
+    print("\n".join(main()))
