@@ -12,12 +12,23 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 
 from shared import testing
 from shared.testing import Stack
 
-os.environ.update(testing.test_env())
+# Each session has its own vhost and Redis database: sessions may run side by side, and a
+# platform started with `make run` (vhost "/", database 0) is never touched.
+SESSION_VHOST = f"{testing.TEST_VHOST}_{os.getpid()}"
+SESSION_DB = testing.claim_redis_db()
+os.environ.update(
+    testing.test_env(
+        {
+            "REDIS_URL": f"redis://127.0.0.1:6379/{SESSION_DB}",
+            "BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{SESSION_VHOST}",
+            "TEST_SESSION_VHOST": SESSION_VHOST,
+        }
+    )
+)
 
 from shared import BaseServiceSettings, mint_token
 
@@ -45,12 +56,14 @@ def auth(token: Callable[..., str]) -> Callable[..., dict[str, str]]:
 
 @pytest.fixture(scope="session")
 def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Redis and RabbitMQ answer; the test vhost exists; the test Redis db starts empty."""
-    testing.ensure_vhost()
-    client = redis.Redis.from_url(os.environ["REDIS_URL"])
-    client.flushdb()
-    client.close()
-    yield tmp_path_factory.mktemp("logs")
+    """Redis and RabbitMQ answer; this session's vhost exists (and goes at the end)."""
+    testing.reap_stale_vhosts()
+    testing.ensure_vhost(SESSION_VHOST)
+    try:
+        yield tmp_path_factory.mktemp("logs")
+    finally:
+        testing.delete_vhost(SESSION_VHOST)
+        testing.release_redis_db(SESSION_DB)
 
 
 @pytest.fixture(scope="session")

@@ -31,7 +31,7 @@ async def status_of(client: httpx.AsyncClient, task_id: str, h: dict) -> dict:
 @pytest.fixture
 def fault_stack(infra: Path) -> Iterator[Stack]:
     """An API on a vhost of its own, so only the workers this test starts take its tasks."""
-    vhost = "smartapp_faults"
+    vhost = os.environ["TEST_SESSION_VHOST"] + "_faults"
     testing.ensure_vhost(vhost)
     env = {**os.environ, "BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{vhost}"}
     stack = Stack(env, infra)
@@ -40,6 +40,7 @@ def fault_stack(infra: Path) -> Iterator[Stack]:
         yield stack
     finally:
         stack.stop()
+        testing.delete_vhost(vhost)
 
 
 async def test_worker_sigkill_mid_task_loses_nothing(fault_stack: Stack, auth) -> None:

@@ -16,7 +16,7 @@ from celery import Celery, Task, signals
 from celery.exceptions import Ignore
 from kombu import Connection, Exchange, Queue
 
-from shared._context import task_id_var
+from shared._context import request_id_var, task_id_var
 from shared._metrics import (
     TASK_DURATION,
     TASK_QUEUE_WAIT,
@@ -98,8 +98,10 @@ class PlatformTask(Task):  # type: ignore[misc]
         tid: str = req.id
         queue = self._queue()
         token = task_id_var.set(tid)
+        rid_token = request_id_var.set(None)
         try:
             record = self.records.get(tid) or {}
+            request_id_var.set(record.get("request_id") or None)  # the submitting request, in every log line
             if record.get("cancel") == "1":
                 self._revoked(tid, queue, "Cancelled before it started.")
             now = time.time()
@@ -108,6 +110,7 @@ class PlatformTask(Task):  # type: ignore[misc]
                 TASK_QUEUE_WAIT.labels(self.name, queue).observe(max(0.0, now - enqueued))
             self.records.mark(tid, "STARTED", count_attempt=True, started_at=now_iso(), worker=req.hostname)
             TASKS_STARTED.labels(self.name, queue).inc()
+            log.info("task %s started (attempt %s)", self.name, int(record.get("attempts", 0)) + 1)
             start = time.perf_counter()
             try:
                 return self.run(*args, **kwargs)
@@ -116,6 +119,7 @@ class PlatformTask(Task):  # type: ignore[misc]
             finally:
                 TASK_DURATION.labels(self.name, queue).observe(time.perf_counter() - start)
         finally:
+            request_id_var.reset(rid_token)
             task_id_var.reset(token)
 
     def _revoked(self, tid: str, queue: str, message: str) -> None:

@@ -45,6 +45,58 @@ def test_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+LOCK_KEY = "smartapp:test-session"
+_SKIP_DBS = {0, 10}  # 0: a local `make run`; 10: `make bench`
+
+
+def claim_redis_db(host: str = "127.0.0.1", port: int = 6379) -> int:
+    """A Redis database of this test session's own, so concurrent sessions never share state."""
+    import redis
+
+    for db in [TEST_REDIS_DB, *(d for d in range(1, 16) if d not in _SKIP_DBS | {TEST_REDIS_DB})]:
+        with redis.Redis(host=host, port=port, db=db) as client:
+            holder = client.get(LOCK_KEY)
+            if holder is not None and _pid_alive(int(holder)):
+                continue
+            client.flushdb()
+            if client.set(LOCK_KEY, os.getpid(), nx=True, ex=6 * 3600):
+                return db
+    raise RuntimeError("every test Redis database is taken by a running session")
+
+
+def release_redis_db(db: int, host: str = "127.0.0.1", port: int = 6379) -> None:
+    import redis
+
+    with redis.Redis(host=host, port=port, db=db) as client:
+        if client.get(LOCK_KEY) == str(os.getpid()).encode():
+            client.delete(LOCK_KEY)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def delete_vhost(vhost: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], check=False, capture_output=True, timeout=60)
+
+
+def reap_stale_vhosts(prefix: str = TEST_VHOST + "_") -> None:
+    """Remove per-session vhosts whose session died without cleaning up."""
+    out = subprocess.run(
+        ["rabbitmqctl", "-q", "list_vhosts", "name"], check=False, capture_output=True, text=True, timeout=60
+    ).stdout
+    for name in out.split():
+        pid = name.removeprefix(prefix).split("_", 1)[0]
+        if name.startswith(prefix) and pid.isdigit() and not _pid_alive(int(pid)):
+            delete_vhost(name)
+
+
 def ensure_vhost(vhost: str = TEST_VHOST) -> None:
     """Create the test vhost (idempotent) so tests never touch a running platform's queues."""
     ctl = "rabbitmqctl"

@@ -409,3 +409,13 @@ async def test_openapi_documents_routes(task_client) -> None:
     paths = spec["paths"]
     assert f"{P}/background-task/" in paths and f"{P}/task-status/{{task_id}}" in paths
     assert f"{P}/cache/{{key}}" in paths
+
+
+async def test_request_id_reaches_worker_logs(task_client, task_stack, auth, wait) -> None:
+    h = {**auth(), "X-Request-ID": "trace-me-0042"}
+    body = await submit(task_client, h, task_type="noop", data={})
+    await wait(task_client, body["task_id"], h, {"SUCCESS"})
+    worker = next(p for p in task_stack.procs if p.name.startswith("worker"))
+    lines = [orjson.loads(line) for line in worker.log_text().splitlines() if line.startswith("{")]
+    mine = [line for line in lines if line.get("task_id") == body["task_id"]]
+    assert any(line.get("request_id") == "trace-me-0042" for line in mine), mine
