@@ -7,6 +7,8 @@ Tests run against their own Redis database and RabbitMQ vhost, so a platform sta
 from __future__ import annotations
 
 import os
+import socket
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -84,3 +86,34 @@ def task_stack(infra: Path) -> Iterator[Stack]:
 async def task_client(task_stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=task_stack.urls["task"], timeout=30) as client:
         yield client
+
+
+LOCAL_STACK_HEALTH = [
+    "http://127.0.0.1:8000/health",
+    "http://127.0.0.1:8001/health",
+    "http://127.0.0.1:8002/health",
+    "http://127.0.0.1:8003/health",
+    "http://127.0.0.1:9101/metrics",
+    "http://127.0.0.1:9102/metrics",
+    "http://127.0.0.1:9103/metrics",
+]
+
+
+@pytest.fixture(scope="session")
+def local_stack(infra: Path) -> Iterator[testing.Proc]:
+    """The whole platform as `make run` starts it (deploy/local/run.py), on its standard ports."""
+    for url in LOCAL_STACK_HEALTH:
+        port = int(url.split(":")[2].split("/")[0])
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                pytest.fail(f"port {port} is taken (is `make run` running?); the local stack needs it")
+    proc = testing.Proc(
+        "make-run", [sys.executable, "deploy/local/run.py"], {"PYTHONUNBUFFERED": "1"}, infra / "make-run.log"
+    ).start()
+    try:
+        for url in LOCAL_STACK_HEALTH:
+            proc.wait_http(url, timeout=60)
+        proc.wait_for_log(" ready.", timeout=60)
+        yield proc
+    finally:
+        proc.stop(timeout=20)
