@@ -36,9 +36,18 @@ from shared._errors import (
     Unauthorized,
     Unprocessable,
     error_body,
+    install_error_handlers,
 )
 from shared._logging import configure_logging
-from shared._metrics import NOTIFICATION_DELIVERIES, OPENAI_TOKENS, SCRAPE_PAGES
+from shared._metrics import (
+    NOTIFICATION_DELIVERIES,
+    OPENAI_TOKENS,
+    SCRAPE_PAGES,
+    ObservabilityMiddleware,
+    clean_request_id,
+    metrics_registry,
+    render_metrics,
+)
 from shared._outbound import (
     Allowlist,
     BodyTooLarge,
@@ -83,6 +92,7 @@ __all__ = [
     "Forbidden",
     "Idempotency",
     "NotFound",
+    "ObservabilityMiddleware",
     "OutboundError",
     "OutboundRefused",
     "OutboundTimeout",
@@ -109,6 +119,7 @@ __all__ = [
     "bearer_token",
     "callback_secret",
     "check_url",
+    "clean_request_id",
     "configure_logging",
     "create_async_redis",
     "create_service_app",
@@ -117,12 +128,15 @@ __all__ = [
     "error_body",
     "events_channel",
     "forbidden_reason",
+    "install_error_handlers",
     "install_worker_hooks",
     "make_celery",
+    "metrics_registry",
     "mint_token",
     "now_iso",
     "parse_ip_literal",
     "publish",
+    "render_metrics",
     "report_progress",
     "request_id_var",
     "require_scope",

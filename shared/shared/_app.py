@@ -10,14 +10,14 @@ from typing import Any
 
 from celery import Celery
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import ORJSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from kombu import Connection
 from starlette.concurrency import run_in_threadpool
 
 from shared._auth import TokenVerifier
 from shared._errors import install_error_handlers
 from shared._logging import configure_logging
-from shared._metrics import ObservabilityMiddleware, metrics_registry, render
+from shared._metrics import ObservabilityMiddleware, metrics_registry, render_metrics
 from shared._records import TaskRecords
 from shared._redis import Cache, create_async_redis
 from shared._settings import BaseServiceSettings
@@ -82,7 +82,6 @@ def create_service_app(
         description=description,
         version="0.1.0",
         lifespan=lifespan,
-        default_response_class=ORJSONResponse,
     )
     app.state.settings = settings
     app.state.verifier = TokenVerifier(settings)
@@ -115,13 +114,11 @@ def create_service_app(
             "service": settings.service_name,
             "checks": results,
         }
-        return ORJSONResponse(
-            body, status_code=200 if ok else 503, headers={} if ok else {"Retry-After": "5"}
-        )
+        return JSONResponse(body, status_code=200 if ok else 503, headers={} if ok else {"Retry-After": "5"})
 
     @app.get("/metrics", tags=["operations"], include_in_schema=False)
     async def metrics() -> Response:
-        data, content_type = render(registry)
+        data, content_type = render_metrics(registry)
         return Response(data, media_type=content_type)
 
     for router in routers:

@@ -135,7 +135,7 @@ def metrics_registry(extra: Iterable[Collector] = ()) -> CollectorRegistry:
     return registry
 
 
-def render(registry: CollectorRegistry) -> tuple[bytes, str]:
+def render_metrics(registry: CollectorRegistry) -> tuple[bytes, str]:
     return generate_latest(registry), CONTENT_TYPE_LATEST
 
 

@@ -1,0 +1,472 @@
+"""The proxy: a pure ASGI handler in front of one pooled aiohttp session.
+
+The hot path avoids framework layers on purpose (no Request objects, no routing, no
+dependency injection): each proxied request costs a header pass, a token check (usually a
+dict hit), one Redis script call and the upstream exchange. Bodies stream in both directions;
+small ones are handed over whole because one send beats several.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+import aiohttp
+import orjson
+from starlette.types import Message, Receive, Scope, Send
+from yarl import URL
+
+from gateway.identity import Identity
+from gateway.ratelimit import Decision, RateLimiter
+from gateway.routing import Route, RoutingTable, Service
+from gateway.settings import GatewaySettings
+from shared import (
+    AppError,
+    BadRequest,
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    TooManyRequests,
+    error_body,
+    request_id_var,
+)
+
+log = logging.getLogger("gateway.proxy")
+
+# RFC 9110 section 7.6.1 hop-by-hop fields, plus the legacy ones proxies still meet.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"te",
+        b"trailer",
+        b"trailers",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+    }
+)
+
+# Fields that claim an identity, a client address or a rewritten request. Only the gateway may
+# say these things to a service, so whatever a client sent under these names is dropped.
+SPOOFABLE = frozenset(
+    {
+        b"x-user-id",
+        b"x-user",
+        b"x-user-email",
+        b"x-user-roles",
+        b"x-email",
+        b"x-remote-user",
+        b"remote-user",
+        b"x-principal",
+        b"x-sub",
+        b"x-subject",
+        b"x-scope",
+        b"x-scopes",
+        b"x-roles",
+        b"x-groups",
+        b"x-tenant-id",
+        b"x-real-ip",
+        b"x-client-ip",
+        b"x-cluster-client-ip",
+        b"true-client-ip",
+        b"cf-connecting-ip",
+        b"fastly-client-ip",
+        b"forwarded",
+        b"x-original-forwarded-for",
+        b"x-original-url",
+        b"x-original-uri",
+        b"x-rewrite-url",
+        b"x-http-method-override",
+        b"x-http-method",
+        b"x-method-override",
+    }
+)
+# x-auth covers x-auth-*, x-authenticated-*, x-authorization; x-forwarded- covers -user,
+# -email, -groups, -access-token (oauth2-proxy's names) as well as -for/-host/-proto, which
+# the gateway writes itself.
+SPOOFABLE_PREFIXES = (b"x-auth", b"x-forwarded-", b"x-jwt", b"x-gateway-", b"x-internal-", b"proxy-")
+
+# Rebuilt by the gateway or by aiohttp for the upstream connection.
+REBUILT = frozenset({b"host", b"content-length", b"x-request-id", b"expect"})
+
+REQUEST_DROP = HOP_BY_HOP | SPOOFABLE | REBUILT
+TRUSTED_FORWARDING = frozenset({b"x-forwarded-for", b"x-forwarded-host", b"x-forwarded-proto"})
+# uvicorn writes its own Date (and no Server header: it is turned off).
+RESPONSE_DROP = HOP_BY_HOP | frozenset({b"date", b"server"})
+
+BODYLESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
+BUFFER_BELOW = 256 * 1024  # request bodies up to this size are read whole, then sent
+SMALL_RESPONSE = 1024 * 1024  # responses with a Content-Length up to this are read whole
+SERVICE_TITLES = {
+    Service.TASKS: "task service",
+    Service.SCRAPING: "scraping service",
+    Service.NOTIFICATIONS: "notification service",
+}
+
+
+class BadGateway(AppError):
+    status_code = 502
+    code = "bad_gateway"
+    message = "The service answered badly; try again."
+
+
+class GatewayTimeout(AppError):
+    status_code = 504
+    code = "upstream_timeout"
+    message = "The service did not answer in time."
+
+
+class RequestTimeout(AppError):
+    status_code = 408
+    code = "request_timeout"
+    message = "The request body did not arrive in time."
+
+
+class HeadersTooLarge(AppError):
+    status_code = 431
+    code = "headers_too_large"
+    message = "The request headers are too large."
+
+
+class UpstreamAborted(Exception):
+    """A response already under way cannot be finished; raising makes uvicorn drop the connection."""
+
+
+class _ClientGone(Exception):
+    pass
+
+
+@dataclass
+class Upstreams:
+    """Clients made in the lifespan, reached by the proxy (set before the first request)."""
+
+    session: aiohttp.ClientSession | None = None
+    limiter: RateLimiter | None = None
+
+
+def error_message(
+    exc: AppError, extra_headers: Sequence[tuple[bytes, bytes]] = ()
+) -> tuple[Message, Message]:
+    body = orjson.dumps(error_body(exc.code, exc.message, exc.detail))
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *extra_headers,
+    ]
+    for name, value in exc.headers.items():
+        headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
+    return (
+        {"type": "http.response.start", "status": exc.status_code, "headers": headers},
+        {"type": "http.response.body", "body": body},
+    )
+
+
+async def send_error(send: Send, exc: AppError, extra_headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+    start, body = error_message(exc, extra_headers)
+    await send(start)
+    await send(body)
+
+
+class Proxy:
+    """ASGI app for every path under the public prefix."""
+
+    def __init__(
+        self, settings: GatewaySettings, table: RoutingTable, identity: Identity, upstreams: Upstreams
+    ) -> None:
+        self.table = table
+        self.identity = identity
+        self.upstreams = upstreams
+        self.deadline = settings.request_deadline_seconds
+        self.trust_forwarded = settings.trust_forwarded_headers
+        self.rate_limit = settings.rate_limit_enabled
+        self.max_header_bytes = settings.max_header_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        matched = self.table.match(scope["path"])
+        if matched is None:
+            await send_error(send, NotFound("There is no such path."))
+            return
+        route, label = matched
+        scope["route"] = label  # read by the metrics middleware
+        extra: list[tuple[bytes, bytes]] = []
+        try:
+            await self._handle(scope, receive, send, route, extra)
+        except AppError as exc:
+            await send_error(send, exc, extra)
+        except _ClientGone:
+            pass  # nobody is left to answer
+
+    async def _handle(
+        self, scope: Scope, receive: Receive, send: Send, route: Route, extra: list[tuple[bytes, bytes]]
+    ) -> None:
+        authorization: str | None = None
+        content_length: bytes | None = None
+        has_te = False
+        host = b""
+        connection: bytes | None = None
+        forwarded: dict[bytes, bytes] = {}
+        headers: list[tuple[str, str]] = []
+        size = 0
+        for name, value in scope["headers"]:
+            size += len(value)
+            if name in REQUEST_DROP or name.startswith(SPOOFABLE_PREFIXES):
+                if name == b"content-length":
+                    content_length = value
+                elif name == b"host":
+                    host = value
+                elif name == b"transfer-encoding":
+                    has_te = True
+                elif name == b"connection":
+                    connection = value
+                elif self.trust_forwarded and name in TRUSTED_FORWARDING:
+                    forwarded[name] = value
+                continue
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+            headers.append((name.decode("latin-1"), value.decode("latin-1")))
+        if size > self.max_header_bytes:
+            # httptools sets no limit of its own, so the gateway keeps one for the services.
+            raise HeadersTooLarge()
+        if connection is not None:
+            # Connection names further hop-by-hop fields for this message (RFC 9110 7.6.1).
+            listed = {t.strip().lower() for t in connection.decode("latin-1").split(",")}
+            headers = [h for h in headers if h[0] not in listed or h[0] == "authorization"]
+
+        client = scope.get("client")
+        client_ip = client[0] if client else ""
+        if authorization is None and self.table.is_public(scope["method"], scope["path"]):
+            caller = f"ip:{client_ip}"  # anonymous callers share a budget per address
+        else:
+            principal = await self.identity.authenticate(authorization)
+            self.identity.authorize(principal, route.scope)
+            caller = f"u:{principal.sub}"
+
+        length: int | None = None
+        if content_length is not None:
+            if not content_length.isdigit():
+                raise BadRequest("Content-Length must be a number.")
+            length = int(content_length)
+            if length > route.max_body:
+                raise PayloadTooLarge(f"The request body is larger than {route.max_body} bytes.")
+
+        limiter = self.upstreams.limiter
+        if self.rate_limit and limiter is not None:
+            decision: Decision = await limiter.check(caller)
+            extra.extend(limiter.headers(decision))
+            if not decision.allowed:
+                raise TooManyRequests("Too many requests; slow down.")
+
+        xff = forwarded.get(b"x-forwarded-for")
+        headers.append(("x-forwarded-for", f"{xff.decode('latin-1')}, {client_ip}" if xff else client_ip))
+        headers.append(
+            ("x-forwarded-host", forwarded.get(b"x-forwarded-host", host).decode("latin-1")),
+        )
+        headers.append(
+            (
+                "x-forwarded-proto",
+                forwarded.get(b"x-forwarded-proto", b"").decode("latin-1") or scope["scheme"],
+            )
+        )
+        rid = request_id_var.get()
+        if rid:
+            headers.append(("x-request-id", rid))
+
+        # The body: none, whole, or streamed with a running count against the limit.
+        state = _BodyState(route.max_body)
+        body: bytes | AsyncIterator[bytes] | None = None
+        method = scope["method"]
+        if length is not None or has_te:
+            first = await receive()
+            if first["type"] == "http.disconnect":
+                return
+            chunk = first.get("body", b"")
+            state.count(len(chunk))
+            if not first.get("more_body", False):
+                body = chunk
+            elif length is not None and length <= BUFFER_BELOW:
+                try:
+                    async with asyncio.timeout(self.deadline):
+                        body = await state.read_all(chunk, receive)
+                except TimeoutError:
+                    raise RequestTimeout() from None
+            else:
+                if length is not None:
+                    headers.append(("content-length", str(length)))
+                body = state.stream(chunk, receive)
+        elif method not in BODYLESS:
+            body = b""
+
+        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+        target = route.base_url + raw_path.decode("latin-1")
+        query: bytes = scope["query_string"]
+        if query:
+            target += "?" + query.decode("latin-1")
+        await self._exchange(
+            scope, receive, send, route, method, URL(target, encoded=True), headers, body, state, extra
+        )
+
+    async def _exchange(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        route: Route,
+        method: str,
+        url: URL,
+        headers: list[tuple[str, str]],
+        body: bytes | AsyncIterator[bytes] | None,
+        state: _BodyState,
+        extra: list[tuple[bytes, bytes]],
+    ) -> None:
+        session = self.upstreams.session
+        if session is None:
+            raise ServiceUnavailable("The gateway is starting; try again shortly.")
+        started = False
+        try:
+            async with asyncio.timeout(self.deadline) as timer:
+                resp = await session.request(method, url, headers=headers, data=body, allow_redirects=False)
+                try:
+                    out = [
+                        (name.lower(), value)
+                        for name, value in resp.raw_headers
+                        if name.lower() not in RESPONSE_DROP
+                    ]
+                    listed = resp.headers.get("Connection")
+                    if listed:
+                        hop = {t.strip().lower().encode("latin-1") for t in listed.split(",")}
+                        out = [h for h in out if h[0] not in hop]
+                    out.extend(extra)
+                    start = {"type": "http.response.start", "status": resp.status, "headers": out}
+                    if resp.content_type == "text/event-stream":
+                        timer.reschedule(None)  # a stream lives as long as its client wants it
+                        started = True
+                        await send(start)
+                        await _stream_events(resp, receive, send)
+                        return
+                    size = resp.content_length
+                    if size is not None and size <= SMALL_RESPONSE:
+                        data = await resp.read()
+                        started = True
+                        await send(start)
+                        await send({"type": "http.response.body", "body": data})
+                        return
+                    started = True
+                    await send(start)
+                    async for chunk in resp.content.iter_any():
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    await send({"type": "http.response.body", "body": b""})
+                finally:
+                    resp.release()
+        except AppError:
+            raise
+        except TimeoutError as exc:
+            if state.too_large:
+                raise state.too_large_error() from None
+            if isinstance(exc, aiohttp.ConnectionTimeoutError):
+                raise self._unavailable(route) from None
+            if started:
+                log.warning("upstream %s passed the deadline mid-response; dropping it", route.service)
+                raise UpstreamAborted(route.service) from None
+            log.warning("upstream %s timed out after %.1f s", route.service, self.deadline)
+            raise GatewayTimeout(
+                f"The {SERVICE_TITLES[route.service]} did not answer within {self.deadline:g} s."
+            ) from None
+        except (aiohttp.ClientError, _ClientGone, OSError) as exc:
+            if state.too_large:
+                raise state.too_large_error() from None
+            if state.client_gone or isinstance(exc, _ClientGone):
+                return
+            if started:
+                log.warning("upstream %s failed mid-response: %s", route.service, type(exc).__name__)
+                raise UpstreamAborted(route.service) from None
+            if isinstance(exc, aiohttp.ClientConnectorError):
+                log.warning("upstream %s refused the connection", route.service)
+                raise self._unavailable(route) from None
+            log.warning("upstream %s failed: %s", route.service, type(exc).__name__)
+            raise BadGateway(f"The {SERVICE_TITLES[route.service]} answered badly; try again.") from None
+
+    @staticmethod
+    def _unavailable(route: Route) -> ServiceUnavailable:
+        return ServiceUnavailable(
+            f"The {SERVICE_TITLES[route.service]} is unavailable; try again shortly.",
+            code="upstream_unavailable",
+        )
+
+
+class _BodyState:
+    """Counts request body bytes as they pass, so a large body is refused without being held."""
+
+    __slots__ = ("client_gone", "limit", "received", "too_large")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.received = 0
+        self.too_large = False
+        self.client_gone = False
+
+    def count(self, n: int) -> None:
+        self.received += n
+        if self.received > self.limit:
+            self.too_large = True
+            raise self.too_large_error()
+
+    def too_large_error(self) -> PayloadTooLarge:
+        return PayloadTooLarge(f"The request body is larger than {self.limit} bytes.")
+
+    async def _next(self, receive: Receive) -> tuple[bytes, bool]:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            self.client_gone = True
+            raise _ClientGone
+        chunk: bytes = message.get("body", b"")
+        self.count(len(chunk))
+        return chunk, bool(message.get("more_body", False))
+
+    async def read_all(self, first: bytes, receive: Receive) -> bytes:
+        parts = [first]
+        more = True
+        while more:
+            chunk, more = await self._next(receive)
+            parts.append(chunk)
+        return b"".join(parts)
+
+    async def stream(self, first: bytes, receive: Receive) -> AsyncIterator[bytes]:
+        if first:
+            yield first
+        more = True
+        while more:
+            chunk, more = await self._next(receive)
+            if chunk:
+                yield chunk
+
+
+async def _stream_events(resp: aiohttp.ClientResponse, receive: Receive, send: Send) -> None:
+    """Relay an event stream chunk by chunk until either side goes away."""
+
+    async def pump() -> None:
+        with contextlib.suppress(aiohttp.ClientError):
+            async for chunk in resp.content.iter_any():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def watch() -> None:
+        # uvicorn's send() is silent after a disconnect, so the disconnect must be read.
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    pumping = asyncio.ensure_future(pump())
+    watching = asyncio.ensure_future(watch())
+    try:
+        await asyncio.wait((pumping, watching), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (pumping, watching):
+            task.cancel()
+        await asyncio.gather(pumping, watching, return_exceptions=True)
+    if pumping.done() and not pumping.cancelled() and pumping.exception() is not None:
+        raise UpstreamAborted("event stream") from pumping.exception()
