@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -113,7 +114,19 @@ def local_stack(infra: Path) -> Iterator[testing.Proc]:
     try:
         for url in LOCAL_STACK_HEALTH:
             proc.wait_http(url, timeout=60)
-        proc.wait_for_log(" ready.", timeout=60)
+        for node in ("task@", "scraping@", "notifications@"):
+            proc.wait_for_log(node, timeout=60)  # the banner comes before, "<node> ready." after
+        deadline = time.monotonic() + 60
+        while proc.log_text().count(" ready.") < 3:
+            assert time.monotonic() < deadline, proc.log_text()[-3000:]
+            time.sleep(0.2)
         yield proc
     finally:
+        import psutil
+
+        children = psutil.Process(proc.pid).children(recursive=True) if proc.alive() else []
         proc.stop(timeout=20)
+        _, alive = psutil.wait_procs(children, timeout=10)
+        for leftover in alive:
+            leftover.kill()
+        assert not alive, f"make run left orphans behind: {[p.pid for p in alive]}"

@@ -98,16 +98,22 @@ def reap_stale_vhosts(prefix: str = TEST_VHOST + "_") -> None:
 
 
 def ensure_vhost(vhost: str = TEST_VHOST) -> None:
-    """Create the test vhost (idempotent) so tests never touch a running platform's queues."""
-    ctl = "rabbitmqctl"
-    run = [ctl, "-q", "add_vhost", vhost]
-    subprocess.run(run, check=False, capture_output=True, timeout=60)  # exists already: fine
-    subprocess.run(
-        [ctl, "-q", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    """Create the vhost (idempotent) and let guest use it; retried while RabbitMQ restarts."""
+    for attempt in range(30):
+        subprocess.run(
+            ["rabbitmqctl", "-q", "add_vhost", vhost], check=False, capture_output=True, timeout=60
+        )
+        done = subprocess.run(
+            ["rabbitmqctl", "-q", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
+            check=False,
+            capture_output=True,
+            timeout=60,
+        )
+        if done.returncode == 0:
+            return
+        if attempt == 29:
+            raise RuntimeError(f"could not prepare vhost {vhost}: {done.stderr.decode(errors='replace')}")
+        time.sleep(1)
 
 
 @dataclass
