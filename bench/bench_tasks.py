@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import time
@@ -50,16 +51,18 @@ async def http_submit(url: str, token: str, n: int) -> list[str]:
     async with aiohttp.ClientSession(connector=conn) as session:
 
         async def one(i: int) -> None:
-            async with sem:
-                async with session.post(
+            async with (
+                sem,
+                session.post(
                     f"{url}/smart_application/tasks/background-task/",
                     json={"task_type": "noop", "data": {"i": i}},
                     headers=headers,
-                ) as r:
-                    body = await r.json()
-                    if r.status != 202:
-                        raise RuntimeError(f"{r.status}: {body}")
-                    ids.append(body["task_id"])
+                ) as r,
+            ):
+                body = await r.json()
+                if r.status != 202:
+                    raise RuntimeError(f"{r.status}: {body}")
+                ids.append(body["task_id"])
 
         await asyncio.gather(*(one(i) for i in range(n)))
     return ids
@@ -78,10 +81,9 @@ def purge(env: dict[str, str]) -> None:
     with Connection(env["BROKER_URL"]) as conn:
         channel = conn.channel()
         for q in ("default", "bare"):
-            try:
+            # A queue not declared yet has nothing to purge.
+            with contextlib.suppress(Exception):
                 channel.queue_purge(q)
-            except Exception:  # noqa: S110 - a queue not declared yet has nothing to purge
-                pass
 
 
 def main() -> list[str]:
@@ -111,7 +113,10 @@ def main() -> list[str]:
 
         # (a) end to end
         bare_worker = testing.start_worker(
-            "bare_app", "bare", {**os.environ, **env, "PYTHONPATH": str(ROOT / "bench")}, log_dir,
+            "bare_app",
+            "bare",
+            {**os.environ, **env, "PYTHONPATH": str(ROOT / "bench")},
+            log_dir,
             concurrency=CONCURRENCY,
         )
         procs.append(bare_worker)
@@ -120,8 +125,9 @@ def main() -> list[str]:
         bare_e2e = N / (wait_done(rclient, ids) - t0)
         bare_worker.stop()
 
-        worker = testing.start_worker("task_service.worker", "default", {**os.environ, **env}, log_dir,
-                                      concurrency=CONCURRENCY)
+        worker = testing.start_worker(
+            "task_service.worker", "default", {**os.environ, **env}, log_dir, concurrency=CONCURRENCY
+        )
         procs.append(worker)
         t0 = time.monotonic()
         ids = asyncio.run(http_submit(url, token, N))
