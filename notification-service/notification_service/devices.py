@@ -1,0 +1,278 @@
+"""Devices: where a user's notifications go (Web Push subscriptions and signed webhooks).
+
+Layout: n:dev:{id} hash (device_id owner channel endpoint p256dh auth secret status
+created_at disabled_reason); n:udev:{user} zset of the user's device ids by creation
+time; n:uep:{user} hash sha256(endpoint) -> device_id, so a browser that subscribes again
+updates its device instead of adding a second one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from notification_service.ledger import q
+from notification_service.webpush import Subscription, b64url_decode, b64url_encode
+
+ACTIVE = "active"
+DISABLED = "disabled"
+
+
+def device_key(dev: str) -> str:
+    return f"n:dev:{dev}"
+
+
+def user_devices_key(user: str) -> str:
+    return f"n:udev:{q(user)}"
+
+
+def endpoints_key(user: str) -> str:
+    return f"n:uep:{q(user)}"
+
+
+def endpoint_hash(endpoint: str) -> str:
+    return hashlib.sha256(endpoint.encode()).hexdigest()
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+# Compare-and-delete: prune the device only if it still points at the endpoint that
+# answered 404/410, so a re-subscription that happened meanwhile is kept.
+# KEYS: device, user devices, user endpoints. ARGV: endpoint, device_id, endpoint hash.
+_PRUNE_LUA = """
+if redis.call('HGET', KEYS[1], 'endpoint') ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[2])
+if redis.call('HGET', KEYS[3], ARGV[3]) == ARGV[2] then redis.call('HDEL', KEYS[3], ARGV[3]) end
+return 1
+"""
+
+# A webhook that answered 410 is disabled, again only if it still has that URL.
+# KEYS: device. ARGV: endpoint, reason, now.
+_DISABLE_LUA = """
+if redis.call('HGET', KEYS[1], 'endpoint') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'disabled', 'disabled_reason', ARGV[2], 'disabled_at', ARGV[3])
+return 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    device_id: str
+    owner: str
+    channel: str
+    endpoint: str
+    created_at: str
+    status: str = ACTIVE
+    name: str | None = None
+    p256dh: str = ""
+    auth: str = ""
+    secret: str = ""
+    disabled_reason: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.status == ACTIVE
+
+    def subscription(self) -> Subscription:
+        return Subscription(
+            endpoint=self.endpoint, p256dh=b64url_decode(self.p256dh), auth=b64url_decode(self.auth)
+        )
+
+    def view(self) -> dict[str, Any]:
+        """What the owner sees: never the auth secret or the signing secret."""
+        out: dict[str, Any] = {
+            "device_id": self.device_id,
+            "channel": self.channel,
+            "name": self.name,
+            "created_at": self.created_at,
+            "status": self.status,
+        }
+        if self.channel == "webpush":
+            out["endpoint"] = self.endpoint
+        else:
+            out["url"] = self.endpoint
+        if self.disabled_reason:
+            out["disabled_reason"] = self.disabled_reason
+        return out
+
+    @classmethod
+    def from_hash(cls, raw: dict[Any, Any]) -> Device:
+        d = {_s(k): _s(v) for k, v in raw.items()}
+        return cls(
+            device_id=d["device_id"],
+            owner=d["owner"],
+            channel=d["channel"],
+            endpoint=d["endpoint"],
+            created_at=d["created_at"],
+            status=d.get("status", ACTIVE),
+            name=d.get("name") or None,
+            p256dh=d.get("p256dh", ""),
+            auth=d.get("auth", ""),
+            secret=d.get("secret", ""),
+            disabled_reason=d.get("disabled_reason") or None,
+        )
+
+
+class TooManyDevices(Exception):
+    pass
+
+
+class Devices:
+    def __init__(self, client: Redis, max_per_user: int) -> None:
+        self.r = client
+        self.max_per_user = max_per_user
+        self._prune = client.register_script(_PRUNE_LUA)
+        self._disable = client.register_script(_DISABLE_LUA)
+
+    async def add_webpush(self, owner: str, sub: Subscription, name: str | None) -> Device:
+        """Register a subscription; the same endpoint again updates the existing device."""
+        ep_hash = endpoint_hash(sub.endpoint)
+        existing = await self.r.hget(endpoints_key(owner), ep_hash)
+        if existing is not None:
+            dev = _s(existing)
+            current = await self.get(dev)
+            if current is not None and current.owner == owner:
+                await self.r.hset(
+                    device_key(dev),
+                    mapping={
+                        "p256dh": b64url_encode(sub.p256dh),
+                        "auth": b64url_encode(sub.auth),
+                        "status": ACTIVE,
+                        "disabled_reason": "",
+                        **({"name": name} if name else {}),
+                    },
+                )
+                refreshed = await self.get(dev)
+                assert refreshed is not None
+                return refreshed
+        device = Device(
+            device_id=str(uuid.uuid4()),
+            owner=owner,
+            channel="webpush",
+            endpoint=sub.endpoint,
+            created_at=_now_iso(),
+            name=name,
+            p256dh=b64url_encode(sub.p256dh),
+            auth=b64url_encode(sub.auth),
+        )
+        await self._store(device)
+        await self.r.hset(endpoints_key(owner), ep_hash, device.device_id)
+        return device
+
+    async def add_webhook(self, owner: str, url: str, secret: str, name: str | None) -> Device:
+        device = Device(
+            device_id=str(uuid.uuid4()),
+            owner=owner,
+            channel="webhook",
+            endpoint=url,
+            created_at=_now_iso(),
+            name=name,
+            secret=secret,
+        )
+        await self._store(device)
+        return device
+
+    async def _store(self, device: Device) -> None:
+        if await self.r.zcard(user_devices_key(device.owner)) >= self.max_per_user:
+            raise TooManyDevices()
+        mapping: dict[Any, Any] = {
+            "device_id": device.device_id,
+            "owner": device.owner,
+            "channel": device.channel,
+            "endpoint": device.endpoint,
+            "created_at": device.created_at,
+            "status": device.status,
+            "name": device.name or "",
+            "p256dh": device.p256dh,
+            "auth": device.auth,
+            "secret": device.secret,
+        }
+        async with self.r.pipeline(transaction=True) as pipe:
+            pipe.hset(device_key(device.device_id), mapping=mapping)
+            pipe.zadd(user_devices_key(device.owner), {device.device_id: time.time()})
+            await pipe.execute()
+
+    async def get(self, dev: str) -> Device | None:
+        raw = await self.r.hgetall(device_key(dev))
+        return Device.from_hash(raw) if raw else None
+
+    async def get_many(self, devs: Sequence[str]) -> dict[str, Device]:
+        async with self.r.pipeline(transaction=False) as pipe:
+            for dev in devs:
+                pipe.hgetall(device_key(dev))
+            rows = await pipe.execute()
+        return {dev: Device.from_hash(raw) for dev, raw in zip(devs, rows, strict=True) if raw}
+
+    async def list_for(self, owner: str) -> list[Device]:
+        ids = [_s(x) for x in await self.r.zrange(user_devices_key(owner), 0, -1)]
+        found = await self.get_many(ids)
+        return [found[d] for d in ids if d in found and found[d].owner == owner]
+
+    async def targets(self, owners: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
+        """For each owner, the active devices as (device_id, channel)."""
+        async with self.r.pipeline(transaction=False) as pipe:
+            for owner in owners:
+                pipe.zrange(user_devices_key(owner), 0, -1)
+            id_lists = await pipe.execute()
+        all_ids = [_s(x) for ids in id_lists for x in ids]
+        if not all_ids:
+            return {owner: [] for owner in owners}
+        async with self.r.pipeline(transaction=False) as pipe:
+            for dev in all_ids:
+                pipe.hmget(device_key(dev), ["channel", "status"])
+            rows = await pipe.execute()
+        info = dict(zip(all_ids, rows, strict=True))
+        out: dict[str, list[tuple[str, str]]] = {}
+        for owner, ids in zip(owners, id_lists, strict=True):
+            targets = []
+            for raw in ids:
+                dev = _s(raw)
+                channel, status = info[dev]
+                if channel is not None and _s(status or ACTIVE) == ACTIVE:
+                    targets.append((dev, _s(channel)))
+            out[owner] = targets
+        return out
+
+    async def delete(self, owner: str, dev: str) -> bool:
+        device = await self.get(dev)
+        if device is None or device.owner != owner:
+            return False
+        async with self.r.pipeline(transaction=True) as pipe:
+            pipe.delete(device_key(dev))
+            pipe.zrem(user_devices_key(owner), dev)
+            if device.channel == "webpush":
+                pipe.hdel(endpoints_key(owner), endpoint_hash(device.endpoint))
+            await pipe.execute()
+        return True
+
+    async def prune(self, device: Device) -> bool:
+        """Remove a subscription the push service called gone, if it still has that endpoint."""
+        res = await self._prune(
+            keys=[
+                device_key(device.device_id),
+                user_devices_key(device.owner),
+                endpoints_key(device.owner),
+            ],
+            args=[device.endpoint, device.device_id, endpoint_hash(device.endpoint)],
+        )
+        return bool(res)
+
+    async def disable(self, device: Device, reason: str) -> bool:
+        res = await self._disable(
+            keys=[device_key(device.device_id)], args=[device.endpoint, reason, _now_iso()]
+        )
+        return bool(res)
+
+
+def _now_iso() -> str:
+    ts = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}Z"

@@ -1,0 +1,181 @@
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from notification_service.webpush import MAX_TTL_SECONDS
+
+Urgency = Literal["very-low", "low", "normal", "high"]
+DeliveryState = Literal["queued", "sending", "delivered", "failed", "gone", "expired"]
+NotificationState = Literal["queued", "sending", "delivered", "partially_delivered", "failed", "inbox_only"]
+
+
+class PushKeys(BaseModel):
+    p256dh: str = Field(max_length=200, description="The browser's P-256 public key, base64url.")
+    auth: str = Field(max_length=100, description="The 16-byte auth secret, base64url.")
+
+
+class PushSubscriptionIn(BaseModel):
+    """What `PushSubscription.toJSON()` gives a web page (expirationTime is ignored)."""
+
+    model_config = ConfigDict(extra="ignore")
+    endpoint: str = Field(max_length=2048)
+    keys: PushKeys
+
+
+class DeviceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    channel: Literal["webpush", "webhook"]
+    subscription: PushSubscriptionIn | None = Field(
+        default=None, description="For channel webpush: the browser's push subscription."
+    )
+    url: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="For channel webhook: https URL receiving Standard Webhooks-signed POSTs.",
+    )
+    name: str | None = Field(default=None, max_length=100, description="A label for you.")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> DeviceIn:
+        if self.channel == "webpush" and (self.subscription is None or self.url is not None):
+            raise ValueError("a webpush device takes `subscription` (and no `url`)")
+        if self.channel == "webhook" and (self.url is None or self.subscription is not None):
+            raise ValueError("a webhook device takes `url` (and no `subscription`)")
+        return self
+
+
+class DeviceOut(BaseModel):
+    device_id: str
+    channel: Literal["webpush", "webhook"]
+    name: str | None = None
+    created_at: str
+    status: Literal["active", "disabled"]
+    endpoint: str | None = Field(default=None, description="webpush: the push endpoint.")
+    url: str | None = Field(default=None, description="webhook: where deliveries are POSTed.")
+    disabled_reason: str | None = None
+    secret: str | None = Field(
+        default=None,
+        description="webhook: the `whsec_` signing secret. Shown once, at registration.",
+    )
+
+
+class DeviceList(BaseModel):
+    devices: list[DeviceOut]
+    count: int
+
+
+class VapidPublicKey(BaseModel):
+    public_key: str = Field(description="The applicationServerKey: an uncompressed P-256 point, base64url.")
+
+
+class NotificationIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    user_id: str = Field(min_length=1, max_length=256, description="The recipient.")
+    title: str = Field(min_length=1, max_length=200)
+    message: str = Field(default="", max_length=2000)
+    data: dict[str, Any] = Field(default_factory=dict)
+    ttl: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_TTL_SECONDS,
+        description="Seconds the notification stays worth delivering (Web Push TTL); "
+        "retries stop when it has passed. Default one day.",
+    )
+    urgency: Urgency = Field(default="normal", description="Web Push Urgency.")
+
+
+class NotificationAccepted(BaseModel):
+    notification_id: str
+    task_id: str
+    status: Literal["queued"]
+
+
+class BatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    notifications: list[NotificationIn] = Field(min_length=1, max_length=10_000)
+
+
+class BatchAccepted(BaseModel):
+    batch_id: str
+    task_id: str
+    count: int
+    notification_ids: list[str]
+
+
+class Attempt(BaseModel):
+    n: int
+    at: str
+    http_status: int | None
+    error: str | None
+    latency_ms: float
+    outcome: str
+
+
+class DeliveryOut(BaseModel):
+    device_id: str
+    channel: Literal["webpush", "webhook"]
+    status: DeliveryState
+    attempts: int
+    error: str | None
+    http_status: int | None = None
+    next_attempt_at: str | None = None
+    updated_at: str | None = None
+    history: list[Attempt] = Field(default_factory=list)
+
+
+class NotificationStatus(BaseModel):
+    notification_id: str
+    status: NotificationState = Field(
+        description="queued (not yet planned), sending (deliveries in flight or waiting for a "
+        "retry), delivered (every device), partially_delivered, failed (no device), "
+        "inbox_only (the recipient has no devices)."
+    )
+    user_id: str
+    created_at: str
+    expires_at: str
+    batch_id: str | None
+    deliveries: list[DeliveryOut]
+
+
+class BatchFailure(BaseModel):
+    notification_id: str
+    device_id: str
+    channel: str
+    status: DeliveryState
+    error: str | None
+    http_status: int | None = None
+
+
+class BatchStatus(BaseModel):
+    batch_id: str
+    status: Literal["in_progress", "done"]
+    count: int
+    planned: int = Field(description="Notifications whose deliveries have been created.")
+    created_at: str
+    counts: dict[str, int] = Field(description="Deliveries by state.")
+    failures: list[BatchFailure] = Field(description="Failed, gone and expired deliveries.")
+
+
+class InboxItem(BaseModel):
+    notification_id: str
+    seq: int = Field(description="Position in your inbox; the SSE event id.")
+    title: str
+    message: str
+    data: dict[str, Any]
+    sender: str
+    created_at: str
+    read: bool
+
+
+class InboxPage(BaseModel):
+    items: list[InboxItem]
+    unread_count: int
+    next_before: int | None = Field(description="Pass as `before` for the next (older) page.")
+
+
+class ReadResult(BaseModel):
+    notification_id: str | None = None
+    read: bool
+    unread_count: int

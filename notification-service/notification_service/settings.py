@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from notification_service.webpush import validate_subject
+from shared import BaseServiceSettings
+
+
+class NotificationSettings(BaseServiceSettings):
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    service_name: str = "notification-service"
+    port: int = 8003
+    worker_metrics_port: int | None = 9103
+
+    # VAPID (RFC 8292): without a key one is generated once and kept in Redis.
+    vapid_private_key: str | None = Field(default=None, repr=False)
+    vapid_subject: str = "mailto:admin@localhost.localdomain"
+
+    # Records (notifications, deliveries, inbox entries) are kept this long.
+    notify_retention_seconds: int = Field(default=7 * 24 * 3600, ge=3600)
+    notify_default_ttl: int = Field(default=24 * 3600, ge=0, le=28 * 24 * 3600)
+    notify_max_batch: int = Field(default=10_000, ge=1, le=100_000)
+    notify_max_devices_per_user: int = Field(default=50, ge=1, le=1000)
+    notify_inbox_max_items: int = Field(default=1000, ge=10)
+    # Notifications per delivery task: a batch is split into chunks that workers share.
+    notify_chunk_size: int = Field(default=500, ge=1, le=5000)
+    # Requests in flight at once in one worker process.
+    notify_concurrency: int = Field(default=64, ge=1, le=1000)
+    notify_http_timeout: float = Field(default=10.0, gt=0, le=120)
+    notify_retry_base_seconds: float = Field(default=2.0, gt=0)
+    notify_retry_cap_seconds: float = Field(default=900.0, gt=0)
+    notify_max_attempts: int = Field(default=20, ge=1, le=100)
+    # A delivery still `sending` after this long lost its worker; the sweeper re-queues it.
+    notify_stuck_after_seconds: float = Field(default=120.0, gt=0)
+    # How often beat moves due retries onto the queue.
+    notify_pump_interval: float = Field(default=1.0, gt=0)
+
+    @field_validator("vapid_subject")
+    @classmethod
+    def _subject(cls, value: str) -> str:
+        return validate_subject(value)

@@ -1,0 +1,145 @@
+"""Thin Celery tasks: the work lives in delivery.py and ledger.py, run on the process's loop.
+
+Every task is safe to run twice (acks_late redelivers after a lost worker): deliveries are
+claimed in Redis before they are sent, so a second run finds nothing left to send.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any
+
+import redis.exceptions
+
+from notification_service.delivery import RunResult
+from notification_service.ledger import member, split_member
+from notification_service.runtime import runtime
+from notification_service.worker import app, settings
+from shared import PlatformTask
+
+# Retries due within this many seconds ride a countdown message; later ones wait in the
+# due index for the sweeper (ETA messages sit unacknowledged, and RabbitMQ's
+# consumer_timeout would close a channel holding one for 30 minutes).
+MAX_COUNTDOWN_SECONDS = 600
+# Overdue entries of the due index older than this lost their countdown message.
+PUMP_GRACE_SECONDS = 30.0
+RETRY_GROUP = 500
+
+_redis_retry: dict[str, Any] = {
+    "autoretry_for": (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError),
+    "retry_backoff": True,
+    "retry_backoff_max": 60,
+    "max_retries": 10,
+}
+
+
+def _schedule_retries(retries: list[tuple[str, str, float]]) -> int:
+    """Publish countdown messages for near retries, grouped by the second they are due."""
+    groups: dict[int, list[str]] = defaultdict(list)
+    for nid, dev, delay in retries:
+        if delay <= MAX_COUNTDOWN_SECONDS:
+            groups[math.ceil(delay)].append(member(nid, dev))
+    for countdown, members in groups.items():
+        for start in range(0, len(members), RETRY_GROUP):
+            retry_deliveries.apply_async(
+                kwargs={"pairs": members[start : start + RETRY_GROUP]}, countdown=countdown
+            )
+    return len(retries)
+
+
+def _summary(result: RunResult) -> dict[str, Any]:
+    return {"deliveries": dict(result.counts), "retries_scheduled": len(result.retries)}
+
+
+def _deliver_ids(nids: list[str]) -> RunResult:
+    rt = runtime(settings)
+
+    async def go() -> RunResult:
+        deliverer = await rt.deliverer()
+        return await deliverer.deliver_notifications(nids)
+
+    result = rt.run(go())
+    _schedule_retries(result.retries)
+    return result
+
+
+@app.task(name="notifications.deliver", bind=True, **_redis_retry)
+def deliver(self: PlatformTask, notification_ids: list[str]) -> dict[str, Any]:
+    """Deliver notifications to every device of their recipients."""
+    result = _deliver_ids(notification_ids)
+    out = _summary(result)
+    if len(notification_ids) == 1:
+        out["notification_id"] = notification_ids[0]
+    return out
+
+
+@app.task(name="notifications.deliver_batch", bind=True, **_redis_retry)
+def deliver_batch(self: PlatformTask, batch_id: str) -> dict[str, Any]:
+    """Split a batch into chunks that the worker processes share; a small one runs here."""
+    rt = runtime(settings)
+    size = rt.run(rt.ledger.batch_size(batch_id))
+    chunk = settings.notify_chunk_size
+    if size <= chunk:
+        ids = rt.run(rt.ledger.batch_ids(batch_id))
+        return {"batch_id": batch_id, "chunks": 1, **_summary(_deliver_ids(ids))}
+    starts = list(range(0, size, chunk))
+    for start in starts:
+        deliver_chunk.apply_async(
+            kwargs={"batch_id": batch_id, "start": start, "stop": min(size, start + chunk) - 1}
+        )
+    return {"batch_id": batch_id, "chunks": len(starts)}
+
+
+@app.task(name="notifications.deliver_chunk", bind=True, **_redis_retry)
+def deliver_chunk(self: PlatformTask, batch_id: str, start: int, stop: int) -> dict[str, Any]:
+    rt = runtime(settings)
+    ids = rt.run(rt.ledger.batch_ids(batch_id, start, stop))
+    return {"batch_id": batch_id, "start": start, **_summary(_deliver_ids(ids))}
+
+
+@app.task(name="notifications.retry", bind=True, **_redis_retry)
+def retry_deliveries(self: PlatformTask, pairs: list[str]) -> dict[str, Any]:
+    """Attempt again deliveries that were queued for a retry (or freed by the sweeper)."""
+    rt = runtime(settings)
+
+    async def go() -> RunResult:
+        deliverer = await rt.deliverer()
+        return await deliverer.run([split_member(m) for m in pairs])
+
+    result = rt.run(go())
+    _schedule_retries(result.retries)
+    return _summary(result)
+
+
+def _pump(limit: int = 5000) -> int:
+    """Hand overdue entries of the due index to workers."""
+    rt = runtime(settings)
+    due = rt.run(rt.ledger.take_due(limit=limit, grace=PUMP_GRACE_SECONDS))
+    members = [member(nid, dev) for nid, dev in due]
+    for start in range(0, len(members), RETRY_GROUP):
+        retry_deliveries.apply_async(kwargs={"pairs": members[start : start + RETRY_GROUP]})
+    return len(members)
+
+
+@app.task(name="notifications.sweep_stuck", bind=True, **_redis_retry)
+def sweep_stuck(self: PlatformTask) -> dict[str, Any]:
+    """Beat: free deliveries whose worker was lost mid-send, and pump overdue retries."""
+    rt = runtime(settings)
+    freed = rt.run(rt.ledger.sweep_stuck(settings.notify_stuck_after_seconds))
+    # Freed deliveries are due now; send them without waiting for the grace period.
+    due_now = rt.run(rt.ledger.take_due(limit=5000, grace=0.0)) if freed else []
+    members = [member(nid, dev) for nid, dev in due_now]
+    for start in range(0, len(members), RETRY_GROUP):
+        retry_deliveries.apply_async(kwargs={"pairs": members[start : start + RETRY_GROUP]})
+    pumped = _pump()
+    return {"freed": freed, "pumped": pumped + len(members)}
+
+
+@app.task(name="notifications.expire_records", bind=True, **_redis_retry)
+def expire_records(self: PlatformTask) -> dict[str, Any]:
+    """Beat: drop index entries of records that expired (the records carry their own TTL)."""
+    rt = runtime(settings)
+    index = rt.run(rt.ledger.expire_index_entries())
+    inbox = rt.run(rt.inbox.expire_old())
+    return {"index_entries": index, "inbox_entries": inbox}
