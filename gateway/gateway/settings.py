@@ -49,8 +49,6 @@ class GatewaySettings(BaseServiceSettings):
     trust_forwarded_headers: bool = False
 
     # Verified tokens are remembered (by their exact text) for at most this long.
-    token_cache_seconds: float = Field(default=60.0, ge=0)
-    token_cache_size: int = Field(default=10_000, ge=0)
 
     openapi_cache_seconds: float = Field(default=60.0, ge=0)
     ready_timeout_seconds: float = Field(default=3.0, gt=0)

@@ -40,6 +40,9 @@ class TokenVerifier:
         self.audience = settings.jwt_audience
         self.leeway = settings.jwt_leeway_seconds
         self.max_length = settings.jwt_max_length
+        self.cache_seconds = settings.token_cache_seconds
+        self.cache_size = settings.token_cache_size
+        self._cache: dict[str, tuple[Principal, float]] = {}
         self._jwks: jwt.PyJWKClient | None = None
         self._key: Any
         if self.algorithm.startswith("HS"):
@@ -56,6 +59,20 @@ class TokenVerifier:
         return self._jwks is not None
 
     def verify(self, token: str) -> Principal:
+        """The caller of a valid token; accepted tokens are remembered (successes only)."""
+        hit = self._cache.get(token)
+        if hit is not None:
+            if time.time() < hit[1]:
+                return hit[0]
+            self._cache.pop(token, None)
+        principal, exp = self._verify(token)
+        if self.cache_size and self.cache_seconds:
+            if len(self._cache) >= self.cache_size:
+                self._cache.pop(next(iter(self._cache)), None)  # oldest first: dicts keep order
+            self._cache[token] = (principal, min(time.time() + self.cache_seconds, exp + self.leeway))
+        return principal
+
+    def _verify(self, token: str) -> tuple[Principal, float]:
         if not token or len(token) > self.max_length:
             raise Unauthorized("The bearer token is missing or too long.")
         key = self._key
@@ -85,10 +102,11 @@ class TokenVerifier:
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub or len(sub) > 256:
             raise Unauthorized("The bearer token has no usable subject.")
-        return Principal(sub=sub, scopes=parse_scopes(claims.get("scope", claims.get("scp"))))
+        principal = Principal(sub=sub, scopes=parse_scopes(claims.get("scope", claims.get("scp"))))
+        return principal, float(claims["exp"])
 
     async def verify_async(self, token: str) -> Principal:
-        if self.needs_io:
+        if self.needs_io and token not in self._cache:
             return await run_in_threadpool(self.verify, token)
         return self.verify(token)
 

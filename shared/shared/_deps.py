@@ -11,17 +11,17 @@ from shared._records import TaskRecords
 from shared._redis import Cache
 
 
-def _records(request: Request) -> TaskRecords:
+async def _records(request: Request) -> TaskRecords:
     records: TaskRecords = request.app.state.records
     return records
 
 
-def _cache(request: Request) -> Cache:
+async def _cache(request: Request) -> Cache:
     cache: Cache = request.app.state.cache
     return cache
 
 
-def _celery(request: Request) -> Celery:
+async def _celery(request: Request) -> Celery:
     app: Celery = request.app.state.celery
     return app
 

@@ -39,7 +39,7 @@ def create_sync_redis(settings: BaseServiceSettings) -> redis.Redis:
     return redis.Redis.from_url(settings.redis_url, **_client_kwargs(settings))
 
 
-def get_redis(request: Request) -> aioredis.Redis:
+async def get_redis(request: Request) -> aioredis.Redis:
     client: aioredis.Redis = request.app.state.redis
     return client
 

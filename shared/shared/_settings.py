@@ -34,6 +34,10 @@ class BaseServiceSettings(BaseSettings):
     jwt_audience: str | None = None
     jwt_leeway_seconds: int = Field(default=0, ge=0, le=300)
     jwt_max_length: int = Field(default=8192, ge=256)
+    # Accepted tokens are remembered by their exact text until min(exp, now + this), so a
+    # client's repeated requests skip the signature check; 0 turns the memory off.
+    token_cache_seconds: float = Field(default=60.0, ge=0)
+    token_cache_size: int = Field(default=10_000, ge=0)
 
     # Server-side secret for sealing data at rest (e.g. users' API keys) and signing callbacks.
     secret_key: str = DEV_SECRET_KEY

@@ -125,3 +125,16 @@ def test_parse_scopes() -> None:
     assert parse_scopes("a  b") == {"a", "b"}
     assert parse_scopes(["a", 1]) == {"a"}
     assert parse_scopes(None) == frozenset()
+
+
+def test_remembered_token_still_expires() -> None:
+    v = TokenVerifier(hs_settings())
+    token = jwt.encode(claims(exp=int(time.time()) + 1), SECRET, algorithm="HS256")
+    assert v.verify(token).sub == "alice"
+    assert v.verify(token).sub == "alice"  # a hit
+    time.sleep(1.2)
+    with pytest.raises(Unauthorized):
+        v.verify(token)
+    bad = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    with pytest.raises(Unauthorized):
+        v.verify(bad)
