@@ -195,7 +195,11 @@ def start_api(module: str, port: int, env: dict[str, str], log_dir: Path) -> Pro
         {**env, "PORT": str(port)},
         log_dir / f"{module}-{port}.log",
     ).start()
-    proc.wait_http(f"http://127.0.0.1:{port}/health")
+    try:
+        proc.wait_http(f"http://127.0.0.1:{port}/health")
+    except BaseException:
+        proc.stop()  # never leave a half-started process behind
+        raise
     return proc
 
 
@@ -237,7 +241,11 @@ def start_worker(
         {**env, **metrics},
         log_dir / f"worker-{queue}-{time.monotonic_ns()}.log",
     ).start()
-    proc.wait_for_log(" ready.", timeout=60)
+    try:
+        proc.wait_for_log(" ready.", timeout=60)
+    except BaseException:
+        proc.stop()
+        raise
     return proc
 
 

@@ -1,0 +1,31 @@
+"""scraping-service: create_app() for uvicorn (--factory)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from shared import create_service_app
+
+from .keyvault import KeyVault
+from .routes import router
+from .settings import ScrapingSettings
+from .worker import install_scrub_filter
+
+
+def create_app(settings: ScrapingSettings | None = None) -> FastAPI:
+    settings = settings or ScrapingSettings()
+    from .worker import app as celery_app
+
+    async def startup(app: FastAPI) -> None:
+        install_scrub_filter()
+        app.state.key_vault = KeyVault(app.state.redis, settings.secret_key, settings.scrape_key_ttl_seconds)
+
+    return create_service_app(
+        settings,
+        title="smart_application scraping-service",
+        description="Background scraping: safe fetching, clean markdown, OpenAI summaries and "
+        "schema extraction, with keys that never leak.",
+        routers=[router],
+        celery_app=celery_app,
+        on_startup=[startup],
+    )

@@ -1,0 +1,141 @@
+"""scraping-service's HTTP API: submit a page to scrape and ask a model about."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Header, Request
+
+from shared import (
+    API_PREFIX,
+    Allowlist,
+    Idempotency,
+    OutboundRefused,
+    Principal,
+    QueueName,
+    Unprocessable,
+    check_url,
+    require_scope,
+    route,
+    submit_task,
+)
+
+from .keyvault import KeyVault
+from .merge import SchemaInvalidError, check_schema, strict_schema
+from .schemas import MAX_SCHEMA_BYTES, ScrapeAccepted, ScrapeIn
+from .settings import ScrapingSettings
+
+router = APIRouter(prefix=API_PREFIX, tags=["scraping"])
+ScrapeUser = Annotated[Principal, Depends(require_scope("scrape"))]
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+
+TASK_NAME = "scraping.scrape_page"
+
+
+def _settings(request: Request) -> ScrapingSettings:
+    settings: ScrapingSettings = request.app.state.settings
+    return settings
+
+
+def _vault(request: Request) -> KeyVault:
+    vault: KeyVault = request.app.state.key_vault
+    return vault
+
+
+def _validate(body: ScrapeIn, settings: ScrapingSettings) -> None:
+    try:
+        check_url(
+            body.url,
+            Allowlist.parse(settings.outbound_allowlist),
+            allow_private=settings.scrape_allow_private,
+        )
+    except OutboundRefused as exc:
+        raise Unprocessable(f"url is not allowed: {exc.reason}.", code="url_not_allowed") from None
+    allowed = settings.allowed_models()
+    if allowed and body.model not in allowed:
+        raise Unprocessable(
+            f"model {body.model!r} is not offered here; use one of: {', '.join(sorted(allowed))}.",
+            code="model_not_allowed",
+        )
+    if body.prompt is not None and not body.prompt.strip():
+        raise Unprocessable("prompt must not be blank.", code="invalid_prompt")
+    if body.schema_ is not None:
+        if len(orjson.dumps(body.schema_)) > MAX_SCHEMA_BYTES:
+            raise Unprocessable(
+                f"schema may be at most {MAX_SCHEMA_BYTES} bytes of JSON.", code="schema_too_large"
+            )
+        try:
+            check_schema(body.schema_)
+            check_schema(strict_schema(body.schema_)[0])
+        except SchemaInvalidError as exc:
+            raise Unprocessable(str(exc), code="invalid_schema") from None
+    if body.openai_key is None and not settings.openai_api_key:
+        raise Unprocessable(
+            "openai_key is required: this server has no OPENAI_API_KEY of its own, so send "
+            "your OpenAI API key in the request.",
+            code="openai_key_required",
+        )
+
+
+@route(
+    router,
+    "POST",
+    "/background-scraping/",
+    status_code=202,
+    response_model=ScrapeAccepted,
+    responses={422: {"description": "Invalid URL, model, prompt, schema or max_age, or no key."}},
+)
+async def background_scraping(
+    request: Request,
+    body: ScrapeIn,
+    user: ScrapeUser,
+    idempotency_key: IdempotencyKey = None,
+) -> dict[str, Any]:
+    """Fetch a page, turn it into markdown and ask an OpenAI model about it, in the background.
+
+    The answer is a summary (steered by `prompt`) or, with `schema`, an `extraction` that
+    conforms to it. Poll `links.status` for the result. Your `openai_key` is encrypted at rest
+    under a short-lived reference and deleted when the task ends; it is never on the queue.
+    """
+    settings = _settings(request)
+    _validate(body, settings)
+    if idempotency_key is not None:
+        Idempotency.check_key(idempotency_key)
+    vault = _vault(request)
+    key_ref = await vault.put(body.openai_key.get_secret_value()) if body.openai_key is not None else None
+    kwargs: dict[str, Any] = {
+        "url": body.url,
+        "model": body.model,
+        "owner": user.sub,
+        "prompt": body.prompt.strip() if body.prompt else None,
+        "schema": body.schema_,
+        "max_age": body.max_age,
+        "key_ref": key_ref,
+    }
+    task_id = str(uuid.uuid4())
+    # The fingerprint leaves the key out: a repeat is the same request whichever key it carries.
+    fingerprint = body.model_dump(mode="json", exclude={"openai_key"}, by_alias=True)
+    try:
+        accepted = await submit_task(
+            celery_app=request.app.state.celery,
+            records=request.app.state.records,
+            user=user,
+            task_name=TASK_NAME,
+            task_type="scraping",
+            queue=QueueName.SCRAPING.value,
+            kwargs=kwargs,
+            secret_kwargs=frozenset({"key_ref"}),
+            idempotency=Idempotency(request.app.state.redis, "scraping"),
+            idempotency_key=idempotency_key,
+            fingerprint_body=[TASK_NAME, fingerprint],
+            task_id=task_id,
+        )
+    except BaseException:
+        if key_ref is not None:
+            await vault.delete(key_ref)
+        raise
+    if key_ref is not None and accepted["task_id"] != task_id:
+        await vault.delete(key_ref)  # a repeat: the earlier task holds its own reference
+    return accepted

@@ -1,0 +1,188 @@
+"""The thin Celery task: resolve the key, run scrape() on this process's loop, map the outcome.
+
+The task's arguments are plain JSON and hold no secret: the user's OpenAI key travels as
+`key_ref`, a reference to ciphertext in Redis (keyvault.py). The reference is deleted when the
+task reaches a final state; it is kept (and its TTL extended) only across a retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from celery.exceptions import Retry, SoftTimeLimitExceeded
+from redis.asyncio import Redis
+
+from shared import (
+    Allowlist,
+    PlatformTask,
+    PublicTaskError,
+    SafeAsyncClient,
+    TaskCancelled,
+    create_async_redis,
+    report_progress,
+)
+
+from .fetch import Fetcher
+from .keyvault import KeyVault, KeyVaultError, forget_secret, remember_secret, scrub
+from .politeness import HostThrottle
+from .robots import RobotsCache
+from .scrape import ScrapeDeps, ScrapeError, ScrapeJob, scrape
+from .settings import ScrapingSettings
+from .worker import app, settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Runtime:
+    """Clients for one worker process, made lazily after the fork, used by one loop."""
+
+    pid: int
+    loop: asyncio.AbstractEventLoop
+    redis: Redis
+    vault: KeyVault
+    deps: ScrapeDeps
+
+
+_runtime: _Runtime | None = None
+
+
+def build_deps(settings: ScrapingSettings, redis: Redis) -> ScrapeDeps:
+    client = SafeAsyncClient(
+        Allowlist.parse(settings.outbound_allowlist),
+        allow_private=settings.scrape_allow_private,
+        connect_timeout=settings.scrape_connect_timeout_seconds,
+        timeout=settings.scrape_timeout_seconds,
+        user_agent=settings.scrape_user_agent,
+    )
+    throttle = HostThrottle(redis, settings.throttle_policy())
+    fetcher = Fetcher(
+        client,
+        throttle,
+        None,
+        user_agent=settings.scrape_user_agent,
+        max_bytes=settings.scrape_max_body_bytes,
+        timeout_s=settings.scrape_timeout_seconds,
+        max_redirects=settings.scrape_max_redirects,
+    )
+    if settings.scrape_respect_robots:
+        fetcher.robots = RobotsCache(
+            redis,
+            fetcher.fetch_robots,
+            settings.scrape_user_agent,
+            ttl_seconds=settings.scrape_robots_ttl_seconds,
+        )
+    return ScrapeDeps(
+        redis=redis,
+        fetcher=fetcher,
+        model_config=settings.model_config_for_calls(),
+        default_max_age=settings.scrape_default_max_age,
+        page_cache_ttl=settings.scrape_page_cache_ttl_seconds,
+        result_cache_ttl=settings.scrape_result_cache_ttl_seconds,
+        max_markdown_chars=settings.scrape_max_markdown_chars,
+    )
+
+
+def runtime() -> _Runtime:
+    global _runtime
+    if _runtime is None or _runtime.pid != os.getpid():
+        # A prefork child must not reuse its parent's loop or sockets.
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        redis = create_async_redis(settings)
+        _runtime = _Runtime(
+            pid=os.getpid(),
+            loop=loop,
+            redis=redis,
+            vault=KeyVault(redis, settings.secret_key, settings.scrape_key_ttl_seconds),
+            deps=build_deps(settings, redis),
+        )
+    return _runtime
+
+
+def _retry_countdown(exc: ScrapeError, retries: int) -> float:
+    if exc.retry_after is not None:
+        return min(max(exc.retry_after, 1.0), 900.0)
+    return min(300.0, 10.0 * 2.0**retries) * (0.75 + random.random() / 2)
+
+
+class ScrapeTask(PlatformTask):
+    abstract = True
+    secret_kwargs = frozenset({"key_ref"})
+
+
+@app.task(name="scraping.scrape_page", bind=True, base=ScrapeTask, max_retries=None)
+def scrape_page(
+    self: ScrapeTask,
+    url: str,
+    model: str,
+    owner: str,
+    prompt: str | None = None,
+    schema: dict[str, Any] | None = None,
+    max_age: int | None = None,
+    key_ref: str | None = None,
+) -> dict[str, Any]:
+    rt = runtime()
+    # Progress from a retried delivery must outrank the earlier delivery's (older seq loses).
+    seq = itertools.count(1 + 10_000 * self.request.retries)
+    plaintext: list[str] = []
+
+    async def progress(current: int, total: int, message: str) -> None:
+        report_progress(self, current, total, message, seq=next(seq))
+
+    async def api_key() -> str:
+        if key_ref:
+            try:
+                key = await rt.vault.get(key_ref)
+            except KeyVaultError as exc:
+                raise ScrapeError(str(exc), code="key_unavailable") from None
+            plaintext.append(key)
+            remember_secret(key)
+            return key
+        if settings.openai_api_key:
+            return settings.openai_api_key
+        raise ScrapeError(
+            "No OpenAI key: the request had none and the server has no OPENAI_API_KEY.",
+            code="key_missing",
+        )
+
+    job = ScrapeJob(url=url, model=model, owner=owner, prompt=prompt, schema=schema, max_age=max_age)
+    final = True
+    try:
+        result = rt.loop.run_until_complete(scrape(job, rt.deps, api_key, progress))
+        report_progress(self, 1, 1, "done", seq=next(seq) + 1000)
+        return result
+    except ScrapeError as exc:
+        if exc.retryable and self.request.retries < settings.scrape_task_max_retries:
+            final = False
+            countdown = _retry_countdown(exc, self.request.retries)
+            if key_ref:
+                rt.loop.run_until_complete(
+                    rt.vault.extend(key_ref, int(countdown) + settings.scrape_key_ttl_seconds)
+                )
+            message = scrub(str(exc), plaintext)
+            raise self.retry(countdown=countdown, exc=PublicTaskError(message)) from None
+        raise PublicTaskError(scrub(str(exc), plaintext)) from None
+    except (TaskCancelled, Retry):
+        raise
+    except SoftTimeLimitExceeded:
+        raise PublicTaskError("The scrape took longer than the time limit allows.") from None
+    except Exception:
+        # Unknown failures are logged (scrubbed) for operators; the result store gets no text of
+        # theirs, since an exception message could quote anything, a key included.
+        log.exception("scrape failed unexpectedly")
+        raise PublicTaskError("The scrape failed with an internal error.") from None
+    finally:
+        for key in plaintext:
+            forget_secret(key)
+        if final and key_ref:
+            try:
+                rt.loop.run_until_complete(rt.vault.delete(key_ref))
+            except Exception:  # the TTL removes it anyway
+                log.warning("could not delete the key reference of a finished task")
