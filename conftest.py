@@ -108,8 +108,12 @@ def local_stack(infra: Path) -> Iterator[testing.Proc]:
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 pytest.fail(f"port {port} is taken (is `make run` running?); the local stack needs it")
+    # A vhost of its own: task_stack's worker also consumes `default` in the session vhost.
+    vhost = SESSION_VHOST + "_local"
+    testing.ensure_vhost(vhost)
+    env = {"PYTHONUNBUFFERED": "1", "BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{vhost}"}
     proc = testing.Proc(
-        "make-run", [sys.executable, "deploy/local/run.py"], {"PYTHONUNBUFFERED": "1"}, infra / "make-run.log"
+        "make-run", [sys.executable, "deploy/local/run.py"], env, infra / "make-run.log"
     ).start()
     try:
         for url in LOCAL_STACK_HEALTH:
@@ -129,4 +133,5 @@ def local_stack(infra: Path) -> Iterator[testing.Proc]:
         _, alive = psutil.wait_procs(children, timeout=10)
         for leftover in alive:
             leftover.kill()
+        testing.delete_vhost(vhost)
         assert not alive, f"make run left orphans behind: {[p.pid for p in alive]}"

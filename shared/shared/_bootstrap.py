@@ -7,7 +7,9 @@ parent's /metrics endpoint. Operators may set it themselves; otherwise a fresh d
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -25,6 +27,8 @@ def prepare_metrics_dir(argv: list[str] | None = None) -> str | None:
     if _is_celery_worker(argv):
         path = tempfile.mkdtemp(prefix="smartapp-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+        # Removed when the worker's main process exits (pool children leave with os._exit).
+        atexit.register(shutil.rmtree, path, True)
         return path
     return None
 
