@@ -23,7 +23,9 @@ async def test_high_priority_overtakes_backlog(infra, auth, wait) -> None:
             low = []
             for i in range(6):
                 r = await client.post(
-                    f"{P}/background-task/", json={"task_type": "noop", "data": {"i": i}, "priority": 0}, headers=h
+                    f"{P}/background-task/",
+                    json={"task_type": "noop", "data": {"i": i}, "priority": 0},
+                    headers=h,
                 )
                 low.append(r.json()["task_id"])
             r = await client.post(
