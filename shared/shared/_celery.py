@@ -73,7 +73,6 @@ class PlatformTask(Task):  # type: ignore[misc]
     # kwargs never shown in logs, events or Flower (the broker message is the caller's job:
     # put only references to secrets there).
     secret_kwargs: ClassVar[frozenset[str]] = frozenset()
-    _records: ClassVar[SyncTaskRecords | None] = None
 
     @property
     def records(self) -> SyncTaskRecords:

@@ -131,22 +131,18 @@ _STATUS_CODES = {
 }
 
 
-def _dependency_error(exc: Exception) -> AppError | None:
-    """Map a dependency being down to 503; None when exc is not such a failure."""
+def _dependency_error(exc: Exception) -> AppError:
+    """The 503 for a dependency that is down, naming it when we can tell which."""
     import kombu.exceptions
     import redis.exceptions
 
-    if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
+    if isinstance(exc, redis.exceptions.RedisError):
         return ServiceUnavailable(
             "The cache and result store (Redis) is unavailable.", code="redis_unavailable"
         )
-    if isinstance(exc, redis.exceptions.BusyLoadingError | redis.exceptions.ReadOnlyError):
-        return ServiceUnavailable(
-            "The cache and result store (Redis) is unavailable.", code="redis_unavailable"
-        )
-    if isinstance(exc, kombu.exceptions.OperationalError | ConnectionError | TimeoutError):
+    if isinstance(exc, kombu.exceptions.OperationalError):
         return ServiceUnavailable("The message broker (RabbitMQ) is unavailable.", code="broker_unavailable")
-    return None
+    return ServiceUnavailable()
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -174,15 +170,11 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(Unprocessable(message, detail=detail))
 
     async def on_unhandled(_: Request, exc: Exception) -> JSONResponse:
-        mapped = _dependency_error(exc)
-        if mapped is not None:
-            log.warning("dependency unavailable: %s", type(exc).__name__)
-            return error_response(mapped)
         log.exception("unhandled error")
         return error_response(AppError())
 
     async def on_dependency_error(_: Request, exc: Exception) -> JSONResponse:
-        mapped = _dependency_error(exc) or ServiceUnavailable()
+        mapped = _dependency_error(exc)
         log.warning("dependency unavailable: %s", type(exc).__name__)
         return error_response(mapped)
 
