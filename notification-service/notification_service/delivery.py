@@ -1,17 +1,19 @@
 """Delivering notifications: plan one delivery per device, claim, send, classify, record.
 
 Runs inside a worker process on that process's event loop, with its one pooled HTTP
-client. Concurrency is bounded by a semaphore; claims are taken a slice at a time just
-ahead of the sends, so a lost worker strands at most one slice (the sweeper frees it).
+client. A fixed set of senders bounds the concurrency; claims are taken a slice at a time
+just ahead of the sends, so a lost worker strands at most a slice or two (the sweeper
+frees them).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
-from collections import Counter
-from collections.abc import Sequence
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 from notification_service import webhooks, webpush
@@ -38,8 +40,20 @@ from notification_service.payloads import webhook_body, webhook_message_id, webp
 from notification_service.settings import NotificationSettings
 
 log = logging.getLogger(__name__)
-# Notifications planned per Redis pipeline.
-PLAN_SLICE = 500
+# Notifications planned and claimed per Redis call, just ahead of their sends.
+PLAN_SLICE = 100
+# A batch is split into this many chunks (delivery tasks), so as many worker processes
+# share it; but no chunk is smaller than MIN_CHUNK (unless notify_chunk_size is).
+BATCH_SPREAD = 4
+MIN_CHUNK = 250
+
+
+def chunk_size(size: int, largest: int, spread: int = BATCH_SPREAD) -> int:
+    """Notifications per delivery task of a batch of `size`: `spread` tasks, so as many
+    worker processes share it, within bounds. Each task costs its start and the ramp up
+    and down of its sends, so none is smaller than MIN_CHUNK; none is larger than
+    `largest`, so other tasks on the queue get their turn between chunks."""
+    return max(min(MIN_CHUNK, largest), min(largest, math.ceil(size / spread)))
 
 
 @dataclass
@@ -47,6 +61,54 @@ class RunResult:
     counts: Counter[str] = field(default_factory=Counter)
     # (notification_id, device_id, seconds from now) of every retry this run scheduled.
     retries: list[tuple[str, str, float]] = field(default_factory=list)
+
+
+class _Tally:
+    """Counts how a run's attempts ended as their records land; `settled` once all have."""
+
+    def __init__(self, result: RunResult) -> None:
+        self.result = result
+        self._pending = 0
+        self._settled = asyncio.Event()
+        self._settled.set()
+
+    def expect(
+        self, claim: Claimed, status: str, next_at: float | None
+    ) -> Callable[[int | BaseException], None]:
+        """What to call with the record's outcome: 1 recorded, 0 claim lost, or the error."""
+        self._pending += 1
+        self._settled.clear()
+
+        def landed(recorded: int | BaseException) -> None:
+            counts = self.result.counts
+            if isinstance(recorded, BaseException):
+                # Left in `sending`: the sweeper re-queues it.
+                log.error(
+                    "recording a delivery attempt failed: %s",
+                    type(recorded).__name__,
+                    extra={"notification_id": claim.nid},
+                )
+                counts["crashed"] += 1
+            elif not recorded:
+                # The sweeper took it back meanwhile; whoever holds it now records the outcome.
+                counts["claim_lost"] += 1
+            else:
+                counts[status] += 1
+                if next_at is not None:
+                    delay = max(0.0, next_at - time.time())
+                    self.result.retries.append((claim.nid, claim.dev, delay))
+            self._pending -= 1
+            if not self._pending:
+                self._settled.set()
+
+        return landed
+
+    async def settled(self) -> None:
+        await self._settled.wait()
+
+
+# A claimed delivery and its notification (None when it expired away).
+_Work = tuple[Claimed, Notification | None]
 
 
 @dataclass
@@ -59,46 +121,9 @@ class Deliverer:
 
     async def deliver_notifications(self, nids: Sequence[str]) -> RunResult:
         """Plan (once) and attempt every delivery of these notifications."""
-        notifs = await self.ledger.get_notifications(nids)
-        if not notifs:
-            return RunResult()
-        ids = list(notifs)
-        targets = await self.devices.targets(sorted({n.user_id for n in notifs.values()}))
-        items = [(notifs[nid], targets[notifs[nid].user_id]) for nid in ids]
-        claimed: list[Claimed] = []
-        repeated: list[str] = []
-        for start in range(0, len(items), PLAN_SLICE):
-            made = await self.ledger.plan_and_claim(items[start : start + PLAN_SLICE])
-            for (notif, _), got in zip(items[start : start + PLAN_SLICE], made, strict=True):
-                if got is None:
-                    repeated.append(notif.notification_id)
-                else:
-                    claimed.extend(got)
-        result = await self._send_claimed(claimed, notifs, RunResult())
-        if repeated:
-            # A repeated run (redelivered task): whatever is still queued is attempted.
-            planned = await self.ledger.planned(repeated)
-            pairs = [(nid, dev) for nid in repeated for dev in sorted(planned[nid] or {})]
-            again = await self.run(pairs, notifs)
-            result.counts.update(again.counts)
-            result.retries.extend(again.retries)
-        return result
-
-    async def _send_claimed(
-        self, claimed: Sequence[Claimed], notifs: dict[str, Notification], result: RunResult
-    ) -> RunResult:
-        sem = asyncio.Semaphore(self.settings.notify_concurrency)
-        devices = await self.devices.get_many(sorted({c.dev for c in claimed}))
-        running: set[asyncio.Task[None]] = set()
-        for claim in claimed:
-            await sem.acquire()
-            task = asyncio.create_task(
-                self._attempt(claim, notifs.get(claim.nid), devices.get(claim.dev), result, sem)
-            )
-            running.add(task)
-            task.add_done_callback(running.discard)
-        if running:
-            await asyncio.gather(*running)
+        result = RunResult()
+        devices: dict[str, Device] = {}
+        await self._send(self._first_claims(nids, devices, result), devices, result)
         return result
 
     async def run(
@@ -108,69 +133,134 @@ class Deliverer:
         if notifs is None:
             notifs = await self.ledger.get_notifications(sorted({nid for nid, _ in pairs}))
         result = RunResult()
-        counts = result.counts
-        concurrency = self.settings.notify_concurrency
-        sem = asyncio.Semaphore(concurrency)
-        running: set[asyncio.Task[None]] = set()
-        step = max(concurrency, 32)
         devices: dict[str, Device] = {}
-        for start in range(0, len(pairs), step):
-            claimed, skipped = await self.ledger.claim(pairs[start : start + step], notifs)
-            counts.update({f"skipped_{k}": v for k, v in skipped.items()})
-            if not claimed:
-                continue
-            # Read once per run: a batch sends many notifications to the same devices.
-            missing = sorted({c.dev for c in claimed} - devices.keys())
-            if missing:
-                devices.update(await self.devices.get_many(missing))
-            for claim in claimed:
-                await sem.acquire()
-                task = asyncio.create_task(
-                    self._attempt(claim, notifs.get(claim.nid), devices.get(claim.dev), result, sem)
-                )
-                running.add(task)
-                task.add_done_callback(running.discard)
-        if running:
-            await asyncio.gather(*running)
+        await self._send(self._claims(pairs, notifs, devices, result), devices, result)
         return result
 
-    async def _attempt(
+    async def _first_claims(
+        self, nids: Sequence[str], devices: dict[str, Device], result: RunResult
+    ) -> AsyncIterator[list[_Work]]:
+        """Read, plan and claim a slice at a time, just ahead of the sends.
+
+        Reads each device once into `devices`, where the senders find it.
+        """
+        targets: dict[str, list[tuple[str, str]]] = {}
+        repeated: dict[str, Notification] = {}
+        for start in range(0, len(nids), PLAN_SLICE):
+            found = await self.ledger.get_notifications(nids[start : start + PLAN_SLICE])
+            # Read once per run: a batch sends many notifications to the same users.
+            users = sorted({n.user_id for n in found.values()} - targets.keys())
+            if users:
+                targets.update(await self.devices.targets(users))
+                await self._read_devices({dev for user in users for dev, _ in targets[user]}, devices)
+            items = [(notif, targets[notif.user_id]) for notif in found.values()]
+            work: list[_Work] = []
+            for (notif, _), got in zip(items, await self.ledger.plan_and_claim(items), strict=True):
+                if got is None:
+                    repeated[notif.notification_id] = notif
+                else:
+                    work += ((claim, notif) for claim in got)
+            yield work
+        if repeated:
+            # A repeated run (redelivered task): whatever is still queued is attempted.
+            planned = await self.ledger.planned(list(repeated))
+            pairs = [(nid, dev) for nid in repeated for dev in sorted(planned[nid] or {})]
+            async for work in self._claims(pairs, repeated, devices, result):
+                yield work
+
+    async def _claims(
         self,
-        claim: Claimed,
-        notif: Notification | None,
-        device: Device | None,
+        pairs: Sequence[tuple[str, str]],
+        notifs: dict[str, Notification],
+        devices: dict[str, Device],
         result: RunResult,
-        sem: asyncio.Semaphore,
+    ) -> AsyncIterator[list[_Work]]:
+        """Claim queued, due deliveries a slice at a time, just ahead of the sends."""
+        step = max(self.settings.notify_concurrency, 32)
+        for start in range(0, len(pairs), step):
+            claimed, skipped = await self.ledger.claim(pairs[start : start + step], notifs)
+            result.counts.update({f"skipped_{k}": v for k, v in skipped.items()})
+            await self._read_devices({c.dev for c in claimed}, devices)
+            yield [(claim, notifs.get(claim.nid)) for claim in claimed]
+
+    async def _read_devices(self, devs: set[str], devices: dict[str, Device]) -> None:
+        # Once per run: a batch sends many notifications to the same devices.
+        missing = sorted(devs - devices.keys())
+        if missing:
+            devices.update(await self.devices.get_many(missing))
+
+    async def _send(
+        self, claims: AsyncIterator[list[_Work]], devices: dict[str, Device], result: RunResult
     ) -> None:
+        """Attempt every claim with at most `notify_concurrency` requests in flight.
+
+        A fixed set of senders takes claims from a short line that is topped up a slice at
+        a time when it runs low, so the claims never run far ahead of the sends (a lost
+        worker strands few of them in `sending`) and the next slice is claimed while the
+        line still holds work. An attempt's record is written with others ending about
+        then; its sender goes on meanwhile, and the run ends once every record landed.
+        """
+        concurrency = self.settings.notify_concurrency
+        line: deque[_Work] = deque()
+        low = asyncio.Event()  # the line ran low: claim the next slice
+        fed = asyncio.Event()  # the line was topped up, or there is nothing more to claim
+        finished = False
+        tally = _Tally(result)
+
+        async def sender() -> None:
+            while True:
+                if line:
+                    claim, notif = line.popleft()
+                    if len(line) < concurrency:
+                        low.set()
+                    try:
+                        await self.attempt(claim, notif, devices.get(claim.dev), tally)
+                    except Exception:
+                        # Left in `sending`: the sweeper re-queues it. Never lose the rest.
+                        log.exception("delivery attempt crashed", extra={"notification_id": claim.nid})
+                        result.counts["crashed"] += 1
+                elif finished:
+                    return
+                else:
+                    fed.clear()
+                    await fed.wait()
+
+        senders: list[asyncio.Task[None]] = []
         try:
-            status, next_at = await self.attempt(claim, notif, device)
-            result.counts[status] += 1
-            if next_at is not None:
-                result.retries.append((claim.nid, claim.dev, max(0.0, next_at - time.time())))
-        except Exception:
-            # Left in `sending`: the sweeper re-queues it. Never lose the rest of the batch.
-            log.exception("delivery attempt crashed", extra={"notification_id": claim.nid})
-            result.counts["crashed"] += 1
+            async for work in claims:
+                line.extend(work)
+                fed.set()
+                # No more senders than claims: one notification needs one, not 64.
+                while len(senders) < min(concurrency, len(line)):
+                    senders.append(asyncio.create_task(sender()))
+                while len(line) >= concurrency:
+                    low.clear()
+                    await low.wait()
         finally:
-            sem.release()
+            finished = True
+            fed.set()
+            await asyncio.gather(*senders)
+            await tally.settled()
 
     async def attempt(
-        self, claim: Claimed, notif: Notification | None, device: Device | None
-    ) -> tuple[str, float | None]:
-        """One attempt of one claimed delivery: the state it ends in, and when to retry."""
+        self, claim: Claimed, notif: Notification | None, device: Device | None, tally: _Tally
+    ) -> None:
+        """One attempt of one claimed delivery, recorded with the state it ends in."""
         channel = device.channel if device is not None else Channel.WEBPUSH.value
         if notif is None:
-            return await self._end(claim, notif, channel, FAILED, "the notification expired", 0.0)
+            self._end(tally, claim, notif, channel, FAILED, "the notification expired", 0.0)
+            return
         if device is None:
-            return await self._end(claim, notif, channel, GONE, "the device was removed", 0.0)
+            self._end(tally, claim, notif, channel, GONE, "the device was removed", 0.0)
+            return
         if not device.active:
-            return await self._end(claim, notif, channel, FAILED, "the device is disabled", 0.0)
+            self._end(tally, claim, notif, channel, FAILED, "the device is disabled", 0.0)
+            return
         remaining = int(notif.expires_ts - time.time())
         # TTL 0 means "now or never" (RFC 8030): one attempt, however late the queue is.
         if remaining <= 0 and not (notif.ttl == 0 and claim.attempt == 1):
-            return await self._end(
-                claim, notif, channel, EXPIRED, "the TTL passed before it could be sent", 0.0
-            )
+            self._end(tally, claim, notif, channel, EXPIRED, "the TTL passed before it could be sent", 0.0)
+            return
         if channel == Channel.WEBPUSH:
             request = webpush.build_request(
                 device.subscription(),
@@ -203,22 +293,18 @@ class Deliverer:
         verdict = classify(channel, http_status, error=error, retry_after=retry_after)
         reason = f"{verdict.reason}: {detail}" if detail else verdict.reason
         if verdict.outcome is Outcome.DELIVERED:
-            return await self._end(
-                claim, notif, channel, DELIVERED, "", latency_ms, http_status, verdict.outcome
-            )
+            self._end(tally, claim, notif, channel, DELIVERED, "", latency_ms, http_status, verdict.outcome)
+            return
         if verdict.outcome is Outcome.GONE:
-            ended = await self._end(
-                claim, notif, channel, GONE, reason, latency_ms, http_status, verdict.outcome
-            )
+            self._end(tally, claim, notif, channel, GONE, reason, latency_ms, http_status, verdict.outcome)
             if channel == Channel.WEBPUSH:
                 await self.devices.prune(device)
             else:
                 await self.devices.disable(device, "the receiver answered 410 Gone")
-            return ended
+            return
         if verdict.outcome is Outcome.FAILED:
-            return await self._end(
-                claim, notif, channel, FAILED, reason, latency_ms, http_status, verdict.outcome
-            )
+            self._end(tally, claim, notif, channel, FAILED, reason, latency_ms, http_status, verdict.outcome)
+            return
         delay = next_retry_delay(
             verdict,
             claim.attempt,
@@ -232,10 +318,10 @@ class Deliverer:
                 final, why = FAILED, f"{reason} (gave up after {claim.attempt} attempts)"
             else:
                 final, why = EXPIRED, f"{reason} (the TTL passes before another attempt)"
-            return await self._end(
-                claim, notif, channel, final, why, latency_ms, http_status, verdict.outcome
-            )
-        return await self._end(
+            self._end(tally, claim, notif, channel, final, why, latency_ms, http_status, verdict.outcome)
+            return
+        self._end(
+            tally,
             claim,
             notif,
             channel,
@@ -247,8 +333,9 @@ class Deliverer:
             next_at=time.time() + delay,
         )
 
-    async def _end(
+    def _end(
         self,
+        tally: _Tally,
         claim: Claimed,
         notif: Notification | None,
         channel: str,
@@ -259,19 +346,20 @@ class Deliverer:
         outcome: Outcome | None = None,
         *,
         next_at: float | None = None,
-    ) -> tuple[str, float | None]:
-        recorded = await self.ledger.finish(
-            claim,
-            notif,
-            channel,
-            status,
-            error=error,
-            http_status=http_status,
-            latency_ms=latency_ms,
-            outcome=outcome.value if outcome is not None else status,
-            next_at=next_at,
-        )
-        if not recorded:
-            # The sweeper took it back meanwhile; whoever holds it now records the outcome.
-            return "claim_lost", None
-        return status, next_at
+    ) -> None:
+        landed = tally.expect(claim, status, next_at)
+        try:
+            self.ledger.finish_soon(
+                claim,
+                notif,
+                channel,
+                status,
+                error=error,
+                http_status=http_status,
+                latency_ms=latency_ms,
+                outcome=outcome.value if outcome is not None else status,
+                next_at=next_at,
+                then=landed,
+            )
+        except Exception as exc:
+            landed(exc)  # the run must not wait for a record that was never queued

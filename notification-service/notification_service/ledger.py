@@ -16,21 +16,25 @@ Layout (everything under 'n:'; user ids are quoted so ':' cannot cross namespace
 A delivery moves queued -> sending -> delivered | failed | gone | expired, or back to
 queued with a next_at for a retry. Every move is one Lua script that checks the state it
 moves from (and, leaving `sending`, the claim token), so a redelivered task, a second
-worker or the sweeper can never deliver one message twice or overwrite a final state.
+worker or the sweeper can never deliver one message twice or overwrite a final state. The
+two moves every delivery makes (plan-and-claim, finish) take many deliveries per call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import orjson
 from redis.asyncio import Redis
+
+log = logging.getLogger(__name__)
 
 QUEUED = "queued"
 SENDING = "sending"
@@ -43,6 +47,9 @@ FINAL_STATES = frozenset({DELIVERED, FAILED, GONE, EXPIRED})
 MAX_BATCH_FAILURES_KEPT = 1000
 DUE_KEY = "n:due"
 SENDING_KEY = "n:sending"
+# Notifications (plan) or attempts (finish) per script call: Redis runs one call at a time,
+# so a call is kept to a few milliseconds.
+SCRIPT_SLICE = 250
 # A due entry handed to a worker is leased for this long: if the task is lost, it comes due again.
 DUE_LEASE_SECONDS = 60.0
 
@@ -97,28 +104,51 @@ def _s(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-# The first run of a notification plans and claims in one step: its deliveries are created
-# straight in `sending`, owned by the caller's token, attempt 1.
-# KEYS: plan, counts, sending, then one delivery per device. ARGV: now, retention, has_batch,
-# batch_id, token, then (device_id, channel, member) per device. 0 when already planned.
+# The first run of notifications plans and claims in one step, a slice of notifications per
+# call: their deliveries are created straight in `sending`, owned by the caller's token,
+# attempt 1. One call for many is what keeps the ledger cheap at thousands a second: a call
+# costs the worker more to encode than the Lua costs Redis to run.
+# KEYS: sending, the batch-count keys, then per notification its plan key followed by one
+# delivery key per device. ARGV: now, retention, token, number of batch-count keys, JSON
+# [[batch-count key number (0: none), batch_id, notification_id, device_id, channel, ...], ...].
+# Answers per notification 1 when planned and claimed now, 0 when already planned.
 _PLAN_CLAIM_LUA = """
-if redis.call('HSETNX', KEYS[1], '_planned', ARGV[1]) == 0 then return 0 end
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-for i = 4, #KEYS do
-  local dkey = KEYS[i]
-  local j = 6 + 3 * (i - 4)
-  redis.call('HSET', KEYS[1], ARGV[j], ARGV[j + 1])
-  redis.call('HSET', dkey, 'status', 'sending', 'channel', ARGV[j + 1], 'attempts', 1,
-             'created_at', ARGV[1], 'updated_at', ARGV[1], 'batch_id', ARGV[4], 'error', '',
-             'since', ARGV[1], 'token', ARGV[5])
-  redis.call('EXPIRE', dkey, ARGV[2])
-  redis.call('ZADD', KEYS[3], ARGV[1], ARGV[j + 2])
+local now, ttl, token = ARGV[1], ARGV[2], ARGV[3]
+local k = 2 + tonumber(ARGV[4])
+local out, claims, planned, sending = {}, {}, {}, {}
+for i, n in ipairs(cjson.decode(ARGV[5])) do
+  local plan, ndev = KEYS[k], (#n - 3) / 2
+  if redis.call('HSETNX', plan, '_planned', now) == 0 then
+    out[i] = 0
+  else
+    out[i] = 1
+    redis.call('EXPIRE', plan, ttl)
+    local c, bid, nid = n[1], n[2], n[3]
+    if c > 0 then
+      planned[c] = (planned[c] or 0) + 1
+      sending[c] = (sending[c] or 0) + ndev
+    end
+    for j = 1, ndev do
+      local dev, channel, dkey = n[2 + 2 * j], n[3 + 2 * j], KEYS[k + j]
+      redis.call('HSET', plan, dev, channel)
+      redis.call('HSET', dkey, 'status', 'sending', 'channel', channel, 'attempts', 1,
+                 'created_at', now, 'updated_at', now, 'batch_id', bid, 'error', '',
+                 'since', now, 'token', token)
+      redis.call('EXPIRE', dkey, ttl)
+      claims[#claims + 1] = now
+      claims[#claims + 1] = nid .. '|' .. dev
+    end
+  end
+  k = k + 1 + ndev
 end
-if ARGV[3] == '1' then
-  redis.call('HINCRBY', KEYS[2], '_planned', 1)
-  if #KEYS > 3 then redis.call('HINCRBY', KEYS[2], 'sending', #KEYS - 3) end
+for s = 1, #claims, 1000 do
+  redis.call('ZADD', KEYS[1], unpack(claims, s, math.min(s + 999, #claims)))
 end
-return 1
+for c, v in pairs(planned) do
+  redis.call('HINCRBY', KEYS[1 + c], '_planned', v)
+  if sending[c] > 0 then redis.call('HINCRBY', KEYS[1 + c], 'sending', sending[c]) end
+end
+return out
 """
 
 # KEYS: delivery, due, sending, counts. ARGV: member, now, token, expires_at, has_batch.
@@ -149,32 +179,61 @@ end
 return n
 """
 
-# KEYS: delivery, attempts, due, sending, counts, failures.
-# ARGV: member, token, new_status, now, error, http_status, attempt_json, next_at, has_batch,
-#       failure_json, retention
+# Records attempts and moves their deliveries out of `sending`, many per call (see above),
+# each only if it still holds the claim token it was sent under.
+# KEYS: due, sending, a (counts, failures) pair per batch, then per attempt its delivery and
+# attempts keys. ARGV: now, retention, number of batches, JSON [[member, token, new_status,
+# error, http_status, attempt_json, next_at, batch number (0: none), failure_json], ...].
+# Answers per attempt 1 when recorded, 0 when the claim was lost (the sweeper took it back).
 _FINISH_LUA = """
-if redis.call('HGET', KEYS[1], 'status') ~= 'sending' then return 0 end
-if redis.call('HGET', KEYS[1], 'token') ~= ARGV[2] then return 0 end
-local new = ARGV[3]
-redis.call('HSET', KEYS[1], 'status', new, 'updated_at', ARGV[4], 'error', ARGV[5],
-           'http_status', ARGV[6])
-redis.call('HDEL', KEYS[1], 'token', 'since')
-redis.call('RPUSH', KEYS[2], ARGV[7])
-redis.call('EXPIRE', KEYS[2], ARGV[11])
-redis.call('ZREM', KEYS[4], ARGV[1])
-if new == 'queued' then
-  redis.call('HSET', KEYS[1], 'next_at', ARGV[8])
-  redis.call('ZADD', KEYS[3], ARGV[8], ARGV[1])
-end
-if ARGV[9] == '1' then
-  redis.call('HINCRBY', KEYS[5], 'sending', -1)
-  redis.call('HINCRBY', KEYS[5], new, 1)
-  if new ~= 'queued' and new ~= 'delivered' and redis.call('LLEN', KEYS[6]) < 1000 then
-    redis.call('RPUSH', KEYS[6], ARGV[10])
-    redis.call('EXPIRE', KEYS[6], ARGV[11])
+local now, ttl = ARGV[1], ARGV[2]
+local k = 3 + 2 * tonumber(ARGV[3])
+local out, done, due, moves = {}, {}, {}, {}
+for i, e in ipairs(cjson.decode(ARGV[4])) do
+  local dkey, akey = KEYS[k], KEYS[k + 1]
+  k = k + 2
+  local cur = redis.call('HMGET', dkey, 'status', 'token')
+  if cur[1] ~= 'sending' or cur[2] ~= e[2] then
+    out[i] = 0
+  else
+    out[i] = 1
+    local new, b = e[3], e[8]
+    if new == 'queued' then
+      redis.call('HSET', dkey, 'status', new, 'updated_at', now, 'error', e[4],
+                 'http_status', e[5], 'next_at', e[7])
+      due[#due + 1] = e[7]
+      due[#due + 1] = e[1]
+    else
+      redis.call('HSET', dkey, 'status', new, 'updated_at', now, 'error', e[4],
+                 'http_status', e[5])
+    end
+    redis.call('HDEL', dkey, 'token', 'since')
+    redis.call('RPUSH', akey, e[6])
+    redis.call('EXPIRE', akey, ttl)
+    done[#done + 1] = e[1]
+    if b > 0 then
+      local m = moves[b] or {sending = 0}
+      moves[b] = m
+      m.sending = m.sending - 1
+      m[new] = (m[new] or 0) + 1
+      local fkey = KEYS[2 + 2 * b]
+      if new ~= 'queued' and new ~= 'delivered' and redis.call('LLEN', fkey) < 1000 then
+        redis.call('RPUSH', fkey, e[9])
+        redis.call('EXPIRE', fkey, ttl)
+      end
+    end
   end
 end
-return 1
+for s = 1, #done, 1000 do
+  redis.call('ZREM', KEYS[2], unpack(done, s, math.min(s + 999, #done)))
+end
+for s = 1, #due, 1000 do
+  redis.call('ZADD', KEYS[1], unpack(due, s, math.min(s + 999, #due)))
+end
+for b, m in pairs(moves) do
+  for state, v in pairs(m) do redis.call('HINCRBY', KEYS[1 + 2 * b], state, v) end
+end
+return out
 """
 
 # KEYS: delivery, sending, due, counts. ARGV: member, cutoff, now, has_batch.
@@ -257,6 +316,18 @@ class Claimed:
     attempt: int
 
 
+@dataclass(slots=True)
+class _Finish:
+    """One attempt waiting for the next finish call: its keys, its row of the call's JSON,
+    and whom to tell how it went."""
+
+    nid: str
+    dev: str
+    bid: str
+    then: Callable[[int | BaseException], None]
+    row: list[Any]
+
+
 class Ledger:
     """Async access to the ledger for the API and the workers."""
 
@@ -264,8 +335,9 @@ class Ledger:
         self.r = client
         self.retention = retention_seconds
         self._plan_claim = client.register_script(_PLAN_CLAIM_LUA)
-        self._pending: list[tuple[list[Any], list[Any], asyncio.Future[Any]]] = []
+        self._pending: list[_Finish] = []
         self._flushing = False
+        self._flusher: asyncio.Task[None] | None = None
         self._claim = client.register_script(_CLAIM_LUA)
         self._finish = client.register_script(_FINISH_LUA)
         self._sweep = client.register_script(_SWEEP_LUA)
@@ -341,21 +413,31 @@ class Ledger:
         None for a notification that was already planned (a repeated run): its deliveries
         are then claimed the ordinary way, one by one.
         """
+        if not items:
+            return []
         now = str(time.time())
         token = uuid.uuid4().hex
-        async with self.r.pipeline(transaction=False) as pipe:
-            for notif, devices in items:
+        made: list[int] = []
+        # One call at a time, not a pipeline: a pipeline of scripts costs a SCRIPT EXISTS
+        # round trip first.
+        for start in range(0, len(items), SCRIPT_SLICE):
+            batches: dict[str, int] = {}
+            entry_keys: list[str] = []
+            spec: list[list[Any]] = []
+            for notif, devices in items[start : start + SCRIPT_SLICE]:
                 nid = notif.notification_id
                 bid = notif.batch_id or ""
-                keys = [plan_key(nid), batch_counts_key(bid or "-"), SENDING_KEY]
-                args: list[Any] = [now, self.retention, "1" if bid else "0", bid, token]
+                row: list[Any] = [batches.setdefault(bid, len(batches) + 1) if bid else 0, bid, nid]
+                entry_keys.append(plan_key(nid))
                 for dev, channel in devices:
-                    keys.append(delivery_key(nid, dev))
-                    args += [dev, channel, member(nid, dev)]
-                await self._plan_claim(keys=keys, args=args, client=pipe)
-            results = await pipe.execute()
+                    entry_keys.append(delivery_key(nid, dev))
+                    row += (dev, channel)
+                spec.append(row)
+            keys = [SENDING_KEY, *(batch_counts_key(bid) for bid in batches), *entry_keys]
+            args: list[Any] = [now, self.retention, token, len(batches), orjson.dumps(spec)]
+            made += await self._plan_claim(keys=keys, args=args)
         out: list[list[Claimed] | None] = []
-        for (notif, devices), res in zip(items, results, strict=True):
+        for (notif, devices), res in zip(items, made, strict=True):
             nid = notif.notification_id
             out.append([Claimed(nid, dev, token, 1) for dev, _ in devices] if res else None)
         return out
@@ -420,65 +502,93 @@ class Ledger:
         next_at: float | None = None,
     ) -> bool:
         """Record the attempt and move the delivery out of `sending`, if the claim still holds."""
-        now = time.time()
+        recorded: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        def then(outcome: int | BaseException) -> None:
+            if isinstance(outcome, BaseException):
+                recorded.set_exception(outcome)
+            else:
+                recorded.set_result(outcome)
+
+        self.finish_soon(
+            claim,
+            notif,
+            channel,
+            status,
+            error=error,
+            http_status=http_status,
+            latency_ms=latency_ms,
+            outcome=outcome,
+            next_at=next_at,
+            then=then,
+        )
+        return bool(await recorded)
+
+    def finish_soon(
+        self,
+        claim: Claimed,
+        notif: Notification | None,
+        channel: str,
+        status: str,
+        *,
+        error: str,
+        http_status: int | None,
+        latency_ms: float,
+        outcome: str,
+        next_at: float | None = None,
+        then: Callable[[int | BaseException], None],
+    ) -> None:
+        """`finish` in the next call with every other attempt ending about now.
+
+        Under load hundreds of attempts end together; one round trip and one call for all
+        of them instead of one each is most of what a delivery costs beyond its request.
+        `then` gets 1 when recorded, 0 when the claim was lost, or the error.
+        """
         bid = notif.batch_id if notif is not None else None
         attempt = orjson.dumps(
             {
                 "n": claim.attempt,
-                "at": _iso(now),
+                "at": _iso(time.time()),
                 "http_status": http_status,
                 "error": error or None,
                 "latency_ms": round(latency_ms, 1),
                 "outcome": outcome,
             }
-        )
-        failure = orjson.dumps(
-            {
-                "notification_id": claim.nid,
-                "device_id": claim.dev,
-                "channel": channel,
-                "status": status,
-                "error": error or None,
-                "http_status": http_status,
-            }
-        )
-        res = await self._coalesced_finish(
-            [
-                delivery_key(claim.nid, claim.dev),
-                attempts_key(claim.nid, claim.dev),
-                DUE_KEY,
-                SENDING_KEY,
-                batch_counts_key(bid or "-"),
-                batch_failures_key(bid or "-"),
-            ],
+        ).decode()
+        failure = ""
+        if bid and status not in (QUEUED, DELIVERED):
+            failure = orjson.dumps(
+                {
+                    "notification_id": claim.nid,
+                    "device_id": claim.dev,
+                    "channel": channel,
+                    "status": status,
+                    "error": error or None,
+                    "http_status": http_status,
+                }
+            ).decode()
+        entry = _Finish(
+            claim.nid,
+            claim.dev,
+            bid or "",
+            then,
             [
                 member(claim.nid, claim.dev),
                 claim.token,
                 status,
-                now,
                 error,
-                "" if http_status is None else http_status,
+                "" if http_status is None else str(http_status),
                 attempt,
-                next_at if next_at is not None else "",
-                "1" if bid else "0",
+                "" if next_at is None else str(next_at),
+                0,  # the batch's number, given when the call is made
                 failure,
-                self.retention,
             ],
         )
-        return bool(res)
-
-    async def _coalesced_finish(self, keys: list[Any], args: list[Any]) -> Any:
-        """Run the finish script in one pipeline with every other finish of this moment.
-
-        Under load hundreds of attempts end together; one round trip for all of them
-        instead of one each is most of what a delivery costs beyond its HTTP request.
-        """
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending.append((keys, args, future))
+        self._pending.append(entry)
         if not self._flushing:
             self._flushing = True
-            asyncio.get_running_loop().create_task(self._flush())
-        return await future
+            # Held: the loop keeps only a weak reference to a task.
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
 
     async def _flush(self) -> None:
         try:
@@ -486,24 +596,36 @@ class Ledger:
                 await asyncio.sleep(0)  # let the attempts ending in this tick join
                 batch, self._pending = self._pending, []
                 try:
-                    async with self.r.pipeline(transaction=False) as pipe:
-                        for keys, args, _ in batch:
-                            await self._finish(keys=keys, args=args, client=pipe)
-                        results = await pipe.execute(raise_on_error=False)
-                except Exception as exc:
-                    for _, _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
+                    outcomes: Sequence[int | BaseException] = await self._finish_many(batch)
+                except BaseException as exc:
+                    _tell(batch, [exc] * len(batch))
+                    if not isinstance(exc, Exception):
+                        raise
                     continue
-                for (_, _, future), res in zip(batch, results, strict=True):
-                    if future.done():
-                        continue
-                    if isinstance(res, Exception):
-                        future.set_exception(res)
-                    else:
-                        future.set_result(res)
+                _tell(batch, outcomes)
         finally:
             self._flushing = False
+
+    async def _finish_many(self, entries: Sequence[_Finish]) -> list[int]:
+        now = str(time.time())
+        out: list[int] = []
+        for start in range(0, len(entries), SCRIPT_SLICE):
+            batches: dict[str, int] = {}
+            entry_keys: list[str] = []
+            spec: list[list[Any]] = []
+            for entry in entries[start : start + SCRIPT_SLICE]:
+                row = entry.row
+                if entry.bid:
+                    row[7] = batches.setdefault(entry.bid, len(batches) + 1)
+                entry_keys += (delivery_key(entry.nid, entry.dev), attempts_key(entry.nid, entry.dev))
+                spec.append(row)
+            keys = [DUE_KEY, SENDING_KEY]
+            for bid in batches:
+                keys += (batch_counts_key(bid), batch_failures_key(bid))
+            keys += entry_keys
+            args: list[Any] = [now, self.retention, len(batches), orjson.dumps(spec)]
+            out += await self._finish(keys=keys, args=args)
+        return out
 
     async def deliveries(self, nid: str) -> tuple[bool, list[dict[str, Any]]]:
         """Whether the deliveries are planned, and their records, each with its attempts."""
@@ -586,6 +708,14 @@ class Ledger:
             if gone:
                 removed += int(await self.r.zrem(key, *gone))
         return removed
+
+
+def _tell(entries: Sequence[_Finish], outcomes: Sequence[int | BaseException]) -> None:
+    for entry, outcome in zip(entries, outcomes, strict=True):
+        try:
+            entry.then(outcome)
+        except Exception:
+            log.exception("a finish callback failed")
 
 
 def _iso(ts: float) -> str:

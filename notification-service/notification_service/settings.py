@@ -24,8 +24,10 @@ class NotificationSettings(BaseServiceSettings):
     notify_max_batch: int = Field(default=10_000, ge=1, le=100_000)
     notify_max_devices_per_user: int = Field(default=50, ge=1, le=1000)
     notify_inbox_max_items: int = Field(default=1000, ge=10)
-    # Notifications per delivery task: a batch is split into chunks that workers share.
-    notify_chunk_size: int = Field(default=500, ge=1, le=5000)
+    # A batch is split into chunks, one delivery task each, that worker processes share
+    # (see delivery.chunk_size); no chunk holds more notifications than this, so other tasks
+    # on the queue get their turn between chunks.
+    notify_chunk_size: int = Field(default=2500, ge=1, le=5000)
     # Requests in flight at once in one worker process.
     notify_concurrency: int = Field(default=64, ge=1, le=1000)
     notify_http_timeout: float = Field(default=10.0, gt=0, le=120)

@@ -12,7 +12,7 @@ from typing import Any
 
 import redis.exceptions
 
-from notification_service.delivery import RunResult
+from notification_service.delivery import RunResult, chunk_size
 from notification_service.ledger import member, split_member
 from notification_service.runtime import runtime
 from notification_service.worker import app, settings
@@ -79,7 +79,7 @@ def deliver_batch(self: PlatformTask, batch_id: str) -> dict[str, Any]:
     """Split a batch into chunks that the worker processes share; a small one runs here."""
     rt = runtime(settings)
     size = rt.run(rt.ledger.batch_size(batch_id))
-    chunk = settings.notify_chunk_size
+    chunk = chunk_size(size, settings.notify_chunk_size)
     if size <= chunk:
         ids = rt.run(rt.ledger.batch_ids(batch_id))
         return {"batch_id": batch_id, "chunks": 1, **_summary(_deliver_ids(ids))}

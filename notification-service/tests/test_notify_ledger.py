@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
-from notification_service.ledger import DUE_KEY, Ledger, Notification
+from notification_service.delivery import chunk_size
+from notification_service.ledger import DUE_KEY, SENDING_KEY, Ledger, Notification, split_member
 from notification_service.sending import aggregate_status
 
 
@@ -119,3 +122,75 @@ async def test_batch_counts_follow_every_move(ledger: Ledger) -> None:
     assert counts["_planned"] == 3
     failures = await ledger.batch_failures(bid)
     assert sorted(f["status"] for f in failures) == ["failed", "gone"]
+
+
+async def test_attempts_ending_together_are_recorded_in_one_call(ledger: Ledger) -> None:
+    """One script call records many attempts: two batches, no batch, and a lost claim."""
+    bid_a, bid_b = str(uuid.uuid4()), str(uuid.uuid4())
+    a = [_notif(batch_id=bid_a) for _ in range(3)]
+    b = [_notif(batch_id=bid_b) for _ in range(2)]
+    loose = _notif()
+    for bid, group in ((bid_a, a), (bid_b, b)):
+        await ledger.create_batch(bid, "s", [n.notification_id for n in group], "t", "now")
+    notifs = [*a, *b, loose]
+    made = await ledger.plan_and_claim([(n, [("d1", "webhook")]) for n in notifs])
+    claims = [group[0] for group in made if group]
+    assert len(claims) == 6
+    # The sweeper takes one back before its attempt is recorded: that record must be refused.
+    stale = claims[4]
+    await ledger.r.hset(f"n:d:{stale.nid}:d1", "token", "someone-else")
+    later = time.time() + 60
+    calls: list[int] = []
+    finish_many = ledger._finish_many
+
+    async def watched(entries: Any) -> list[int]:
+        calls.append(len(entries))
+        return await finish_many(entries)
+
+    ledger._finish_many = watched  # type: ignore[method-assign]
+    ends: list[tuple[str, dict[str, Any]]] = [
+        ("delivered", {"http_status": 204}),
+        ("failed", {"http_status": 403, "error": "http 403"}),
+        ("queued", {"http_status": 503, "error": "http 503", "next_at": later}),
+        ("gone", {"http_status": 410, "error": "http 410"}),
+        ("delivered", {"http_status": 204}),
+        ("expired", {"error": "timeout"}),
+    ]
+    recorded = await asyncio.gather(
+        *(
+            _finish(ledger, c, n, status, **kw)
+            for c, n, (status, kw) in zip(claims, notifs, ends, strict=True)
+        )
+    )
+    assert recorded == [True, True, True, True, False, True]
+    assert calls == [6]
+
+    counts_a, counts_b = await ledger.batch_counts(bid_a), await ledger.batch_counts(bid_b)
+    assert (counts_a["sending"], counts_a["delivered"], counts_a["failed"], counts_a["queued"]) == (
+        0,
+        1,
+        1,
+        1,
+    )
+    assert (counts_b["sending"], counts_b["gone"], counts_b["delivered"]) == (1, 1, 0)
+    assert [f["status"] for f in await ledger.batch_failures(bid_a)] == ["failed"]
+    assert [f["status"] for f in await ledger.batch_failures(bid_b)] == ["gone"]
+    assert await ledger.r.zscore(DUE_KEY, f"{a[2].notification_id}|d1") == pytest.approx(later)
+    for notif, (status, kw) in zip(notifs, ends, strict=True):
+        _, (delivery,) = await ledger.deliveries(notif.notification_id)
+        if notif is b[1]:
+            assert delivery["status"] == "sending" and delivery["history"] == []
+            continue
+        assert delivery["status"] == status
+        assert [(h["n"], h["http_status"]) for h in delivery["history"]] == [(1, kw.get("http_status"))]
+    # Still in the sweeper's index: only the lost claim.
+    sending = {split_member(m) for m in await ledger.r.zrange(SENDING_KEY, 0, -1)}
+    assert {(n.notification_id, "d1") for n in notifs} & sending == {(stale.nid, "d1")}
+
+
+@pytest.mark.parametrize(
+    ("size", "chunk"),
+    [(1, 250), (1000, 250), (10_000, 2500), (100_000, 2500), (3000, 750)],
+)
+def test_batches_are_split_for_the_processes_within_bounds(size: int, chunk: int) -> None:
+    assert chunk_size(size, largest=2500, spread=4) == chunk
