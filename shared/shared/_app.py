@@ -85,6 +85,11 @@ def create_service_app(
     )
     app.state.settings = settings
     app.state.verifier = TokenVerifier(settings)
+    if celery_app is not None:
+        # An API only publishes. Celery's Redis result backend would subscribe to every task's
+        # result channel on send (on_task_call) for a result nobody here waits on; status is
+        # read from Redis directly. Workers keep their backend: they import the app afresh.
+        celery_app.conf.result_backend = "disabled://"
     app.state.celery = celery_app
     install_error_handlers(app)
     app.add_middleware(ObservabilityMiddleware, service=settings.service_name)

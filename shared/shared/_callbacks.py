@@ -92,7 +92,9 @@ def register_callback_task(app: Any, queue: str) -> Any:
 
 
 def enqueue_callback(task: Task, task_id: str) -> None:
-    record = task.app.records.get(task_id)  # type: ignore[attr-defined]
+    record = getattr(task.request, "platform_record", None)
+    if record is None:  # a final status reached outside the task's own run (e.g. a time limit)
+        record = task.app.records.get(task_id)  # type: ignore[attr-defined]
     if record and record.get("callback_url"):
         queue = task.app.conf.task_default_queue
         task.app.send_task(f"{queue}.deliver_callback", kwargs={"task_id": task_id}, queue=queue)

@@ -29,7 +29,7 @@ from shared._metrics import (
     metrics_registry,
 )
 from shared._queues import MAX_PRIORITY, QueueName
-from shared._records import SyncTaskRecords, now_iso
+from shared._records import TERMINAL, SyncTaskRecords, now_iso
 from shared._redis import create_sync_redis
 from shared._settings import BaseServiceSettings
 
@@ -99,15 +99,18 @@ class PlatformTask(Task):  # type: ignore[misc]
         token = task_id_var.set(tid)
         rid_token = request_id_var.set(None)
         try:
-            record = self.records.get(tid) or {}
+            record = self.records.begin(tid, req.hostname or "") or {}
+            req.platform_record = record  # the final-status hook reads callback_url from here
             request_id_var.set(record.get("request_id") or None)  # the submitting request, in every log line
             if record.get("cancel") == "1":
                 self._revoked(tid, queue, "Cancelled before it started.")
-            now = time.time()
+            if record.get("status") in TERMINAL:
+                # A copy delivered again after the task finished (a worker lost before its ack).
+                log.info("task %s already %s; not run again", self.name, record["status"])
+                raise Ignore()
             enqueued = _parse_time(req.eta) or _parse_time(record.get("created_at"))
             if enqueued is not None:
-                TASK_QUEUE_WAIT.labels(self.name, queue).observe(max(0.0, now - enqueued))
-            self.records.mark(tid, "STARTED", count_attempt=True, started_at=now_iso(), worker=req.hostname)
+                TASK_QUEUE_WAIT.labels(self.name, queue).observe(max(0.0, time.time() - enqueued))
             TASKS_STARTED.labels(self.name, queue).inc()
             log.info("task %s started (attempt %s)", self.name, int(record.get("attempts", 0)) + 1)
             start = time.perf_counter()
@@ -131,7 +134,7 @@ class PlatformTask(Task):  # type: ignore[misc]
         raise Ignore()
 
     def on_success(self, retval: Any, task_id: str, args: Any, kwargs: Any) -> None:
-        self.records.mark(task_id, "SUCCESS", finished_at=now_iso(), result=retval)
+        self.records.succeed(task_id, retval, self.app.conf.result_expires)
         TASKS_SUCCEEDED.labels(self.name, self._queue()).inc()
         self._after_final(task_id)
 
@@ -223,11 +226,17 @@ def make_celery(
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         # Long tasks: take one message at a time so none waits behind a busy process.
-        worker_prefetch_multiplier=1,
+        worker_prefetch_multiplier=settings.worker_prefetch_multiplier,
         # A lost broker connection means unacked messages go back to the queue; stop running
         # them here too, or they would run twice.
         worker_cancel_long_running_tasks_on_connection_loss=True,
-        task_track_started=True,
+        # Our task record tracks STARTED (with the attempt and the worker) and a success writes
+        # the record and Celery's result in one round trip (SyncTaskRecords.succeed). Celery's
+        # own writes would add four round trips per task; failures it still stores itself,
+        # including those only the worker's main process sees (time limits, a lost child).
+        task_track_started=False,
+        task_ignore_result=True,
+        task_store_errors_even_if_ignored=True,
         result_expires=settings.result_expires_seconds,
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=2.0,

@@ -60,6 +60,35 @@ redis.call('PUBLISH', KEYS[2], ARGV[2])
 return 1
 """
 
+# A worker picks the task up: one round trip answers the record as it was and, unless it is
+# final or cancelled, marks it STARTED, counts the attempt and publishes the new status.
+_BEGIN_LUA = """
+local rec = redis.call('HGETALL', KEYS[1])
+if #rec == 0 then return rec end
+local st = redis.call('HGET', KEYS[1], 'status')
+if st == 'SUCCESS' or st == 'FAILURE' or st == 'REVOKED' then return rec end
+if redis.call('HGET', KEYS[1], 'cancel') == '1' then return rec end
+redis.call('HSET', KEYS[1], 'status', 'STARTED', 'started_at', ARGV[1], 'worker', ARGV[2])
+redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('PUBLISH', KEYS[2], ARGV[3])
+return rec
+"""
+
+# A task succeeded: our record and Celery's result in one round trip. Celery's own store
+# would read the result key, then write it: two more round trips on every task.
+_SUCCEED_LUA = """
+local st = redis.call('HGET', KEYS[1], 'status')
+local final = st == 'SUCCESS' or st == 'FAILURE' or st == 'REVOKED'
+if st and not final then
+  redis.call('HSET', KEYS[1], 'status', 'SUCCESS', 'finished_at', ARGV[1], 'result', ARGV[2])
+  redis.call('PUBLISH', KEYS[2], ARGV[5])
+end
+redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[4])
+redis.call('PUBLISH', KEYS[3], ARGV[3])
+if final then return 0 end
+return 1
+"""
+
 # Progress carries a sequence number: an older update never overwrites a newer one.
 _PROGRESS_LUA = """
 local cur = redis.call('HGET', KEYS[1], 'seq')
@@ -239,10 +268,39 @@ class SyncTaskRecords:
         self.expires = expires_seconds
         self._update = client.register_script(_UPDATE_LUA)
         self._progress = client.register_script(_PROGRESS_LUA)
+        self._begin = client.register_script(_BEGIN_LUA)
+        self._succeed = client.register_script(_SUCCEED_LUA)
 
     def get(self, task_id: str) -> dict[str, Any] | None:
         raw = self.r.hgetall(rec_key(task_id))
         return _decode(raw) if raw else None
+
+    def begin(self, task_id: str, worker: str) -> dict[str, Any] | None:
+        """Mark the task STARTED unless final or cancelled; the record as it was before."""
+        started_at = now_iso()
+        event = _event("status", task_id=task_id, status="STARTED", started_at=started_at)
+        flat = self._begin(keys=[rec_key(task_id), events_channel(task_id)], args=[started_at, worker, event])
+        if not flat:
+            return None
+        return _decode(dict(zip(flat[::2], flat[1::2], strict=True)))
+
+    def succeed(self, task_id: str, result: Any, expires: int) -> bool:
+        """Record SUCCESS and write Celery's result (its format, so AsyncResult reads it)."""
+        finished_at = now_iso()
+        meta = {
+            "status": "SUCCESS",
+            "result": result,
+            "traceback": None,
+            "children": [],
+            "date_done": finished_at,
+            "task_id": task_id,
+        }
+        event = _event("status", task_id=task_id, status="SUCCESS", finished_at=finished_at)
+        res = self._succeed(
+            keys=[rec_key(task_id), events_channel(task_id), CELERY_META_PREFIX + task_id],
+            args=[finished_at, orjson.dumps(result), orjson.dumps(meta), expires, event],
+        )
+        return bool(res)
 
     def is_cancelled(self, task_id: str) -> bool:
         return self.r.hget(rec_key(task_id), "cancel") == b"1"

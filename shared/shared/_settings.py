@@ -61,6 +61,9 @@ class BaseServiceSettings(BaseSettings):
     # Celery result records expire after a week; task records after the same.
     result_expires_seconds: int = 7 * 24 * 3600
     worker_metrics_port: int | None = None
+    # One message per pool process at a time: a long task never holds a second one hostage.
+    # Raise it only for a worker whose queue carries short tasks alone.
+    worker_prefetch_multiplier: int = Field(default=1, ge=1, le=64)
     task_soft_time_limit: int = 25 * 60
     task_time_limit: int = 28 * 60  # below RabbitMQ's 30 min consumer_timeout
 

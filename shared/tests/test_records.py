@@ -86,3 +86,23 @@ def test_progress_view_percent() -> None:
     assert progress_view("a", "PROGRESS", {"current": "1", "total": "3"})["percent"] == 33.33
     assert progress_view("a", "SUCCESS", {})["percent"] == 100.0
     assert progress_view("a", "PENDING", {})["percent"] == 0.0
+
+
+async def test_succeed_writes_record_and_celery_result_in_one_step(records, sync_records) -> None:
+    from celery import Celery
+
+    tid = await new_task(records)
+    assert sync_records.mark(tid, "STARTED", count_attempt=True) == 1
+    assert sync_records.succeed(tid, {"answer": 42}, 60)
+    status = await records.status(await records.get(tid))
+    assert status["status"] == "SUCCESS" and status["result"] == {"answer": 42}
+    # Celery itself reads the result we wrote
+    app = Celery("reader", backend=os.environ["REDIS_URL"])
+    result = app.AsyncResult(tid)
+    assert result.state == "SUCCESS" and result.get(timeout=1) == {"answer": 42}
+    app.backend.client.close()
+    # a task cancelled while running stays REVOKED even if its last step completes
+    other = await new_task(records)
+    sync_records.mark(other, "REVOKED", finished_at="f")
+    assert not sync_records.succeed(other, {"late": True}, 60)
+    assert (await records.status(await records.get(other)))["status"] == "REVOKED"
