@@ -158,8 +158,14 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=64, help="in flight per process")
     args = parser.parse_args()
 
+    import redis
+
     from shared import testing
 
+    # The benchmark's own scratch database: start it empty, so nothing an earlier run (or an
+    # earlier version) left behind changes what is measured.
+    with redis.Redis.from_url(REDIS_URL) as scratch:
+        scratch.flushdb()
     env = testing.test_env(
         {
             "REDIS_URL": REDIS_URL,

@@ -32,10 +32,12 @@ def create_app(settings: NotificationSettings | None = None) -> FastAPI:
         app.state.allowlist = allowlist
         app.state.ledger = Ledger(redis, settings.notify_retention_seconds)
         app.state.inbox = Inbox(redis, settings.notify_retention_seconds, settings.notify_inbox_max_items)
-        app.state.devices = Devices(redis, settings.notify_max_devices_per_user)
+        app.state.devices = Devices(redis, settings.notify_max_devices_per_user, settings.secret_key)
         app.state.vapid = None
         try:
-            app.state.vapid = await load_vapid_key(redis, settings.vapid_private_key)
+            app.state.vapid = await load_vapid_key(
+                redis, settings.vapid_private_key, server_secret=settings.secret_key
+            )
         except (RedisConnectionError, RedisTimeoutError):
             # Loaded on first use instead; the API still starts and answers 503 meanwhile.
             log.warning("Redis unavailable at start; the VAPID key will be loaded on first use")

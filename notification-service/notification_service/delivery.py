@@ -24,7 +24,7 @@ from notification_service.classify import (
     classify,
     next_retry_delay,
 )
-from notification_service.devices import Device, Devices
+from notification_service.devices import Device, Devices, DeviceSecretError
 from notification_service.ledger import (
     DELIVERED,
     EXPIRED,
@@ -273,8 +273,15 @@ class Deliverer:
             )
             url, headers, body = request.url, request.headers, request.body
         else:
+            try:
+                secret = self.devices.signing_secret(device)
+            except DeviceSecretError as exc:
+                # Loud, and final: a retry cannot fix it, and signing with anything else is wrong.
+                log.error("webhook delivery not signed: %s", exc, extra={"device_id": device.device_id})
+                self._end(tally, claim, notif, channel, FAILED, str(exc), 0.0)
+                return
             body = webhook_body(notif)
-            headers = webhooks.signed_headers(device.secret, webhook_message_id(claim.nid, claim.dev), body)
+            headers = webhooks.signed_headers(secret, webhook_message_id(claim.nid, claim.dev), body)
             headers["Content-Type"] = "application/json"
             url = device.endpoint
 

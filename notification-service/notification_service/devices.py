@@ -4,6 +4,9 @@ Layout: n:dev:{id} hash (device_id owner channel endpoint p256dh auth secret sta
 created_at disabled_reason); n:udev:{user} zset of the user's device ids by creation
 time; n:uep:{user} hash sha256(endpoint) -> device_id, so a browser that subscribes again
 updates its device instead of adding a second one.
+
+A webhook's signing secret is kept sealed with the server secret (shared.Sealer) and bound
+to its device id; it is unsealed only to sign a delivery.
 """
 
 from __future__ import annotations
@@ -19,9 +22,12 @@ from redis.asyncio import Redis
 
 from notification_service.ledger import q
 from notification_service.webpush import Subscription, b64url_decode, b64url_encode
+from shared import Sealer, SealError
 
 ACTIVE = "active"
 DISABLED = "disabled"
+# The HKDF info of the key that seals webhook secrets; changing it orphans every stored one.
+WEBHOOK_SECRET_PURPOSE = "smart_application/notifications/webhook-secret/v1"  # noqa: S105 - a label
 
 
 def device_key(dev: str) -> str:
@@ -75,7 +81,8 @@ class Device:
     name: str | None = None
     p256dh: str = ""
     auth: str = ""
-    secret: str = ""
+    # The `whsec_` signing secret as stored: sealed. Devices.signing_secret() opens it.
+    sealed_secret: str = ""
     disabled_reason: str | None = None
 
     @property
@@ -117,7 +124,7 @@ class Device:
             name=d.get("name") or None,
             p256dh=d.get("p256dh", ""),
             auth=d.get("auth", ""),
-            secret=d.get("secret", ""),
+            sealed_secret=d.get("secret", ""),
             disabled_reason=d.get("disabled_reason") or None,
         )
 
@@ -126,10 +133,15 @@ class TooManyDevices(Exception):
     pass
 
 
+class DeviceSecretError(Exception):
+    """A webhook device whose stored signing secret does not unseal; it cannot be signed for."""
+
+
 class Devices:
-    def __init__(self, client: Redis, max_per_user: int) -> None:
+    def __init__(self, client: Redis, max_per_user: int, server_secret: str) -> None:
         self.r = client
         self.max_per_user = max_per_user
+        self._sealer = Sealer(server_secret, WEBHOOK_SECRET_PURPOSE)
         self._prune = client.register_script(_PRUNE_LUA)
         self._disable = client.register_script(_DISABLE_LUA)
 
@@ -169,14 +181,16 @@ class Devices:
         return device
 
     async def add_webhook(self, owner: str, url: str, secret: str, name: str | None) -> Device:
+        device_id = str(uuid.uuid4())
         device = Device(
-            device_id=str(uuid.uuid4()),
+            device_id=device_id,
             owner=owner,
             channel="webhook",
             endpoint=url,
             created_at=_now_iso(),
             name=name,
-            secret=secret,
+            # Bound to the device: copied onto another device's hash, it does not unseal.
+            sealed_secret=self._sealer.seal(secret, associated_data=device_id),
         )
         await self._store(device)
         return device
@@ -194,12 +208,24 @@ class Devices:
             "name": device.name or "",
             "p256dh": device.p256dh,
             "auth": device.auth,
-            "secret": device.secret,
+            "secret": device.sealed_secret,
         }
         async with self.r.pipeline(transaction=True) as pipe:
             pipe.hset(device_key(device.device_id), mapping=mapping)
             pipe.zadd(user_devices_key(device.owner), {device.device_id: time.time()})
             await pipe.execute()
+
+    def signing_secret(self, device: Device) -> str:
+        """The device's `whsec_` secret, unsealed; DeviceSecretError rather than a wrong key."""
+        if not device.sealed_secret:
+            raise DeviceSecretError("the webhook device has no signing secret")
+        try:
+            return self._sealer.unseal_text(device.sealed_secret, associated_data=device.device_id)
+        except SealError:
+            raise DeviceSecretError(
+                "the webhook signing secret does not unseal (another SECRET_KEY, tampered, or "
+                "stored unsealed); register the webhook again"
+            ) from None
 
     async def get(self, dev: str) -> Device | None:
         raw = await self.r.hgetall(device_key(dev))

@@ -156,7 +156,9 @@ async def vapid_public_key(request: Request) -> dict[str, str]:
     vapid: webpush.VapidKey | None = request.app.state.vapid
     if vapid is None:
         settings = _settings(request)
-        vapid = await webpush.load_vapid_key(request.app.state.redis, settings.vapid_private_key)
+        vapid = await webpush.load_vapid_key(
+            request.app.state.redis, settings.vapid_private_key, server_secret=settings.secret_key
+        )
         request.app.state.vapid = vapid
     return {"public_key": vapid.public_key_b64}
 

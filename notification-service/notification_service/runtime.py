@@ -30,7 +30,7 @@ class Runtime:
         self.loop = asyncio.new_event_loop()
         self.redis = create_async_redis(settings)
         self.ledger = Ledger(self.redis, settings.notify_retention_seconds)
-        self.devices = Devices(self.redis, settings.notify_max_devices_per_user)
+        self.devices = Devices(self.redis, settings.notify_max_devices_per_user, settings.secret_key)
         self.inbox = Inbox(self.redis, settings.notify_retention_seconds, settings.notify_inbox_max_items)
         self._deliverer: Deliverer | None = None
 
@@ -40,7 +40,9 @@ class Runtime:
     async def deliverer(self) -> Deliverer:
         if self._deliverer is None:
             settings = self.settings
-            vapid = await load_vapid_key(self.redis, settings.vapid_private_key)
+            vapid = await load_vapid_key(
+                self.redis, settings.vapid_private_key, server_secret=settings.secret_key
+            )
             http = DeliveryClient(
                 Allowlist.parse(settings.outbound_allowlist),
                 timeout=settings.notify_http_timeout,

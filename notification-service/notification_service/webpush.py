@@ -25,6 +25,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from redis.asyncio import Redis
 
+from shared import Sealer, SealError
+
 log = logging.getLogger(__name__)
 
 # RFC 8291 section 4: a push service need accept no body larger than 4096 bytes.
@@ -45,6 +47,8 @@ VAPID_TOKEN_SECONDS = 12 * 3600
 _VAPID_RENEW_BEFORE_SECONDS = 3600
 
 VAPID_REDIS_KEY = "notify:vapid:private_key"
+# The HKDF info of the key that seals a generated VAPID key in Redis.
+VAPID_KEY_PURPOSE = "smart_application/notifications/vapid-key/v1"
 
 
 class Urgency(StrEnum):
@@ -357,22 +361,32 @@ async def load_vapid_key(
     redis: Redis,
     configured: str | None,
     *,
+    server_secret: str,
     key: str = VAPID_REDIS_KEY,
     warn: Callable[[str], None] | None = None,
 ) -> VapidKey:
     """VAPID_PRIVATE_KEY when set; otherwise one pair shared by every replica through Redis.
 
     SET NX makes the first replica's key the only one: subscriptions made against
-    one applicationServerKey stop working if another key signs their pushes.
+    one applicationServerKey stop working if another key signs their pushes. The key is
+    stored sealed with the server secret and bound to its Redis key name.
     """
     if configured:
         return VapidKey.from_config(configured)
+    sealer = Sealer(server_secret, VAPID_KEY_PURPOSE)
     candidate = VapidKey.generate()
-    await redis.set(key, candidate.private_raw_b64(), nx=True)
+    await redis.set(key, sealer.seal(candidate.private_raw_b64(), associated_data=key), nx=True)
     stored = await redis.get(key)
     if stored is None:
         raise RuntimeError("the VAPID key vanished from Redis right after it was stored")
-    text = stored.decode("ascii") if isinstance(stored, bytes) else str(stored)
+    try:
+        text = sealer.unseal_text(stored, associated_data=key)
+    except SealError:
+        raise InvalidVapidKey(
+            f"the VAPID key in Redis ({key}) does not unseal: SECRET_KEY differs from the one that "
+            "sealed it, or it was stored unsealed. Set VAPID_PRIVATE_KEY, or delete the key "
+            "(browsers must then resubscribe)."
+        ) from None
     (warn or log.warning)(
         "VAPID_PRIVATE_KEY is not set: using a generated key pair kept in Redis. "
         "Set VAPID_PRIVATE_KEY in production, or browsers must resubscribe when Redis is lost."

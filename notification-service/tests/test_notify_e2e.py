@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 from notify_fakes import FakePushService, FakeWebhookReceiver, Hook, Scripted
 
 Auth = Callable[..., dict[str, str]]
@@ -137,6 +138,48 @@ async def test_webhook_delivery_is_signed(
     event = json.loads(body)
     assert event["type"] == "notification.created"
     assert event["data"]["notification_id"] == sent["notification_id"]
+
+
+async def _redis_values(url: str) -> list[bytes]:
+    """Every value in the session's Redis database, whatever the type of its key."""
+    client = aioredis.Redis.from_url(url)
+    values: list[bytes] = []
+    try:
+        async for key in client.scan_iter(count=1000):
+            kind = (await client.type(key)).decode()
+            if kind == "string":
+                values.append(await client.get(key) or b"")
+            elif kind == "hash":
+                values.extend(v for kv in (await client.hgetall(key)).items() for v in kv)
+            elif kind == "list":
+                values.extend(await client.lrange(key, 0, -1))
+            elif kind == "set":
+                values.extend(await client.smembers(key))
+            elif kind == "zset":
+                values.extend(await client.zrange(key, 0, -1))
+            elif kind == "stream":
+                for _, fields in await client.xrange(key):
+                    values.extend(v for kv in fields.items() for v in kv)
+    finally:
+        await client.aclose()
+    return values
+
+
+async def test_webhook_secret_is_sealed_at_rest(
+    api: httpx.AsyncClient, auth: Auth, webhook_receiver: FakeWebhookReceiver, notify_redis_url: str
+) -> None:
+    user = _user()
+    headers = auth(user, "")
+    hook, device_id = await _register_hook(api, headers, webhook_receiver)
+    values = await _redis_values(notify_redis_url)
+    assert any(device_id.encode() in v for v in values)  # the scan does see the device
+    secret_text = hook.secret.encode()
+    assert not [v for v in values if secret_text in v or secret_text.removeprefix(b"whsec_") in v]
+    # Unsealed when it is needed: the receiver verifies the signature with the secret it was given.
+    sent = await _send(api, headers, user)
+    status = await _settled(api, headers, sent["notification_id"])
+    assert status["status"] == "delivered", status
+    assert webhook_receiver.rejections == [] and len(hook.received) == 1
 
 
 @pytest.mark.parametrize("code", [404, 410])

@@ -7,9 +7,11 @@ import time
 
 import aiohttp
 import pytest
+import redis.asyncio as aioredis
 from notify_fakes import FakeWebhookReceiver, Scripted
 
 from notification_service import webhooks
+from notification_service.devices import Devices, DeviceSecretError, device_key, user_devices_key
 from notification_service.webhooks import WebhookVerificationError
 
 # The example from the Standard Webhooks reference libraries' tests.
@@ -96,3 +98,39 @@ async def test_local_receiver_verifies(webhook_receiver: FakeWebhookReceiver) ->
     assert hook.received == [body]
     assert hook.ids == ["msg_ok"]
     assert webhook_receiver.rejections == ["no matching v1 signature"]
+
+
+async def test_device_secret_is_sealed_and_bound_to_its_device(notify_redis_url: str) -> None:
+    client = aioredis.Redis.from_url(notify_redis_url)
+    devices = Devices(client, 50, "server-secret-for-tests-0123456789")
+    owner = f"sealing-{time.time_ns()}"
+    secret, other_secret = webhooks.generate_secret(), webhooks.generate_secret()
+    try:
+        device = await devices.add_webhook(owner, "https://hooks.example.com/a", secret, None)
+        other = await devices.add_webhook(owner, "https://hooks.example.com/b", other_secret, None)
+        stored = await client.hget(device_key(device.device_id), "secret")
+        assert (
+            stored and secret.encode() not in stored and secret.removeprefix("whsec_").encode() not in stored
+        )
+        fetched = await devices.get(device.device_id)
+        assert fetched is not None and devices.signing_secret(fetched) == secret
+
+        # Unsealing fails loudly instead of signing with garbage: another server secret,
+        # a sealed secret copied onto another device, or a secret stored in plaintext.
+        with pytest.raises(DeviceSecretError, match="does not unseal"):
+            Devices(client, 50, "another-server-secret-987654321").signing_secret(fetched)
+        await client.hset(device_key(other.device_id), "secret", stored)
+        moved = await devices.get(other.device_id)
+        assert moved is not None
+        with pytest.raises(DeviceSecretError, match="does not unseal"):
+            devices.signing_secret(moved)
+        await client.hset(device_key(other.device_id), "secret", other_secret)
+        plain = await devices.get(other.device_id)
+        assert plain is not None
+        with pytest.raises(DeviceSecretError) as caught:
+            devices.signing_secret(plain)
+        assert other_secret not in str(caught.value)
+    finally:
+        ids = [d.device_id for d in await devices.list_for(owner)]
+        await client.delete(user_devices_key(owner), *(device_key(i) for i in ids))
+        await client.aclose()

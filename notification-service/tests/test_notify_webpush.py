@@ -20,12 +20,14 @@ from notification_service import webpush
 from notification_service.webpush import (
     MAX_PLAINTEXT_BYTES,
     InvalidSubscription,
+    InvalidVapidKey,
     PayloadTooLarge,
     Urgency,
     VapidKey,
 )
 
 SUBJECT = "mailto:ops@example.com"
+SERVER_SECRET = "server-secret-for-tests-0123456789"
 
 
 def _sub(endpoint: str = "https://push.example.net/p/abc") -> dict[str, object]:
@@ -219,13 +221,20 @@ async def test_generated_key_is_shared_through_redis(
     name = f"test:notify:vapid:{secrets.token_hex(6)}"
     try:
         with caplog.at_level(logging.WARNING):
-            first = await webpush.load_vapid_key(client, None, key=name)
-            second = await webpush.load_vapid_key(client, None, key=name)
+            first = await webpush.load_vapid_key(client, None, server_secret=SERVER_SECRET, key=name)
+            second = await webpush.load_vapid_key(client, None, server_secret=SERVER_SECRET, key=name)
         assert first.public_key_b64 == second.public_key_b64
         assert any("VAPID_PRIVATE_KEY is not set" in r.getMessage() for r in caplog.records)
         assert all(first.private_raw_b64() not in r.getMessage() for r in caplog.records)
+        # Sealed at rest: the stored value is not the key, and another server secret cannot open it.
+        stored = await client.get(name)
+        assert stored is not None and first.private_raw_b64().encode() not in stored
+        with pytest.raises(InvalidVapidKey, match="does not unseal"):
+            await webpush.load_vapid_key(client, None, server_secret="another-server-secret-0123", key=name)
         configured = VapidKey.generate()
-        chosen = await webpush.load_vapid_key(client, configured.private_raw_b64(), key=name)
+        chosen = await webpush.load_vapid_key(
+            client, configured.private_raw_b64(), server_secret=SERVER_SECRET, key=name
+        )
         assert chosen.public_key_b64 == configured.public_key_b64
     finally:
         await client.delete(name)

@@ -1,7 +1,7 @@
 """Keep a user's OpenAI key out of the broker, the result store, logs, events and Flower.
 
-The API encrypts the key with AES-256-GCM under a key derived (HKDF-SHA256) from a server
-secret that only the API and the workers hold, stores the ciphertext in Redis under a random
+The API seals the key (shared.Sealer: AES-256-GCM under a key derived with HKDF-SHA256 from a
+server secret that only the API and the workers hold), stores the ciphertext in Redis under a random
 reference with a short TTL, and publishes only the reference. The worker reads and decrypts it
 when it needs it and deletes it once the task has finished. Redis never sees the plaintext and
 the broker never sees even the ciphertext; a reference that leaks is useless after its TTL or
@@ -13,18 +13,15 @@ a result is passed through them with the secrets currently in use.
 
 from __future__ import annotations
 
-import base64
 import logging
 import re
 import secrets
 import threading
 from collections.abc import Iterable
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from redis.asyncio import Redis
+
+from shared import Sealer, SealError
 
 __all__ = [
     "KeyVault",
@@ -38,7 +35,8 @@ __all__ = [
 KEY_PREFIX = "scrape:keyref:"
 REF_PREFIX = "kref_"
 _REF_RE = re.compile(r"^kref_[A-Za-z0-9_-]{32,64}$")
-_HKDF_INFO = b"smart_application/scraping/openai-key/v1"
+# The HKDF info of the key that seals these keys (shared.Sealer); changing it orphans stored keys.
+_PURPOSE = "smart_application/scraping/openai-key/v1"
 
 # Things that look like API keys or bearer tokens, scrubbed even when we were not told about them.
 _KEYLIKE_RE = re.compile(r"(sk-[A-Za-z0-9_\-*]{6,}|Bearer\s+[A-Za-z0-9._~+/=\-]{8,})")
@@ -91,17 +89,10 @@ class ScrubFilter(logging.Filter):
         return True
 
 
-def derive_key(server_secret: str) -> bytes:
-    if len(server_secret) < 16:
-        raise ValueError("the key-encryption secret must be at least 16 characters")
-    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_HKDF_INFO)
-    return hkdf.derive(server_secret.encode("utf-8"))
-
-
 class KeyVault:
     def __init__(self, redis: Redis, server_secret: str, ttl_seconds: int = 3600) -> None:
         self._redis = redis
-        self._aead = AESGCM(derive_key(server_secret))
+        self._sealer = Sealer(server_secret, _PURPOSE)
         self.ttl_seconds = ttl_seconds
 
     @staticmethod
@@ -109,18 +100,14 @@ class KeyVault:
         return bool(_REF_RE.match(value))
 
     def _seal(self, ref: str, plaintext: str) -> str:
-        nonce = secrets.token_bytes(12)
         # The reference is bound as associated data: a ciphertext copied under another
-        # reference does not decrypt. Stored as base64 text so that clients made with
-        # decode_responses=True read it back unharmed.
-        sealed = nonce + self._aead.encrypt(nonce, plaintext.encode("utf-8"), ref.encode())
-        return base64.urlsafe_b64encode(sealed).decode("ascii")
+        # reference does not decrypt.
+        return self._sealer.seal(plaintext, associated_data=ref)
 
     def _open(self, ref: str, stored: bytes | str) -> str:
         try:
-            blob = base64.urlsafe_b64decode(stored)
-            return self._aead.decrypt(blob[:12], blob[12:], ref.encode()).decode("utf-8")
-        except (InvalidTag, ValueError, UnicodeDecodeError):
+            return self._sealer.unseal_text(stored, associated_data=ref)
+        except SealError:
             raise KeyVaultError("The stored OpenAI key could not be decrypted.") from None
 
     async def put(self, plaintext: str) -> str:

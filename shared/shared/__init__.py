@@ -66,6 +66,7 @@ from shared._queues import MAX_PRIORITY, QueueName
 from shared._records import STATUSES, TERMINAL, TaskRecords, events_channel, now_iso
 from shared._redis import Cache, RedisDep, create_async_redis, create_sync_redis
 from shared._routing import route
+from shared._sealing import Sealer, SealError, derive_sealing_key
 from shared._server import run_server
 from shared._settings import BaseServiceSettings
 from shared._submit import API_PREFIX, Idempotency, accepted_view, publish, submit_task
@@ -108,6 +109,8 @@ __all__ = [
     "SafeAsyncClient",
     "SafeClient",
     "SafeResponse",
+    "SealError",
+    "Sealer",
     "ServiceUnavailable",
     "TaskCancelled",
     "TaskRecords",
@@ -125,6 +128,7 @@ __all__ = [
     "create_service_app",
     "create_sync_redis",
     "current_user",
+    "derive_sealing_key",
     "error_body",
     "events_channel",
     "forbidden_reason",
