@@ -16,7 +16,7 @@ from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
-from notification_service import webhooks, webpush
+from notification_service import webpush
 from notification_service.classify import (
     Channel,
     Outcome,
@@ -38,6 +38,7 @@ from notification_service.ledger import (
 from notification_service.outbound import DeliveryClient, DeliveryError
 from notification_service.payloads import webhook_body, webhook_message_id, webpush_payload_for
 from notification_service.settings import NotificationSettings
+from shared import webhooks
 
 log = logging.getLogger(__name__)
 # Notifications planned and claimed per Redis call, just ahead of their sends.

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from notification_service import webhooks, webpush
+from notification_service import webpush
 from notification_service.devices import Devices, TooManyDevices
 from notification_service.inbox import Inbox, sse_event
 from notification_service.ledger import Ledger
@@ -44,6 +44,7 @@ from shared import (
     Unprocessable,
     route,
     submit_task,
+    webhooks,
 )
 from shared._outbound import (
     Allowlist,

@@ -20,7 +20,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from notification_service import webhooks
+from shared import webhooks
 
 
 def b64url(data: bytes) -> str:

@@ -10,9 +10,9 @@ import pytest
 import redis.asyncio as aioredis
 from notify_fakes import FakeWebhookReceiver, Scripted
 
-from notification_service import webhooks
 from notification_service.devices import Devices, DeviceSecretError, device_key, user_devices_key
-from notification_service.webhooks import WebhookVerificationError
+from shared import webhooks
+from shared.webhooks import WebhookVerificationError
 
 # The example from the Standard Webhooks reference libraries' tests.
 SPEC_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

@@ -12,7 +12,7 @@ from shared._auth import (
     mint_token,
     require_scope,
 )
-from shared._callbacks import callback_secret, sign_webhook
+from shared._callbacks import callback_secret
 from shared._celery import (
     PlatformCelery,
     PlatformTask,
@@ -146,7 +146,6 @@ __all__ = [
     "require_scope",
     "route",
     "run_server",
-    "sign_webhook",
     "submit_task",
     "task_id_var",
 ]

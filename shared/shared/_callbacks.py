@@ -12,7 +12,6 @@ import base64
 import hashlib
 import hmac
 import logging
-import time
 from typing import Any
 
 import orjson
@@ -21,6 +20,7 @@ from celery import Task
 from shared._outbound import Allowlist, OutboundError, OutboundRefused, SafeClient
 from shared._records import merge_status
 from shared._settings import BaseServiceSettings
+from shared.webhooks import signed_headers
 
 log = logging.getLogger("shared.callbacks")
 
@@ -35,22 +35,11 @@ def callback_secret(settings: BaseServiceSettings, owner: str) -> str:
     return "whsec_" + base64.b64encode(raw).decode()
 
 
-def sign_webhook(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
-    key = base64.b64decode(secret.removeprefix("whsec_"))
-    mac = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(mac).decode()
-
-
 def callback_request(settings: BaseServiceSettings, record: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
     body = orjson.dumps({"type": "task.finished", "data": merge_status(record, None)})
     msg_id = f"msg_{record['task_id']}"  # the same id on every retry, so receivers can de-duplicate
-    ts = int(time.time())
-    headers = {
-        "content-type": "application/json",
-        "webhook-id": msg_id,
-        "webhook-timestamp": str(ts),
-        "webhook-signature": sign_webhook(callback_secret(settings, record["owner"]), msg_id, ts, body),
-    }
+    headers = signed_headers(callback_secret(settings, record["owner"]), msg_id, body)
+    headers["content-type"] = "application/json"
     return body, headers
 
 

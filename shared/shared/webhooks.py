@@ -1,5 +1,7 @@
 """Standard Webhooks: `whsec_` secrets, signing and verification.
 
+Used for notification webhooks and for task callbacks alike.
+
 The scheme (standardwebhooks.com): the signed content is `{id}.{timestamp}.{body}`,
 HMAC-SHA256 keyed with the base64-decoded part of the secret after `whsec_`, and the
 header carries `v1,<base64 signature>` (several, space-separated, during a key rotation).
