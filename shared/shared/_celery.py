@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from celery import Celery, Task, signals
 from celery.exceptions import Ignore
+from celery.utils.saferepr import saferepr
 from kombu import Connection, Exchange, Queue
 
 from shared._context import request_id_var, task_id_var
@@ -36,7 +37,9 @@ from shared._settings import BaseServiceSettings
 log = logging.getLogger("shared.celery")
 
 DEFAULT_PRIORITY = 5
-REDACTED = "'***'"
+REDACTED = "***"
+# Arguments as shown in logs, events and Flower: bounded, like Celery's own default.
+KWARGSREPR_MAX = 1024
 
 
 class TaskCancelled(Exception):
@@ -53,8 +56,9 @@ class PublicTaskError(Exception):
     retryable = False
 
 
-def _redact(kwargs: dict[str, Any], secret: frozenset[str]) -> str:
-    return repr({k: (REDACTED if k in secret else v) for k, v in kwargs.items()})
+def redacted_repr(kwargs: dict[str, Any], secret: frozenset[str]) -> str:
+    """kwargs for display: secret ones masked, the whole bounded (data may be a megabyte)."""
+    return saferepr({k: (REDACTED if k in secret else v) for k, v in kwargs.items()}, KWARGSREPR_MAX)
 
 
 def _parse_time(value: str | None) -> float | None:
@@ -81,7 +85,7 @@ class PlatformTask(Task):  # type: ignore[misc]
 
     def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:  # type: ignore[override]
         if kwargs:
-            options.setdefault("kwargsrepr", _redact(kwargs, self.secret_kwargs))
+            options.setdefault("kwargsrepr", redacted_repr(kwargs, self.secret_kwargs))
         if args:
             options.setdefault("argsrepr", "(...)")
         return super().apply_async(args, kwargs, **options)

@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 from celery import Celery
 
 from shared._auth import Principal
-from shared._celery import DEFAULT_PRIORITY, REDACTED
+from shared._celery import DEFAULT_PRIORITY, redacted_repr
 from shared._context import request_id_var
 from shared._errors import Conflict, ServiceUnavailable, Unprocessable
 from shared._metrics import TASKS_SUBMITTED
@@ -150,7 +150,7 @@ async def submit_task(
             routing_key=queue,
             countdown=countdown,
             priority=DEFAULT_PRIORITY if priority is None else priority,
-            kwargsrepr=repr({k: (REDACTED if k in secret_kwargs else v) for k, v in kwargs.items()}),
+            kwargsrepr=redacted_repr(kwargs, secret_kwargs),
             headers={"request_id": request_id_var.get()},
         )
     except ServiceUnavailable:
