@@ -20,6 +20,7 @@ from shared._celery import (
     TaskCancelled,
     install_worker_hooks,
     make_celery,
+    make_queue,
     report_progress,
 )
 from shared._context import request_id_var, task_id_var
@@ -135,6 +136,7 @@ __all__ = [
     "install_error_handlers",
     "install_worker_hooks",
     "make_celery",
+    "make_queue",
     "metrics_registry",
     "mint_token",
     "now_iso",
