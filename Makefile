@@ -54,8 +54,10 @@ bench: sync sysdeps infra ## benchmarks, each against a baseline run side by sid
 SUB ?= alice
 SCOPES ?= tasks scrape cache
 TTL ?= 3600
+# Signed with JWT_SECRET from the environment, else from $(ENV_FILE) (compose's .env) when it exists.
+ENV_FILE ?= .env
 token: sync ## mint a token: make token SUB=alice SCOPES="tasks scrape cache"
-	@$(UV) run --frozen python -m gateway.token --sub "$(SUB)" --scopes "$(SCOPES)" --ttl "$(TTL)"
+	@$(UV) run --frozen python -m gateway.token --sub "$(SUB)" --scopes "$(SCOPES)" --ttl "$(TTL)" --env-file "$(ENV_FILE)"
 
 test-deploy: sync sysdeps ## compose, images, Kubernetes, Prometheus and Grafana checks only
 	@$(UV) run --frozen pytest tests/deploy $(PYTEST_ARGS)

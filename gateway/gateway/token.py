@@ -2,6 +2,11 @@
 
 Signs with the configured key (JWT_SECRET for HS*, or --private-key for RS256/ES256) and prints
 only the token, so `TOKEN=$(python -m gateway.token ...)` works.
+
+The settings come from the environment and then from `.env` in the current directory when it
+exists (or --env-file): the file docker compose hands the gateway, so a token minted beside a
+compose stack is signed with that stack's JWT_SECRET (and carries its JWT_ISSUER/JWT_AUDIENCE).
+A variable set in the environment wins over the file, as in compose.
 """
 
 from __future__ import annotations
@@ -9,6 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+from pydantic import ValidationError
 
 from gateway.settings import GatewaySettings
 from shared import KNOWN_SCOPES, mint_token
@@ -24,6 +31,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
     parser.add_argument("--private-key", type=Path, help="PEM private key for RS256/ES256")
+    parser.add_argument(
+        "--env-file",
+        type=Path,
+        default=Path(".env"),
+        help="dotenv file read after the environment, when it exists (default: .env)",
+    )
+    parser.add_argument("--no-env-file", action="store_true", help="read the environment only")
     args = parser.parse_args(argv)
 
     scopes = args.scopes.split()
@@ -34,7 +48,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--sub must be 1-256 characters")
     if not 1 <= args.ttl <= 30 * 24 * 3600:
         parser.error("--ttl must be between 1 second and 30 days")
-    settings = GatewaySettings()
+    env_file: Path | None = None if args.no_env_file or not args.env_file.is_file() else args.env_file
+    try:
+        settings = GatewaySettings(_env_file=env_file)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        where = f"the environment and {env_file}" if env_file else "the environment"
+        problems = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        parser.error(f"settings from {where}: {problems}")
+    if env_file is not None:
+        print(f"signing with the settings of {env_file} (the environment wins)", file=sys.stderr)
     private_key = None
     if not settings.jwt_algorithm.startswith("HS"):
         if args.private_key is None:
