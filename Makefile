@@ -6,7 +6,7 @@ export UV_LINK_MODE ?= copy
 UV ?= $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 PYTEST_ARGS ?=
 
-.PHONY: help uv sync sysdeps infra run test test-deploy lint fmt bench token monitor env clean
+.PHONY: help uv sync sysdeps infra run test test-deploy test-compose lint fmt bench token monitor env clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -61,6 +61,10 @@ token: sync ## mint a token: make token SUB=alice SCOPES="tasks scrape cache"
 
 test-deploy: sync sysdeps ## compose, images, Kubernetes, Prometheus and Grafana checks only
 	@$(UV) run --frozen pytest tests/deploy $(PYTEST_ARGS)
+
+# Not part of `make test`: minutes long, and needs Docker (see the header of deploy/compose/check.py).
+test-compose: sync ## build every image, run the stack with docker compose on a fresh copy, check it
+	@$(UV) run --frozen python deploy/compose/check.py $(COMPOSE_CHECK_ARGS)
 
 monitor: ## Prometheus on http://127.0.0.1:9090 scraping the `make run` stack
 	@command -v prometheus >/dev/null || { echo "prometheus is not installed (Debian: apt-get install -y prometheus)"; exit 1; }

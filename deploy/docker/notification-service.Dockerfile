@@ -1,8 +1,11 @@
-# syntax=docker/dockerfile:1.7
 # Notification service: the API and the worker of queue `notifications`.
 # One image serves every process of the service; the command picks the role (see
 # docker-compose.yml and deploy/k8s). Build from the repository root:
 #   docker build -f deploy/docker/notification-service.Dockerfile -t smartapp/notification-service .
+# No `# syntax=` line on purpose: it makes BuildKit pull a Dockerfile frontend image from a
+# registry at build time. The frontend built into BuildKit (Docker 20.10 and newer) supports
+# everything used here (RUN --mount, a per-Dockerfile .dockerignore), so a build needs only
+# the base images and the package index.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 ARG UV_VERSION=0.13.9
 

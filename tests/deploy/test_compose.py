@@ -374,7 +374,18 @@ def test_images_and_builds(services: dict[str, Any]) -> None:
     }
     for name, api in owner.items():
         assert services[name]["image"] == services[api]["image"], f"{name} runs the {api} image"
-        assert services[name]["build"]["dockerfile"] == services[api]["build"]["dockerfile"]
+        # Built once, by its API: a second `build` would build the same image again.
+        assert "build" not in services[name], f"{name} reuses the {api} image by name"
+        assert services[name]["pull_policy"] == "never", f"{name}'s image is built here, never pulled"
+
+
+def test_each_image_is_built_once(services: dict[str, Any]) -> None:
+    builds = {name: svc["image"] for name, svc in services.items() if "build" in svc}
+    assert sorted(builds.values()) == sorted(set(builds.values())), builds
+    assert len(builds) == 5  # gateway, the three services, flower
+    for name, svc in services.items():
+        if "build" not in svc and svc["image"].startswith("smartapp/"):
+            assert svc["image"] in builds.values(), f"{name} runs an image nothing builds"
 
 
 def test_config_files_mounted_exist(services: dict[str, Any]) -> None:

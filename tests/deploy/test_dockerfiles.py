@@ -208,3 +208,12 @@ def test_flower_target_pinned_with_hashes() -> None:
     (command,) = flower.all("CMD")
     assert exec_form(command)[:4] == ["celery", "-A", "task_service.worker", "flower"]
     assert effective_user(stages, flower) == "10001:10001"
+
+
+def test_no_syntax_directive_so_builds_pull_no_frontend_image(service: str) -> None:
+    # `# syntax=...` makes BuildKit fetch a frontend image from a registry before building; the
+    # built-in frontend supports RUN --mount, so builds need only base images and the index.
+    for line in (DOCKER / f"{service}.Dockerfile").read_text().splitlines():
+        if not line.startswith("#"):
+            break  # parser directives come only before the first instruction or blank line
+        assert not re.match(r"#\s*syntax\s*=", line, re.IGNORECASE), line
