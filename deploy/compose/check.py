@@ -231,8 +231,16 @@ def make_copy(dest: Path) -> str:
     return f"HEAD {head}" + (" (uncommitted changes are not in the copy)" if dirty else "")
 
 
+def shell_env() -> dict[str, str]:
+    """The environment of a user's shell: without the virtualenv `uv run` put us in."""
+    venv = os.environ.get("VIRTUAL_ENV", str(REPO / ".venv"))
+    path = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p and not p.startswith(venv)]
+    drop = {"VIRTUAL_ENV", "UV", "UV_RUN_RECURSION_DEPTH", "PYTHONHOME"}
+    return {**{k: v for k, v in os.environ.items() if k not in drop}, "PATH": os.pathsep.join(path)}
+
+
 def write_env(copy: Path) -> str:
-    run(["make", "-s", "env"], cwd=copy, timeout=600)
+    run(["make", "-s", "env"], cwd=copy, env=shell_env(), timeout=600)
     env_file = copy / ".env"
     with env_file.open("a") as fh:
         fh.write("\n# Added by deploy/compose/check.py: the stand-ins live in the `sink` container.\n")
@@ -247,7 +255,8 @@ def readme_token(copy: Path) -> str:
     command = 'make -s token SUB=user123 SCOPES="tasks scrape cache"'
     if command not in text:
         raise CheckFailed(f"the README no longer says {command!r}; update the check with it")
-    token = run(["make", "-s", "token", "SUB=user123", "SCOPES=tasks scrape cache"], cwd=copy).strip()
+    argv = ["make", "-s", "token", "SUB=user123", "SCOPES=tasks scrape cache"]
+    token = run(argv, cwd=copy, env=shell_env(), timeout=600).strip()
     if token.count(".") != 2:
         raise CheckFailed(f"make token printed no JWT: {token[:200]!r}")
     return token
