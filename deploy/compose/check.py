@@ -27,7 +27,10 @@ base images; when that script exists and we run as root, this check runs it when
 missing (it is idempotent), as `make test` installs its own Debian tools. Elsewhere it says
 what is missing and stops.
 
-    python deploy/compose/check.py [--keep]     # --keep: leave the copy and its logs behind
+    make test-compose                            # or: python deploy/compose/check.py [--keep]
+
+--keep leaves the copy and the logs (.run/compose-check/<project>/) behind; the logs are kept
+anyway when a step fails.
 """
 
 from __future__ import annotations
@@ -551,6 +554,8 @@ def main(argv: list[str] | None = None) -> int:
                 stack.compose("down", "-v", "--remove-orphans", timeout=300)
         if not args.keep:
             shutil.rmtree(copy, ignore_errors=True)
+    if not args.keep:
+        shutil.rmtree(logs, ignore_errors=True)  # kept only when a step failed
     say(f"compose check passed in {time.monotonic() - T0:.1f}s")
     return 0
 
