@@ -64,13 +64,10 @@ OVERRIDE = "deploy/compose/check.override.yml"
 API = "/smart_application/tasks"
 IMAGE_TAG = "compose-check"
 MIN_COMPOSE = (2, 24)  # `!override` in the check's override file
-# The stack's published ports, each given a free loopback port for the check.
-PORT_VARIABLES = (
-    "GATEWAY_PUBLISH_PORT",
-    "RABBITMQ_MANAGEMENT_PUBLISH_PORT",
-    "FLOWER_PUBLISH_PORT",
-    "PROMETHEUS_PUBLISH_PORT",
-    "GRAFANA_PUBLISH_PORT",
+# The stack's published ports (every `${..._PUBLISH_PORT:-n}` in docker-compose.yml), each
+# given a free port for the check.
+PORT_VARIABLES = sorted(
+    set(re.findall(r"\$\{([A-Z0-9_]+_PUBLISH_PORT)\b", (REPO / "docker-compose.yml").read_text()))
 )
 # Added to the copy's .env: the stand-ins in `sink` are reached over plain http on a private
 # address, which only the allowlist permits.
@@ -200,7 +197,12 @@ class Stack:
         self.project = project
         self.logs = logs
         self.ports = {name: free_port() for name in PORT_VARIABLES}
-        self.env = {**os.environ, "IMAGE_TAG": IMAGE_TAG, **{k: str(v) for k, v in self.ports.items()}}
+        self.env = {
+            **os.environ,
+            "IMAGE_TAG": IMAGE_TAG,
+            "PUBLISH_HOST": "127.0.0.1",
+            **{k: str(v) for k, v in self.ports.items()},
+        }
         self.gateway = f"http://127.0.0.1:{self.ports['GATEWAY_PUBLISH_PORT']}"
 
     def compose(self, *args: str, timeout: float = 900) -> str:
@@ -222,6 +224,21 @@ class Stack:
     def save_logs(self) -> None:
         with contextlib.suppress(Exception):
             (self.logs / "compose.log").write_text(self.compose("logs", "--no-color", "--timestamps"))
+
+
+def check_ports(stack: Stack) -> str:
+    """Every host port the stack publishes is one the check chose, on loopback."""
+    config = json.loads(stack.compose("config", "--format", "json"))
+    published = [
+        (name, str(port.get("host_ip") or "0.0.0.0"), int(port["published"]))
+        for name, svc in config["services"].items()
+        for port in svc.get("ports", [])
+    ]
+    chosen = set(stack.ports.values())
+    stray = [p for p in published if p[2] not in chosen or p[1] != "127.0.0.1"]
+    if stray:
+        raise CheckFailed(f"published beyond the check's loopback ports (set a *_PUBLISH_PORT): {stray}")
+    return ", ".join(f"{name} {port}" for name, _, port in sorted(published))
 
 
 def make_copy(dest: Path) -> str:
@@ -517,6 +534,8 @@ def main(argv: list[str] | None = None) -> int:
             built = json.loads(stack.compose("config", "--format", "json"))["services"]
             images = sorted({s["image"] for s in built.values() if "build" in s})
             out["detail"] = f"{len(images)} images built once each: {', '.join(images)}"
+        with step("published ports are the check's own") as out:
+            out["detail"] = check_ports(stack)
         with step("docker compose up --wait") as out:
             stack.compose("up", "-d", "--wait", "--wait-timeout", "300")
             out["detail"] = f"{len(stack.compose('ps', '-q').split())} containers healthy"

@@ -19,7 +19,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from celery import signals
+from celery import Celery, signals
 from celery.beat import PersistentScheduler, ScheduleEntry
 
 from shared import QueueName, configure_logging, make_celery, make_queue
@@ -61,15 +61,16 @@ app.conf.beat_schedule = {
 }
 
 
-def entry_queue(task: str, options: dict[str, Any] | None = None) -> str:
+def entry_queue(task: str, options: dict[str, Any] | None = None, celery: Celery | None = None) -> str:
     """The queue a `task` message goes to, as the app's router decides; raises if none."""
+    celery = celery or app
     if task.split(".", 1)[0] not in SERVICE_QUEUES:
         # Without a route the message would land on the default queue, whose worker lacks the task.
         raise LookupError(f"beat entry for {task}: no service prefix routes it ({', '.join(SERVICE_QUEUES)})")
-    routed = app.amqp.router.route(dict(options or {}), task)
+    routed = celery.amqp.router.route(dict(options or {}), task)
     queue = routed.get("queue")
     name = getattr(queue, "name", queue)
-    if name not in app.amqp.queues:
+    if name not in celery.amqp.queues:
         raise LookupError(f"beat entry for {task} routes to undeclared queue {name!r}")
     return str(name)
 
@@ -90,7 +91,7 @@ class CheckedScheduler(PersistentScheduler):  # type: ignore[misc]
                 "beat entry %s (%s) goes to queue %s",
                 name,
                 entry.task,
-                entry_queue(entry.task, entry.options),
+                entry_queue(entry.task, entry.options, self.app),
             )
 
     @property
@@ -109,8 +110,8 @@ class CheckedScheduler(PersistentScheduler):  # type: ignore[misc]
         try:
             channel = self.producer.connection.default_channel
             entries = [e for name, e in self.schedule.items() if not name.startswith("celery.")]
-            for queue in sorted({entry_queue(e.task, e.options) for e in entries}):
-                app.amqp.queues[queue](channel).declare()
+            for queue in sorted({entry_queue(e.task, e.options, self.app) for e in entries}):
+                self.app.amqp.queues[queue](channel).declare()
         except Exception as exc:
             log.exception("beat cannot reach its queues")
             self._record(False, f"{type(exc).__name__}: {exc}")
