@@ -186,6 +186,8 @@ async def test_stream_cap_holds_across_replicas_while_300_streams_leave_others_a
         # In the services, the 300 streams hold no Redis connection each: one subscriber per
         # API process (task-service, notification-service), where it was one per stream.
         assert await pubsub_connections(redis_client) <= 4
+        channels = [f"t:ev:{t}" for t in task_ids.values()] + [f"n:iev:{u}" for u in inbox_users]
+        assert [n for _, n in await redis_client.pubsub_numsub(*channels)] == [1] * len(channels)
 
         # Closing one of the capped user's streams frees a slot for a new one.
         await close_stream(streams[capped].pop())
@@ -207,11 +209,14 @@ async def test_stream_cap_holds_across_replicas_while_300_streams_leave_others_a
         for u in task_users:
             await client.post(f"{gw_a}{P}/task-cancel/{task_ids[u]}", headers=auth(u, "tasks"))
 
-    # Every slot is given back when its stream closes.
+    # Every slot is given back when its stream closes, and the services unsubscribe.
     keys = [f"gw:streams:{u}" for u in task_users + inbox_users]
     deadline = time.monotonic() + 10
     while sum([await redis_client.zcard(k) for k in keys]) > 0:
         assert time.monotonic() < deadline, [await redis_client.zcard(k) for k in keys]
+        await asyncio.sleep(0.1)
+    while any(n for _, n in await redis_client.pubsub_numsub(*channels)):
+        assert time.monotonic() < deadline, await redis_client.pubsub_numsub(*channels)
         await asyncio.sleep(0.1)
 
 
