@@ -39,6 +39,7 @@ log = logging.getLogger("shared.pubsub")
 # Subscribed for as long as the connection lives: a pub/sub connection with at least one
 # subscription never has redis-py send a health-check PING that would read a reply off it.
 _KEEPER_CHANNEL = b"smartapp:hub"
+CLIENT_NAME = "smartapp-events"  # in CLIENT LIST
 QUEUE_SIZE = 256
 READY_TIMEOUT_SECONDS = 5.0
 _READ_SECONDS = 5.0
@@ -113,6 +114,7 @@ class EventHub:
         self._connected = asyncio.Event()
         self._reconnected = False
         self._closed = False
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def channel_count(self) -> int:
@@ -145,9 +147,16 @@ class EventHub:
             entry.listeners.discard(listener)
             if not entry.listeners and self._channels.get(name) is entry:
                 del self._channels[name]
-                if self._connected.is_set():
-                    with contextlib.suppress(RedisError, OSError):
-                        await self._pubsub.unsubscribe(name)
+                # Not awaited here: a stream ends by cancellation, which would cancel this too.
+                task = asyncio.get_running_loop().create_task(self._unsubscribe(name))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _unsubscribe(self, name: bytes) -> None:
+        # Checked and sent with no await in between that could let a new stream subscribe first.
+        if name not in self._channels and self._connected.is_set():
+            with contextlib.suppress(RedisError, OSError):
+                await self._pubsub.unsubscribe(name)
 
     def _ensure_reader(self) -> None:
         if self._reader is None or self._reader.done():
@@ -178,6 +187,7 @@ class EventHub:
             health_check_interval=15,
             retry=Retry(NoBackoff(), 0),  # a failure comes to _run, which signals RESYNC
             max_connections=1,
+            client_name=CLIENT_NAME,
         )
         self._pubsub = self._client.pubsub()
         sent = set(self._channels)
