@@ -117,10 +117,11 @@ class StreamSlots:
             self._warn(exc)  # the lease runs out instead
 
     async def renew(self) -> None:
-        """Extend the lease of every stream this process has open."""
-        for user, members in list(self._open.items()):
-            if members:
-                await self._renew(slots_key(user), self.lease_ms, *members)
+        """Extend the lease of every stream this process has open (pipelined: one write)."""
+        calls = [self._renew(slots_key(u), self.lease_ms, *ms) for u, ms in self._open.items() if ms]
+        for result in await asyncio.gather(*calls, return_exceptions=True):
+            if isinstance(result, Exception):
+                raise result
 
     async def run(self) -> None:
         """Renew leases until cancelled (a task of the gateway's lifespan)."""

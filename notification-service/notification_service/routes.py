@@ -35,6 +35,7 @@ from notification_service.sending import TooLarge, aggregate_status, build, iso
 from notification_service.settings import NotificationSettings
 from shared import (
     API_PREFIX,
+    STREAM_RESPONSES,
     Conflict,
     CurrentUser,
     EventsDep,
@@ -390,7 +391,7 @@ async def mark_all_read(request: Request, user: CurrentUser) -> dict[str, Any]:
     return {"read": True, "unread_count": 0}
 
 
-@route(router, "GET", "/inbox/stream")
+@route(router, "GET", "/inbox/stream", responses=STREAM_RESPONSES)
 async def inbox_stream(
     request: Request,
     user: CurrentUser,

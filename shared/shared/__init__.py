@@ -62,7 +62,7 @@ from shared._outbound import (
     forbidden_reason,
     parse_ip_literal,
 )
-from shared._pubsub import EventHub, Listener, Signal
+from shared._pubsub import STREAM_RESPONSES, EventHub, Listener, Signal
 from shared._queues import MAX_PRIORITY, QueueName
 from shared._records import STATUSES, TERMINAL, TaskRecords, events_channel, now_iso
 from shared._redis import Cache, RedisDep, create_async_redis, create_sync_redis
@@ -80,6 +80,7 @@ __all__ = [
     "OPENAI_TOKENS",
     "SCRAPE_PAGES",
     "STATUSES",
+    "STREAM_RESPONSES",
     "TERMINAL",
     "Allowlist",
     "AppError",

@@ -46,6 +46,16 @@ _READ_SECONDS = 5.0
 _RECONNECT_SECONDS = 1.0
 
 
+# The OpenAPI entry of both stream routes for the gateway's refusal (gateway/gateway/streams.py).
+STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    429: {
+        "description": "`too_many_streams`: you have MAX_STREAMS_PER_USER (20) event streams open "
+        "already, counted by the gateway across its replicas. A stream also ends after "
+        "STREAM_MAX_SECONDS (600); reconnect, with Last-Event-ID for the inbox."
+    }
+}
+
+
 class Signal(enum.Enum):
     TIMEOUT = "timeout"  # nothing arrived within the wait
     RESYNC = "resync"  # messages may have been lost: read the state again

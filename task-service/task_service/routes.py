@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 from shared import (
     API_PREFIX,
     STATUSES,
+    STREAM_RESPONSES,
     TERMINAL,
     Allowlist,
     CacheDep,
@@ -204,7 +205,7 @@ def _sse(event: str, data: Any, event_id: str | None = None) -> bytes:
     return f"{head}event: {event}\ndata: {orjson.dumps(data).decode()}\n\n".encode()
 
 
-@route(router, "GET", "/task-events/{task_id}", response_class=StreamingResponse)
+@route(router, "GET", "/task-events/{task_id}", response_class=StreamingResponse, responses=STREAM_RESPONSES)
 async def task_events(
     task_id: str, user: TasksUser, records: RecordsDep, events: EventsDep
 ) -> StreamingResponse:
