@@ -11,6 +11,7 @@ this gateway with auth, rate limiting and metrics (gateway/bench/bench_gateway.p
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -27,6 +28,7 @@ from gateway.proxy import Proxy, Upstreams
 from gateway.ratelimit import RateLimiter
 from gateway.routing import RoutingTable
 from gateway.settings import GatewaySettings
+from gateway.streams import StreamSlots
 from shared import API_PREFIX, ObservabilityMiddleware, configure_logging, install_error_handlers
 
 EXPOSED_HEADERS = [
@@ -40,9 +42,9 @@ EXPOSED_HEADERS = [
 ]
 
 
-def make_session(settings: GatewaySettings) -> aiohttp.ClientSession:
+def make_session(settings: GatewaySettings, *, limit: int | None = None) -> aiohttp.ClientSession:
     connector = aiohttp.TCPConnector(
-        limit=settings.upstream_pool_size,
+        limit=settings.upstream_pool_size if limit is None else limit,
         limit_per_host=0,
         keepalive_timeout=settings.upstream_keepalive_seconds,
         ttl_dns_cache=60,
@@ -118,11 +120,24 @@ class Gateway:
                 stack.push_async_callback(session.close)
                 upstreams.session = session
                 upstreams.limiter = RateLimiter(settings, redis)
+                # No pool limit for streams: MAX_STREAMS_PER_USER bounds each user, and a
+                # stream waiting for a pooled connection would only hold its slot longer.
+                stream_session = make_session(settings, limit=0)
+                stack.push_async_callback(stream_session.close)
+                upstreams.stream_session = stream_session
+                slots = StreamSlots(settings, redis)
+                upstreams.streams = slots
+                renewing = asyncio.create_task(slots.run(), name="stream-leases")
                 try:
                     yield
                 finally:
+                    renewing.cancel()
+                    await asyncio.gather(renewing, return_exceptions=True)
+                    await slots.release_all()
                     upstreams.session = None
+                    upstreams.stream_session = None
                     upstreams.limiter = None
+                    upstreams.streams = None
 
         ops = FastAPI(
             title="smart_application gateway",

@@ -23,6 +23,7 @@ from gateway.identity import Identity
 from gateway.ratelimit import Decision, RateLimiter
 from gateway.routing import Route, RoutingTable, Service
 from gateway.settings import GatewaySettings
+from gateway.streams import Slot, StreamSlots
 from shared import (
     AppError,
     BadRequest,
@@ -134,6 +135,12 @@ class HeadersTooLarge(AppError):
     message = "The request headers are too large."
 
 
+class TooManyStreams(AppError):
+    status_code = 429
+    code = "too_many_streams"
+    message = "You have too many event streams open; close one first."
+
+
 class UpstreamAborted(Exception):
     """A response already under way cannot be finished; raising makes uvicorn drop the connection."""
 
@@ -147,7 +154,11 @@ class Upstreams:
     """Clients made in the lifespan, reached by the proxy (set before the first request)."""
 
     session: aiohttp.ClientSession | None = None
+    # Event streams hold their connection for minutes: they get a session of their own, so
+    # they can never take the connections that ordinary requests wait for.
+    stream_session: aiohttp.ClientSession | None = None
     limiter: RateLimiter | None = None
+    streams: StreamSlots | None = None
 
 
 def error_message(
@@ -186,6 +197,8 @@ class Proxy:
         self.trust_forwarded = settings.trust_forwarded_headers
         self.rate_limit = settings.rate_limit_enabled
         self.max_header_bytes = settings.max_header_bytes
+        self.max_streams = settings.max_streams_per_user
+        self.stream_max_seconds = settings.stream_max_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         matched = self.table.match(scope["path"])
@@ -240,12 +253,15 @@ class Proxy:
 
         client = scope.get("client")
         client_ip = client[0] if client else ""
-        if authorization is None and self.table.is_public(scope["method"], scope["path"]):
+        stream = self.table.is_stream(scope["path"])
+        sub: str | None = None
+        if authorization is None and not stream and self.table.is_public(scope["method"], scope["path"]):
             caller = f"ip:{client_ip}"  # anonymous callers share a budget per address
         else:
             principal = await self.identity.authenticate(authorization)
             self.identity.authorize(principal, route.scope)
-            caller = f"u:{principal.sub}"
+            sub = principal.sub
+            caller = f"u:{sub}"
 
         length: int | None = None
         if content_length is not None:
@@ -307,9 +323,34 @@ class Proxy:
         query: bytes = scope["query_string"]
         if query:
             target += "?" + query.decode("latin-1")
-        await self._exchange(
-            scope, receive, send, route, method, URL(target, encoded=True), headers, body, state, extra
-        )
+        url = URL(target, encoded=True)
+        if not stream:
+            await self._exchange(scope, receive, send, route, method, url, headers, body, state, extra)
+            return
+        assert sub is not None  # streams always authenticate
+        slot = await self._stream_slot(sub)
+        try:
+            await self._exchange(scope, receive, send, route, method, url, headers, body, state, extra, True)
+        finally:
+            await self._release(slot)
+
+    async def _stream_slot(self, sub: str) -> Slot | None:
+        slots = self.upstreams.streams
+        if slots is None:
+            return None
+        slot = await slots.acquire(sub)
+        if slot is None:
+            raise TooManyStreams(
+                f"At most {self.max_streams} event streams may be open at once; close one first.",
+                headers={"Retry-After": "5"},
+            )
+        return slot
+
+    async def _release(self, slot: Slot | None) -> None:
+        slots = self.upstreams.streams
+        if slot is not None and slots is not None:
+            # Shielded: a cancelled request (the client went away) still gives its slot back.
+            await asyncio.shield(slots.release(slot))
 
     async def _exchange(
         self,
@@ -323,8 +364,9 @@ class Proxy:
         body: bytes | AsyncIterator[bytes] | None,
         state: _BodyState,
         extra: list[tuple[bytes, bytes]],
+        stream: bool = False,
     ) -> None:
-        session = self.upstreams.session
+        session = self.upstreams.stream_session if stream else self.upstreams.session
         if session is None:
             raise ServiceUnavailable("The gateway is starting; try again shortly.")
         started = False
@@ -343,11 +385,12 @@ class Proxy:
                         out = [h for h in out if h[0] not in hop]
                     out.extend(extra)
                     start = {"type": "http.response.start", "status": resp.status, "headers": out}
-                    if resp.content_type == "text/event-stream":
-                        timer.reschedule(None)  # a stream lives as long as its client wants it
+                    if stream and resp.content_type == "text/event-stream":
+                        # A stream lives until its client leaves or STREAM_MAX_SECONDS pass.
+                        timer.reschedule(None)
                         started = True
                         await send(start)
-                        await _stream_events(resp, receive, send)
+                        await _stream_events(resp, receive, send, self.stream_max_seconds)
                         return
                     size = resp.content_length
                     if size is not None and size <= SMALL_RESPONSE:
@@ -446,8 +489,14 @@ class _BodyState:
                 yield chunk
 
 
-async def _stream_events(resp: aiohttp.ClientResponse, receive: Receive, send: Send) -> None:
-    """Relay an event stream chunk by chunk until either side goes away."""
+async def _stream_events(
+    resp: aiohttp.ClientResponse, receive: Receive, send: Send, max_seconds: float
+) -> None:
+    """Relay an event stream chunk by chunk until either side goes away or `max_seconds` pass.
+
+    At the time limit the response ends cleanly (the last chunk of a chunked body), so an
+    EventSource reconnects on its own, sending Last-Event-ID.
+    """
 
     async def pump() -> None:
         with contextlib.suppress(aiohttp.ClientError):
@@ -463,10 +512,15 @@ async def _stream_events(resp: aiohttp.ClientResponse, receive: Receive, send: S
     pumping = asyncio.ensure_future(pump())
     watching = asyncio.ensure_future(watch())
     try:
-        await asyncio.wait((pumping, watching), return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(
+            (pumping, watching), timeout=max_seconds, return_when=asyncio.FIRST_COMPLETED
+        )
     finally:
         for task in (pumping, watching):
             task.cancel()
         await asyncio.gather(pumping, watching, return_exceptions=True)
+    if not done:
+        await send({"type": "http.response.body", "body": b""})
+        return
     if pumping.done() and not pumping.cancelled() and pumping.exception() is not None:
         raise UpstreamAborted("event stream") from pumping.exception()

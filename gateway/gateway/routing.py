@@ -60,6 +60,10 @@ ROUTES: tuple[RouteSpec, ...] = (
 )
 DEFAULT_SERVICE = Service.TASKS
 
+# Event streams: held open for minutes, so they are counted per user and travel on upstream
+# connections of their own (proxy.py). Segment -> the sub-path that streams ("" for any).
+STREAM_PATHS = {"task-events": "", "inbox": "stream"}
+
 # Paths a client may call without a token (GET only): the VAPID public key a browser needs
 # before it can subscribe. Compared without a trailing slash.
 PUBLIC_PATHS = frozenset({f"{API_PREFIX}/webpush/vapid-public-key"})
@@ -122,6 +126,15 @@ class RoutingTable:
         if route is None:
             return self._default, self._default.label
         return route, (route.sub_label if tail else route.label)
+
+    def is_stream(self, path: str) -> bool:
+        """Whether the path is an event stream (matched paths only: no dot segments)."""
+        segment, _, tail = path[self._prefix_len + 1 :].partition("/")
+        want = STREAM_PATHS.get(segment)
+        if want is None:
+            return False
+        tail = tail.rstrip("/")
+        return bool(tail) if want == "" else tail == want
 
     @staticmethod
     def is_public(method: str, path: str) -> bool:

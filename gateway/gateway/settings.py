@@ -41,6 +41,15 @@ class GatewaySettings(BaseServiceSettings):
     upstream_keepalive_seconds: float = Field(default=4.0, gt=0)
     upstream_pool_size: int = Field(default=256, ge=1)
 
+    # Event streams (task-events, inbox/stream) travel on connections of their own, outside
+    # UPSTREAM_POOL_SIZE. Each user has at most this many open at once, across every replica.
+    max_streams_per_user: int = Field(default=20, ge=1)
+    # A stream ends cleanly after this long; the client reconnects (with Last-Event-ID).
+    stream_max_seconds: float = Field(default=600.0, gt=0)
+    # A replica renews its streams' slots every third of this; a crashed replica's slots are
+    # free again this long after its last renewal.
+    stream_lease_seconds: float = Field(default=30.0, ge=1)
+
     # Comma-separated origins ("*" for any); empty disables CORS.
     cors_origins: str = ""
     cors_allow_credentials: bool = False

@@ -30,21 +30,30 @@ def seq_key(user: str) -> str:
     return f"n:iseq:{q(user)}"
 
 
+# Pub/sub channel (not a key) that wakes the user's open inbox streams; carries the new seq.
+INBOX_CHANNEL_PREFIX = "n:iev:"
+
+
+def inbox_channel(user: str) -> str:
+    return f"{INBOX_CHANNEL_PREFIX}{q(user)}"
+
+
 # KEYS: inbox-users, then (notification, inbox, unread, seq) per notification.
-# ARGV: retention, max_items, then (nid, json, quoted user) per notification.
-# Writes each notification once (SET NX) and files it in its recipient's inbox.
+# ARGV: retention, max_items, channel prefix, then (nid, json, quoted user) per notification.
+# Writes each notification once (SET NX), files it in its recipient's inbox and wakes the
+# recipient's open streams (a PUBLISH per user, after the writes they will read).
 _LAND_LUA = """
 local n = (#KEYS - 1) / 4
 local touched = {}
 local written = 0
 for i = 1, n do
   local b = 1 + (i - 1) * 4
-  local nid = ARGV[2 + (i - 1) * 3 + 1]
-  if redis.call('SET', KEYS[b + 1], ARGV[2 + (i - 1) * 3 + 2], 'EX', ARGV[1], 'NX') then
+  local nid = ARGV[3 + (i - 1) * 3 + 1]
+  if redis.call('SET', KEYS[b + 1], ARGV[3 + (i - 1) * 3 + 2], 'EX', ARGV[1], 'NX') then
     local seq = redis.call('INCR', KEYS[b + 4])
     redis.call('ZADD', KEYS[b + 2], seq, nid)
     redis.call('ZADD', KEYS[b + 3], seq, nid)
-    touched[KEYS[b + 2]] = {KEYS[b + 3], KEYS[b + 4], ARGV[2 + (i - 1) * 3 + 3]}
+    touched[KEYS[b + 2]] = {KEYS[b + 3], KEYS[b + 4], ARGV[3 + (i - 1) * 3 + 3]}
     written = written + 1
   end
 end
@@ -60,6 +69,7 @@ for ikey, other in pairs(touched) do
   redis.call('EXPIRE', other[1], ARGV[1])
   redis.call('EXPIRE', other[2], ARGV[1])
   redis.call('SADD', KEYS[1], other[3])
+  redis.call('PUBLISH', ARGV[3] .. other[3], redis.call('GET', other[2]))
 end
 return written
 """
@@ -97,7 +107,7 @@ class Inbox:
         for start in range(0, len(notifs), LAND_CHUNK):
             chunk = notifs[start : start + LAND_CHUNK]
             keys = [INBOX_USERS_KEY]
-            args: list[Any] = [self.retention, self.max_items]
+            args: list[Any] = [self.retention, self.max_items, INBOX_CHANNEL_PREFIX]
             for n in chunk:
                 keys += [
                     notification_key(n.notification_id),

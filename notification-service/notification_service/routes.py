@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -10,10 +11,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
+from redis.exceptions import RedisError
 
 from notification_service import webpush
 from notification_service.devices import Devices, TooManyDevices
-from notification_service.inbox import Inbox, sse_event
+from notification_service.inbox import Inbox, inbox_channel, sse_event
 from notification_service.ledger import Ledger
 from notification_service.schemas import (
     BatchAccepted,
@@ -33,14 +35,17 @@ from notification_service.sending import TooLarge, aggregate_status, build, iso
 from notification_service.settings import NotificationSettings
 from shared import (
     API_PREFIX,
+    STREAM_RESPONSES,
     Conflict,
     CurrentUser,
+    EventsDep,
     Forbidden,
     Idempotency,
     NotFound,
     Principal,
     QueueName,
     ServiceUnavailable,
+    Signal,
     Unprocessable,
     route,
     submit_task,
@@ -54,10 +59,12 @@ from shared._outbound import (
     resolve_checked,
 )
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix=API_PREFIX, tags=["notifications"])
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 SEND_SCOPE = "notify:send"
-SSE_POLL_SECONDS = 0.5
+SSE_BATCH = 100
+MAX_SEQ = 2**63 - 1
 SSE_KEEPALIVE_SECONDS = 15.0
 RESOLVE_TIMEOUT_SECONDS = 3.0
 
@@ -384,12 +391,13 @@ async def mark_all_read(request: Request, user: CurrentUser) -> dict[str, Any]:
     return {"read": True, "unread_count": 0}
 
 
-@route(router, "GET", "/inbox/stream")
+@route(router, "GET", "/inbox/stream", responses=STREAM_RESPONSES)
 async def inbox_stream(
     request: Request,
     user: CurrentUser,
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
-    since: Annotated[int | None, Query(ge=0, description="Resume after this seq.")] = None,
+    events: EventsDep,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=64)] = None,
+    since: Annotated[int | None, Query(ge=0, le=MAX_SEQ, description="Resume after this seq.")] = None,
 ) -> StreamingResponse:
     """Server-sent events: each new notification of your inbox as `event: notification`.
 
@@ -399,30 +407,35 @@ async def inbox_stream(
     inbox = _inbox(request)
     start: int | None = since
     if last_event_id is not None:
-        if not last_event_id.strip().isdigit():
+        raw = last_event_id.strip()
+        if not raw.isdigit() or len(raw) > len(str(MAX_SEQ)) or int(raw) > MAX_SEQ:
             raise Unprocessable("Last-Event-ID must be an inbox seq number.", code="invalid_event_id")
-        start = int(last_event_id.strip())
+        start = int(raw)
     cursor = start if start is not None else await inbox.last_seq(user.sub)
 
-    async def events() -> AsyncIterator[bytes]:
+    async def events_() -> AsyncIterator[bytes]:
+        # Push, not poll: landing a notification PUBLISHes on the user's channel, and the
+        # process's one subscriber (shared.EventHub) wakes this stream. An idle stream costs
+        # Redis nothing but a re-read per keep-alive, which bounds any missed wake-up.
         nonlocal cursor
-        yield b"retry: 2000\n\n"
-        quiet_since = time.monotonic()
-        while not await request.is_disconnected():
-            items = await inbox.after(user.sub, cursor)
-            for item in items:
-                cursor = max(cursor, int(item["seq"]))
-                yield sse_event(item)
-            if items:
-                quiet_since = time.monotonic()
-                continue
-            if time.monotonic() - quiet_since > SSE_KEEPALIVE_SECONDS:
-                quiet_since = time.monotonic()
-                yield b": keep-alive\n\n"
-            await asyncio.sleep(SSE_POLL_SECONDS)
+        try:
+            async with events.listen(inbox_channel(user.sub)) as listener:
+                yield b"retry: 2000\n\n"
+                while True:
+                    items = await inbox.after(user.sub, cursor, limit=SSE_BATCH)
+                    for item in items:
+                        cursor = max(cursor, int(item["seq"]))
+                        yield sse_event(item)
+                    if len(items) == SSE_BATCH:
+                        continue  # more waiting
+                    if await listener.get(SSE_KEEPALIVE_SECONDS) is Signal.TIMEOUT:
+                        yield b": keep-alive\n\n"
+        except (TimeoutError, RedisError, OSError) as exc:
+            # Redis went away mid-stream: end it; the client reconnects with Last-Event-ID.
+            log.warning("inbox stream ended early: %s", type(exc).__name__)
 
     return StreamingResponse(
-        events(),
+        events_(),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

@@ -24,7 +24,7 @@ from shared._celery import (
     report_progress,
 )
 from shared._context import request_id_var, task_id_var
-from shared._deps import CacheDep, CeleryDep, RecordsDep
+from shared._deps import CacheDep, CeleryDep, EventsDep, RecordsDep
 from shared._errors import (
     AppError,
     BadRequest,
@@ -63,6 +63,7 @@ from shared._outbound import (
     forbidden_reason,
     parse_ip_literal,
 )
+from shared._pubsub import STREAM_RESPONSES, EventHub, Listener, Signal
 from shared._queues import MAX_PRIORITY, QueueName
 from shared._records import STATUSES, TERMINAL, TaskRecords, events_channel, now_iso
 from shared._redis import Cache, RedisDep, create_async_redis, create_sync_redis
@@ -80,6 +81,7 @@ __all__ = [
     "OPENAI_TOKENS",
     "SCRAPE_PAGES",
     "STATUSES",
+    "STREAM_RESPONSES",
     "TERMINAL",
     "Allowlist",
     "AppError",
@@ -91,8 +93,11 @@ __all__ = [
     "CeleryDep",
     "Conflict",
     "CurrentUser",
+    "EventHub",
+    "EventsDep",
     "Forbidden",
     "Idempotency",
+    "Listener",
     "NotFound",
     "ObservabilityMiddleware",
     "OutboundError",
@@ -113,6 +118,7 @@ __all__ = [
     "SealError",
     "Sealer",
     "ServiceUnavailable",
+    "Signal",
     "TaskCancelled",
     "TaskRecords",
     "TokenVerifier",

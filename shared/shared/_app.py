@@ -18,6 +18,7 @@ from shared._auth import TokenVerifier
 from shared._errors import install_error_handlers
 from shared._logging import configure_logging
 from shared._metrics import ObservabilityMiddleware, metrics_registry, render_metrics
+from shared._pubsub import EventHub
 from shared._records import TaskRecords
 from shared._redis import Cache, create_async_redis
 from shared._settings import BaseServiceSettings
@@ -67,6 +68,9 @@ def create_service_app(
             app.state.redis = client
             app.state.cache = Cache(client)
             app.state.records = TaskRecords(client, settings.result_expires_seconds)
+            # Event streams share one pub/sub connection, made on the first stream.
+            app.state.events = EventHub(settings)
+            stack.push_async_callback(app.state.events.aclose)
             for hook in on_startup:
                 await hook(app)
             try:

@@ -7,6 +7,7 @@ from typing import Annotated
 from celery import Celery
 from fastapi import Depends, Request
 
+from shared._pubsub import EventHub
 from shared._records import TaskRecords
 from shared._redis import Cache
 
@@ -26,6 +27,12 @@ async def _celery(request: Request) -> Celery:
     return app
 
 
+async def _events(request: Request) -> EventHub:
+    hub: EventHub = request.app.state.events
+    return hub
+
+
 RecordsDep = Annotated[TaskRecords, Depends(_records)]
 CacheDep = Annotated[Cache, Depends(_cache)]
 CeleryDep = Annotated[Celery, Depends(_celery)]
+EventsDep = Annotated[EventHub, Depends(_events)]

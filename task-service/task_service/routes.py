@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -10,15 +11,18 @@ import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 
 from shared import (
     API_PREFIX,
     STATUSES,
+    STREAM_RESPONSES,
     TERMINAL,
     Allowlist,
     CacheDep,
     CeleryDep,
     Conflict,
+    EventsDep,
     Idempotency,
     NotFound,
     OutboundRefused,
@@ -26,7 +30,7 @@ from shared import (
     Principal,
     QueueName,
     RecordsDep,
-    RedisDep,
+    Signal,
     Unprocessable,
     callback_secret,
     check_url,
@@ -51,6 +55,7 @@ from task_service.schemas import (
 )
 from task_service.settings import TaskSettings
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix=API_PREFIX)
 TasksUser = Annotated[Principal, Depends(require_scope("tasks"))]
 CacheUser = Annotated[Principal, Depends(require_scope("cache"))]
@@ -200,46 +205,55 @@ def _sse(event: str, data: Any, event_id: str | None = None) -> bytes:
     return f"{head}event: {event}\ndata: {orjson.dumps(data).decode()}\n\n".encode()
 
 
-@route(router, "GET", "/task-events/{task_id}", response_class=StreamingResponse)
+@route(router, "GET", "/task-events/{task_id}", response_class=StreamingResponse, responses=STREAM_RESPONSES)
 async def task_events(
-    task_id: str, user: TasksUser, records: RecordsDep, redis: RedisDep
+    task_id: str, user: TasksUser, records: RecordsDep, events: EventsDep
 ) -> StreamingResponse:
     """Server-sent events: progress as it happens, then the final status, then the stream ends."""
     record = await records.get_for(user, task_id)
-    pubsub = redis.pubsub()
-    await pubsub.subscribe(events_channel(task_id))  # before the snapshot, so nothing falls between
+
+    async def final_or_none() -> dict[str, Any] | None:
+        status = await records.status(await records.get(task_id) or record)
+        return status if status["status"] in TERMINAL else None
 
     async def stream() -> AsyncIterator[bytes]:
+        # The process's one subscriber carries this stream (shared.EventHub): a stream holds
+        # no Redis connection, only a short read now and then.
         try:
-            progress = await records.progress(record)
-            yield _sse("progress", progress)
-            status = await records.status(record)
-            if status["status"] in TERMINAL:
-                yield _sse("status", status)
-                return
-            while True:
-                msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=SSE_KEEPALIVE_SECONDS)
-                if msg is None:
-                    # Quiet: re-read, in case the final status came only through Celery's result.
-                    fresh = await records.get(task_id) or record
-                    status = await records.status(fresh)
-                    if status["status"] in TERMINAL:
-                        yield _sse("status", status)
-                        return
-                    yield b": keep-alive\n\n"
-                    continue
-                event = orjson.loads(msg["data"])
-                if event.get("event") == "progress":
-                    event.pop("event")
-                    yield _sse("progress", {**event, "status": "PROGRESS"})
-                elif event.get("status") in TERMINAL:
-                    fresh = await records.get(task_id) or record
-                    yield _sse("status", await records.status(fresh))
+            async with events.listen(events_channel(task_id)) as listener:
+                # Subscribed before the snapshot, so nothing falls between.
+                yield _sse("progress", await records.progress(record))
+                status = await records.status(record)
+                if status["status"] in TERMINAL:
+                    yield _sse("status", status)
                     return
-                else:
-                    yield _sse("status", {"task_id": task_id, "status": event.get("status")})
-        finally:
-            await pubsub.aclose()
+                while True:
+                    got = await listener.get(SSE_KEEPALIVE_SECONDS)
+                    if isinstance(got, Signal):
+                        # Quiet, or events may be lost: re-read (the final status may also have
+                        # come only through Celery's result).
+                        final = await final_or_none()
+                        if final is not None:
+                            yield _sse("status", final)
+                            return
+                        if got is Signal.RESYNC:
+                            yield _sse("progress", await records.progress(record))
+                        else:
+                            yield b": keep-alive\n\n"
+                        continue
+                    event = orjson.loads(got)
+                    if event.get("event") == "progress":
+                        event.pop("event")
+                        yield _sse("progress", {**event, "status": "PROGRESS"})
+                    elif event.get("status") in TERMINAL:
+                        fresh = await records.get(task_id) or record
+                        yield _sse("status", await records.status(fresh))
+                        return
+                    else:
+                        yield _sse("status", {"task_id": task_id, "status": event.get("status")})
+        except (TimeoutError, RedisError, OSError) as exc:
+            # Redis went away mid-stream: end it; the client reconnects and gets a 503 or a fresh start.
+            log.warning("task-events %s ended early: %s", task_id, type(exc).__name__)
 
     return StreamingResponse(
         stream(),
