@@ -12,6 +12,7 @@ from shared._auth import (
     mint_token,
     require_scope,
 )
+from shared._cache import Cache, CacheLimits
 from shared._callbacks import callback_secret
 from shared._celery import (
     PlatformCelery,
@@ -64,7 +65,7 @@ from shared._outbound import (
 )
 from shared._queues import MAX_PRIORITY, QueueName
 from shared._records import STATUSES, TERMINAL, TaskRecords, events_channel, now_iso
-from shared._redis import Cache, RedisDep, create_async_redis, create_sync_redis
+from shared._redis import RedisDep, create_async_redis, create_sync_redis
 from shared._routing import route
 from shared._sealing import Sealer, SealError, derive_sealing_key
 from shared._server import run_server
@@ -87,6 +88,7 @@ __all__ = [
     "BodyTooLarge",
     "Cache",
     "CacheDep",
+    "CacheLimits",
     "CeleryDep",
     "Conflict",
     "CurrentUser",

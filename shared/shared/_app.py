@@ -19,7 +19,7 @@ from shared._errors import install_error_handlers
 from shared._logging import configure_logging
 from shared._metrics import ObservabilityMiddleware, metrics_registry, render_metrics
 from shared._records import TaskRecords
-from shared._redis import Cache, create_async_redis
+from shared._redis import create_async_redis
 from shared._settings import BaseServiceSettings
 
 log = logging.getLogger("shared.app")
@@ -65,7 +65,6 @@ def create_service_app(
             client = create_async_redis(settings)
             stack.push_async_callback(client.aclose)
             app.state.redis = client
-            app.state.cache = Cache(client)
             app.state.records = TaskRecords(client, settings.result_expires_seconds)
             for hook in on_startup:
                 await hook(app)
