@@ -63,6 +63,7 @@ from shared._outbound import (
     forbidden_reason,
     parse_ip_literal,
 )
+from shared._pacing import HostPacer, Pacer, PaceTooFar
 from shared._queues import MAX_PRIORITY, QueueName
 from shared._records import STATUSES, TERMINAL, TaskRecords, events_channel, now_iso
 from shared._redis import RedisDep, create_async_redis, create_sync_redis
@@ -93,6 +94,7 @@ __all__ = [
     "Conflict",
     "CurrentUser",
     "Forbidden",
+    "HostPacer",
     "Idempotency",
     "NotFound",
     "ObservabilityMiddleware",
@@ -100,6 +102,8 @@ __all__ = [
     "OutboundRefused",
     "OutboundTimeout",
     "OutboundUnreachable",
+    "PaceTooFar",
+    "Pacer",
     "PayloadTooLarge",
     "PlatformCelery",
     "PlatformTask",
