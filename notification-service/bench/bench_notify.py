@@ -116,7 +116,7 @@ async def _platform(
 
 
 async def _ceiling(receiver: str, secret: str, count: int, concurrency: int) -> float:
-    from notification_service import webhooks
+    from shared import webhooks
 
     bodies = [
         json.dumps(

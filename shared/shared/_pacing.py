@@ -97,6 +97,7 @@ class HostPacer:
         self.pacer = pacer
         self.per_second = per_second
         self.max_wait_s = max_wait_s
+        self.lease_seconds = lease_seconds
         self.lease = max(1, min(max_lease, int(per_second * lease_seconds)))
         self._leases: dict[str, _Lease] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -113,11 +114,13 @@ class HostPacer:
         interval = 1.0 / self.per_second
         async with lock:
             lease = self._leases.get(host)
-            # A lease whose slots have gone by while idle is dropped, not spent in a burst.
+            # A lease whose slots went by while this process was idle is dropped, not spent in
+            # a burst; late by less than a lease's span it is used (at a fast pace, the slots
+            # of one lease are microseconds apart and always a little behind).
             if (
                 lease is None
                 or lease.next_index >= lease.count
-                or lease.first + lease.next_index * interval < loop.time() - interval
+                or lease.first + lease.next_index * interval < loop.time() - max(interval, self.lease_seconds)
             ):
                 if len(self._leases) >= self.MAX_HOSTS:
                     self._leases.clear()
