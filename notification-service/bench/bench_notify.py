@@ -222,6 +222,8 @@ def main() -> int:
     ceiling_rate = args.count / ceiling_s
     ratio = platform_rate / ceiling_rate
     print(f"notifications: {args.count} webhook deliveries, {in_flight} in flight")
+    pace = env["NOTIFY_MAX_PER_HOST_PER_SECOND"]
+    print(f"  pace per host: {pace}/s, set above what one machine sends (the receiver is one host)")
     print(f"  batch accepted (202) in         {accept_s * 1000:8.0f} ms")
     print(f"  202 -> last delivery            {deliver_s * 1000:8.0f} ms")
     print(f"  platform                        {platform_rate:8.0f} deliveries/s")
