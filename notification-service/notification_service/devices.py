@@ -134,6 +134,10 @@ class TooManyDevices(Exception):
     pass
 
 
+class RegistrationContended(Exception):
+    """The target's device kept changing under concurrent registrations and deletions."""
+
+
 class DeviceSecretError(Exception):
     """A webhook device whose stored signing secret does not unseal; it cannot be signed for."""
 
@@ -231,7 +235,7 @@ class Devices:
             stored = await self.get(answer["device_id"])
             if stored is not None:
                 return stored, bool(answer["created"])
-        raise RuntimeError("the device's registration kept moving; try again")
+        raise RegistrationContended()
 
     def signing_secret(self, device: Device) -> str:
         """The device's `whsec_` secret, unsealed; DeviceSecretError rather than a wrong key."""

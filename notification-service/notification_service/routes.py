@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from notification_service import webpush
-from notification_service.devices import Devices, DeviceSecretError, TooManyDevices
+from notification_service.devices import Devices, DeviceSecretError, RegistrationContended, TooManyDevices
 from notification_service.inbox import Inbox, sse_event
 from notification_service.ledger import Ledger
 from notification_service.schemas import (
@@ -151,6 +151,11 @@ async def register_device(
         ) from None
     except DeviceSecretError as exc:
         raise Conflict(f"{exc}.", code="device_secret_unavailable") from None
+    except RegistrationContended:
+        raise Conflict(
+            "This device is being registered and removed at the same time; try again.",
+            code="device_registration_conflict",
+        ) from None
 
 
 @route(router, "GET", "/devices/", response_model=DeviceList)
