@@ -53,7 +53,7 @@ ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec("devices", Service.NOTIFICATIONS),
     RouteSpec("webpush", Service.NOTIFICATIONS),
     RouteSpec("send-notification", Service.NOTIFICATIONS),
-    RouteSpec("batch-notifications", Service.NOTIFICATIONS, large_body=True),
+    RouteSpec("batch-notifications", Service.NOTIFICATIONS, scope="notify:send", large_body=True),
     RouteSpec("notification-status", Service.NOTIFICATIONS),
     RouteSpec("batch-status", Service.NOTIFICATIONS),
     RouteSpec("inbox", Service.NOTIFICATIONS),

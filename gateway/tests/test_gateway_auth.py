@@ -201,7 +201,11 @@ async def test_issuer_and_audience_are_checked_when_configured(
 async def test_scope_known_to_the_gateway_is_403(
     gateway: RunningGateway, upstream: StandInService, http: aiohttp.ClientSession
 ) -> None:
-    for path, scope in (("/cache/k", "cache"), ("/background-scraping/", "scrape")):
+    for path, scope in (
+        ("/cache/k", "cache"),
+        ("/background-scraping/", "scrape"),
+        ("/batch-notifications/", "notify:send"),
+    ):
         before = len(upstream.seen)
         status, _, body = await status_of(http, gateway, gateway.token(scopes="tasks"), path)
         assert status == 403

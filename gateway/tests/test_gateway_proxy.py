@@ -74,7 +74,8 @@ async def test_each_segment_reaches_its_service(
             if segment.startswith("task-events"):
                 method = "HEAD"
             before = len(service.seen)
-            async with http.request(method, f"{gw.url}{API}/{segment}", headers=gw.auth()) as resp:
+            headers = gw.auth(scopes="tasks scrape cache notify:send")
+            async with http.request(method, f"{gw.url}{API}/{segment}", headers=headers) as resp:
                 assert resp.status < 300, (segment, resp.status)
             assert len(service.seen) == before + 1, segment
             assert service.last().path_qs == f"{API}/{segment}"
@@ -230,7 +231,7 @@ async def test_batch_notifications_take_larger_bodies(
 ) -> None:
     body = b"[" + b" " * (3 * 1024 * 1024) + b"]"
     url = f"{gateway.url}{API}/batch-notifications/"
-    async with http.post(url, data=io.BytesIO(body), headers=gateway.auth()) as r:
+    async with http.post(url, data=io.BytesIO(body), headers=gateway.auth(scopes="notify:send")) as r:
         assert r.status == 200
         assert (await r.json())["body_size"] == len(body)
     url = f"{gateway.url}{API}/send-notification/"

@@ -15,6 +15,7 @@ import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from notification_service import webpush
 from notification_service.classify import (
@@ -38,7 +39,7 @@ from notification_service.ledger import (
 from notification_service.outbound import DeliveryClient, DeliveryError
 from notification_service.payloads import webhook_body, webhook_message_id, webpush_payload_for
 from notification_service.settings import NotificationSettings
-from shared import webhooks
+from shared import HostPacer, PaceTooFar, webhooks
 
 log = logging.getLogger(__name__)
 # Notifications planned and claimed per Redis call, just ahead of their sends.
@@ -119,6 +120,8 @@ class Deliverer:
     devices: Devices
     http: DeliveryClient
     vapid: webpush.VapidKey
+    # Deliveries per second to each destination host, across workers (None: unpaced).
+    pacer: HostPacer | None = None
 
     async def deliver_notifications(self, nids: Sequence[str]) -> RunResult:
         """Plan (once) and attempt every delivery of these notifications."""
@@ -285,6 +288,19 @@ class Deliverer:
             headers = webhooks.signed_headers(secret, webhook_message_id(claim.nid, claim.dev), body)
             headers["Content-Type"] = "application/json"
             url = device.endpoint
+
+        if self.pacer is not None:
+            host = urlsplit(url).hostname or ""
+            try:
+                await self.pacer.wait_turn(host)
+            except PaceTooFar as exc:
+                # The host's turns are booked further ahead than a claim may be held: later.
+                why = f"paced: {host} is at its NOTIFY_MAX_PER_HOST_PER_SECOND"
+                give_up = claim.attempt >= self.settings.notify_max_attempts
+                next_at = None if give_up else time.time() + exc.wait_s
+                state = FAILED if give_up else QUEUED
+                self._end(tally, claim, notif, channel, state, why, 0.0, next_at=next_at)
+                return
 
         http_status: int | None = None
         error: TransportError | None = None

@@ -2,8 +2,10 @@
 
 Layout: n:dev:{id} hash (device_id owner channel endpoint p256dh auth secret status
 created_at disabled_reason); n:udev:{user} zset of the user's device ids by creation
-time; n:uep:{user} hash sha256(endpoint) -> device_id, so a browser that subscribes again
-updates its device instead of adding a second one.
+time; n:uep:{user} hash target -> device_id, where the target is sha256(endpoint) of a push
+subscription or sha256("webhook\n" + url) of a webhook. Registering the same endpoint or URL
+again answers the device the user already has (refreshed), never a second one: one Lua
+script (lua/device_register.lua) checks and writes, so even registrations at once make one.
 
 A webhook's signing secret is kept sealed with the server secret (shared.Sealer) and bound
 to its device id; it is unsealed only to sign a delivery.
@@ -16,8 +18,10 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any
 
+import orjson
 from redis.asyncio import Redis
 
 from notification_service.ledger import q
@@ -46,28 +50,25 @@ def endpoint_hash(endpoint: str) -> str:
     return hashlib.sha256(endpoint.encode()).hexdigest()
 
 
+def target_hash(channel: str, endpoint: str) -> str:
+    """The key of a device's target in n:uep:{user} (push endpoints keep their historic form)."""
+    return endpoint_hash(endpoint) if channel == "webpush" else endpoint_hash(f"{channel}\n{endpoint}")
+
+
 def _s(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-# Compare-and-delete: prune the device only if it still points at the endpoint that
-# answered 404/410, so a re-subscription that happened meanwhile is kept.
-# KEYS: device, user devices, user endpoints. ARGV: endpoint, device_id, endpoint hash.
-_PRUNE_LUA = """
-if redis.call('HGET', KEYS[1], 'endpoint') ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[1])
-redis.call('ZREM', KEYS[2], ARGV[2])
-if redis.call('HGET', KEYS[3], ARGV[3]) == ARGV[2] then redis.call('HDEL', KEYS[3], ARGV[3]) end
-return 1
-"""
+def _lua(name: str) -> str:
+    return (resources.files("notification_service") / "lua" / name).read_text(encoding="utf-8")
 
-# A webhook that answered 410 is disabled, again only if it still has that URL.
-# KEYS: device. ARGV: endpoint, reason, now.
-_DISABLE_LUA = """
-if redis.call('HGET', KEYS[1], 'endpoint') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'status', 'disabled', 'disabled_reason', ARGV[2], 'disabled_at', ARGV[3])
-return 1
-"""
+
+# Read once at import; redis-py loads each into Redis once (EVALSHA, SCRIPT LOAD on a miss).
+_REGISTER_LUA = _lua("device_register.lua")
+_PRUNE_LUA = _lua("device_prune.lua")
+_DISABLE_LUA = _lua("device_disable.lua")
+# Attempts at registering while other registrations of the same target move its mapping.
+_REGISTER_TRIES = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +134,10 @@ class TooManyDevices(Exception):
     pass
 
 
+class RegistrationContended(Exception):
+    """The target's device kept changing under concurrent registrations and deletions."""
+
+
 class DeviceSecretError(Exception):
     """A webhook device whose stored signing secret does not unseal; it cannot be signed for."""
 
@@ -142,78 +147,95 @@ class Devices:
         self.r = client
         self.max_per_user = max_per_user
         self._sealer = Sealer(server_secret, WEBHOOK_SECRET_PURPOSE)
+        self._register_script = client.register_script(_REGISTER_LUA)
         self._prune = client.register_script(_PRUNE_LUA)
         self._disable = client.register_script(_DISABLE_LUA)
 
-    async def add_webpush(self, owner: str, sub: Subscription, name: str | None) -> Device:
-        """Register a subscription; the same endpoint again updates the existing device."""
-        ep_hash = endpoint_hash(sub.endpoint)
-        existing = await self.r.hget(endpoints_key(owner), ep_hash)
-        if existing is not None:
-            dev = _s(existing)
-            current = await self.get(dev)
-            if current is not None and current.owner == owner:
-                await self.r.hset(
-                    device_key(dev),
-                    mapping={
-                        "p256dh": b64url_encode(sub.p256dh),
-                        "auth": b64url_encode(sub.auth),
-                        "status": ACTIVE,
-                        "disabled_reason": "",
-                        **({"name": name} if name else {}),
-                    },
-                )
-                refreshed = await self.get(dev)
-                assert refreshed is not None
-                return refreshed
-        device = Device(
-            device_id=str(uuid.uuid4()),
-            owner=owner,
-            channel="webpush",
-            endpoint=sub.endpoint,
-            created_at=_now_iso(),
-            name=name,
-            p256dh=b64url_encode(sub.p256dh),
-            auth=b64url_encode(sub.auth),
-        )
-        await self._store(device)
-        await self.r.hset(endpoints_key(owner), ep_hash, device.device_id)
-        return device
+    async def add_webpush(self, owner: str, sub: Subscription, name: str | None) -> tuple[Device, bool]:
+        """Register a subscription; the same endpoint again refreshes (and answers) that device.
 
-    async def add_webhook(self, owner: str, url: str, secret: str, name: str | None) -> Device:
+        Returns the device and whether it was created.
+        """
+        keys = {"p256dh": b64url_encode(sub.p256dh), "auth": b64url_encode(sub.auth)}
         device_id = str(uuid.uuid4())
-        device = Device(
-            device_id=device_id,
-            owner=owner,
-            channel="webhook",
-            endpoint=url,
-            created_at=_now_iso(),
-            name=name,
-            # Bound to the device: copied onto another device's hash, it does not unseal.
-            sealed_secret=self._sealer.seal(secret, associated_data=device_id),
+        return await self._register(
+            Device(
+                device_id=device_id,
+                owner=owner,
+                channel="webpush",
+                endpoint=sub.endpoint,
+                created_at=_now_iso(),
+                name=name,
+                **keys,
+            ),
+            refresh={**keys, "status": ACTIVE, "disabled_reason": "", **({"name": name} if name else {})},
         )
-        await self._store(device)
-        return device
 
-    async def _store(self, device: Device) -> None:
-        if await self.r.zcard(user_devices_key(device.owner)) >= self.max_per_user:
-            raise TooManyDevices()
-        mapping: dict[Any, Any] = {
+    async def add_webhook(self, owner: str, url: str, secret: str, name: str | None) -> tuple[Device, bool]:
+        """Register a webhook; the same URL again answers that device (re-enabled, same secret).
+
+        Returns the device and whether it was created (`secret` is used only then).
+        """
+        device_id = str(uuid.uuid4())
+        return await self._register(
+            Device(
+                device_id=device_id,
+                owner=owner,
+                channel="webhook",
+                endpoint=url,
+                created_at=_now_iso(),
+                name=name,
+                # Bound to the device: copied onto another device's hash, it does not unseal.
+                sealed_secret=self._sealer.seal(secret, associated_data=device_id),
+            ),
+            refresh={"status": ACTIVE, "disabled_reason": "", **({"name": name} if name else {})},
+        )
+
+    async def _register(self, device: Device, refresh: dict[str, str]) -> tuple[Device, bool]:
+        owner = device.owner
+        target = target_hash(device.channel, device.endpoint)
+        args: dict[str, Any] = {
+            "target": target,
             "device_id": device.device_id,
-            "owner": device.owner,
-            "channel": device.channel,
-            "endpoint": device.endpoint,
-            "created_at": device.created_at,
-            "status": device.status,
-            "name": device.name or "",
-            "p256dh": device.p256dh,
-            "auth": device.auth,
-            "secret": device.sealed_secret,
+            "max_devices": self.max_per_user,
+            "score": time.time(),
+            "fields": {
+                "device_id": device.device_id,
+                "owner": owner,
+                "channel": device.channel,
+                "endpoint": device.endpoint,
+                "created_at": device.created_at,
+                "status": device.status,
+                "name": device.name or "",
+                "p256dh": device.p256dh,
+                "auth": device.auth,
+                "secret": device.sealed_secret,
+            },
+            "refresh": refresh,
         }
-        async with self.r.pipeline(transaction=True) as pipe:
-            pipe.hset(device_key(device.device_id), mapping=mapping)
-            pipe.zadd(user_devices_key(device.owner), {device.device_id: time.time()})
-            await pipe.execute()
+        for _ in range(_REGISTER_TRIES):
+            seen = await self.r.hget(endpoints_key(owner), target)
+            args["seen"] = _s(seen) if seen is not None else ""
+            existing_key = device_key(args["seen"]) if seen is not None else device_key(device.device_id)
+            answer = orjson.loads(
+                await self._register_script(
+                    keys=[
+                        endpoints_key(owner),
+                        user_devices_key(owner),
+                        existing_key,
+                        device_key(device.device_id),
+                    ],
+                    args=[orjson.dumps(args)],
+                )
+            )
+            if answer.get("too_many"):
+                raise TooManyDevices()
+            if answer.get("retry"):
+                continue
+            stored = await self.get(answer["device_id"])
+            if stored is not None:
+                return stored, bool(answer["created"])
+        raise RegistrationContended()
 
     def signing_secret(self, device: Device) -> str:
         """The device's `whsec_` secret, unsealed; DeviceSecretError rather than a wrong key."""
@@ -275,8 +297,8 @@ class Devices:
         async with self.r.pipeline(transaction=True) as pipe:
             pipe.delete(device_key(dev))
             pipe.zrem(user_devices_key(owner), dev)
-            if device.channel == "webpush":
-                pipe.hdel(endpoints_key(owner), endpoint_hash(device.endpoint))
+            # One device per target and user, so the target names this one.
+            pipe.hdel(endpoints_key(owner), target_hash(device.channel, device.endpoint))
             await pipe.execute()
         return True
 
@@ -288,13 +310,22 @@ class Devices:
                 user_devices_key(device.owner),
                 endpoints_key(device.owner),
             ],
-            args=[device.endpoint, device.device_id, endpoint_hash(device.endpoint)],
+            args=[
+                orjson.dumps(
+                    {
+                        "endpoint": device.endpoint,
+                        "device_id": device.device_id,
+                        "target": target_hash(device.channel, device.endpoint),
+                    }
+                )
+            ],
         )
         return bool(res)
 
     async def disable(self, device: Device, reason: str) -> bool:
         res = await self._disable(
-            keys=[device_key(device.device_id)], args=[device.endpoint, reason, _now_iso()]
+            keys=[device_key(device.device_id)],
+            args=[orjson.dumps({"endpoint": device.endpoint, "reason": reason, "now": _now_iso()})],
         )
         return bool(res)
 

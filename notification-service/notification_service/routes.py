@@ -9,12 +9,12 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from redis.exceptions import RedisError
 
 from notification_service import webpush
-from notification_service.devices import Devices, TooManyDevices
+from notification_service.devices import Devices, DeviceSecretError, RegistrationContended, TooManyDevices
 from notification_service.inbox import Inbox, inbox_channel, sse_event
 from notification_service.ledger import Ledger
 from notification_service.schemas import (
@@ -47,6 +47,7 @@ from shared import (
     ServiceUnavailable,
     Signal,
     Unprocessable,
+    require_scope,
     route,
     submit_task,
     webhooks,
@@ -65,6 +66,8 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 SEND_SCOPE = "notify:send"
 SSE_BATCH = 100
 MAX_SEQ = 2**63 - 1
+# A batch fans out to many deliveries: it always needs notify:send, even to yourself.
+SendUser = Annotated[Principal, Depends(require_scope(SEND_SCOPE))]
 SSE_KEEPALIVE_SECONDS = 15.0
 RESOLVE_TIMEOUT_SECONDS = 3.0
 
@@ -112,12 +115,22 @@ async def _check_target(url: str, allowlist: Allowlist, field: str) -> None:
         pass
 
 
-@route(router, "POST", "/devices/", status_code=201, response_model=DeviceOut)
-async def register_device(request: Request, body: DeviceIn, user: CurrentUser) -> dict[str, Any]:
+@route(
+    router,
+    "POST",
+    "/devices/",
+    status_code=201,
+    response_model=DeviceOut,
+    responses={200: {"model": DeviceOut, "description": "You already had this device: here it is."}},
+)
+async def register_device(
+    request: Request, response: Response, body: DeviceIn, user: CurrentUser
+) -> dict[str, Any]:
     """Register one of your devices: a Web Push subscription or a webhook URL.
 
-    A webhook device's `secret` (Standard Webhooks, `whsec_...`) is in this answer only.
-    Registering the same push endpoint again updates that device.
+    Registering the same push endpoint or webhook URL again answers the device you already
+    have (200, refreshed and re-enabled) instead of adding a second one; a new device is 201.
+    A webhook device's `secret` (Standard Webhooks, `whsec_...`) is in these answers only.
     """
     allowlist = _allowlist(request)
     devices = _devices(request)
@@ -128,18 +141,27 @@ async def register_device(request: Request, body: DeviceIn, user: CurrentUser) -
             except webpush.InvalidSubscription as exc:
                 raise Unprocessable(str(exc), code="invalid_subscription") from None
             await _check_target(sub.endpoint, allowlist, "subscription.endpoint")
-            device = await devices.add_webpush(user.sub, sub, body.name)
+            device, created = await devices.add_webpush(user.sub, sub, body.name)
+            response.status_code = 201 if created else 200
             return device.view()
         assert body.url is not None
         await _check_target(body.url, allowlist, "url")
-        secret = webhooks.generate_secret()
-        device = await devices.add_webhook(user.sub, body.url, secret, body.name)
-        return {**device.view(), "secret": secret}
+        device, created = await devices.add_webhook(user.sub, body.url, webhooks.generate_secret(), body.name)
+        response.status_code = 201 if created else 200
+        # The owner's own secret, again: a client that lost the first answer can still verify.
+        return {**device.view(), "secret": devices.signing_secret(device)}
     except TooManyDevices:
         limit = _settings(request).notify_max_devices_per_user
         raise Unprocessable(
             f"You have {limit} devices, the most allowed; delete one first.",
             code="too_many_devices",
+        ) from None
+    except DeviceSecretError as exc:
+        raise Conflict(f"{exc}.", code="device_secret_unavailable") from None
+    except RegistrationContended:
+        raise Conflict(
+            "This device is being registered and removed at the same time; try again.",
+            code="device_registration_conflict",
         ) from None
 
 
@@ -247,14 +269,21 @@ def _fingerprint(body: Any) -> str:
     return body_fingerprint(body)
 
 
-@route(router, "POST", "/batch-notifications/", status_code=202, response_model=BatchAccepted)
+@route(
+    router,
+    "POST",
+    "/batch-notifications/",
+    status_code=202,
+    response_model=BatchAccepted,
+    responses={403: {"description": "The token lacks the notify:send scope."}},
+)
 async def batch_notifications(
     request: Request,
     body: BatchIn,
-    user: CurrentUser,
+    user: SendUser,
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
-    """Send up to 10,000 notifications at once; each is tracked per delivery.
+    """Send up to 10,000 notifications at once (scope `notify:send`); each is tracked per delivery.
 
     The answer holds every notification's id, in request order; follow the batch at
     `batch-status/{batch_id}`.
@@ -265,7 +294,6 @@ async def batch_notifications(
             f"A batch holds at most {settings.notify_max_batch} notifications.",
             code="batch_too_large",
         )
-    _require_send(user, {n.user_id for n in body.notifications})
     batch_id, task_id = str(uuid.uuid4()), str(uuid.uuid4())
     now = time.time()
     notifs = [

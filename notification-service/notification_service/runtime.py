@@ -18,7 +18,7 @@ from notification_service.ledger import Ledger
 from notification_service.outbound import DeliveryClient
 from notification_service.settings import NotificationSettings
 from notification_service.webpush import load_vapid_key
-from shared import create_async_redis
+from shared import HostPacer, Pacer, create_async_redis
 from shared._outbound import Allowlist
 
 T = TypeVar("T")
@@ -50,7 +50,12 @@ class Runtime:
                 max_connections=settings.notify_concurrency,
                 user_agent="smart-application-notifications/0.1",
             )
-            self._deliverer = Deliverer(settings, self.ledger, self.devices, http, vapid)
+            pacer = HostPacer(
+                Pacer(self.redis, "n:pace:"),
+                settings.notify_max_per_host_per_second,
+                max_wait_s=settings.notify_stuck_after_seconds / 4,
+            )
+            self._deliverer = Deliverer(settings, self.ledger, self.devices, http, vapid, pacer)
         return self._deliverer
 
 

@@ -38,6 +38,14 @@ class NotificationSettings(BaseServiceSettings):
     notify_stuck_after_seconds: float = Field(default=120.0, gt=0)
     # How often beat moves due retries onto the queue.
     notify_pump_interval: float = Field(default=1.0, gt=0)
+    # Deliveries to one destination host (a webhook receiver, a push service), per second,
+    # across every worker: no batch floods a third party. Raise it for push services you
+    # send much to; a delivery whose turn is further away than a quarter of
+    # NOTIFY_STUCK_AFTER_SECONDS is retried later instead of holding its claim. A worker
+    # process claims up to about NOTIFY_CONCURRENCY + 100 deliveries ahead of its sends, so
+    # keep processes x (NOTIFY_CONCURRENCY + 100) / this well below NOTIFY_STUCK_AFTER_SECONDS
+    # (at the defaults, 4 processes: 13 s against 120 s).
+    notify_max_per_host_per_second: float = Field(default=50.0, gt=0)
 
     @field_validator("vapid_subject")
     @classmethod

@@ -215,6 +215,8 @@ class FakeWebhookReceiver:
         self.hooks: dict[str, Hook] = {}
         self.scripts: dict[str, deque[Scripted]] = defaultdict(deque)
         self.attempts: Counter[str] = Counter()
+        # When each request arrived (time.monotonic()), per hook name.
+        self.arrivals: defaultdict[str, list[float]] = defaultdict(list)
         self.rejections: list[str] = []
         self.base_url = ""
         self._runner: web.AppRunner | None = None
@@ -248,6 +250,7 @@ class FakeWebhookReceiver:
     async def _receive(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
         self.attempts[name] += 1
+        self.arrivals[name].append(time.monotonic())
         hook = self.hooks.get(name)
         if hook is None:
             return web.Response(status=404)

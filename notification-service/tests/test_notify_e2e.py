@@ -435,7 +435,7 @@ async def test_batch_of_1000_arrives_exactly_once(
     api: httpx.AsyncClient, auth: Auth, webhook_receiver: FakeWebhookReceiver
 ) -> None:
     user = _user()
-    headers = auth(user, "")
+    headers = auth(user, "notify:send")
     hook, _ = await _register_hook(api, headers, webhook_receiver)
     webhook_receiver.script(hook, Scripted(500), Scripted(503))  # two of them need a retry
     items = [{"user_id": user, "title": f"b{i}", "message": "batch"} for i in range(1000)]
@@ -467,7 +467,7 @@ async def test_batch_failures_are_listed(
     api: httpx.AsyncClient, auth: Auth, push_service: FakePushService
 ) -> None:
     user = _user()
-    headers = auth(user, "")
+    headers = auth(user, "notify:send")
     browser, _ = await _register_browser(api, headers, push_service)
     push_service.script(browser, Scripted(400))
     items = [{"user_id": user, "title": f"f{i}"} for i in range(3)]

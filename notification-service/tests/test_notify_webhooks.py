@@ -106,8 +106,8 @@ async def test_device_secret_is_sealed_and_bound_to_its_device(notify_redis_url:
     owner = f"sealing-{time.time_ns()}"
     secret, other_secret = webhooks.generate_secret(), webhooks.generate_secret()
     try:
-        device = await devices.add_webhook(owner, "https://hooks.example.com/a", secret, None)
-        other = await devices.add_webhook(owner, "https://hooks.example.com/b", other_secret, None)
+        device, _ = await devices.add_webhook(owner, "https://hooks.example.com/a", secret, None)
+        other, _ = await devices.add_webhook(owner, "https://hooks.example.com/b", other_secret, None)
         stored = await client.hget(device_key(device.device_id), "secret")
         assert (
             stored and secret.encode() not in stored and secret.removeprefix("whsec_").encode() not in stored

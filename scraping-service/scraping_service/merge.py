@@ -18,10 +18,11 @@ import functools
 from collections.abc import Iterable
 from typing import Any
 
-import jsonschema
 import orjson
-from jsonschema.exceptions import SchemaError
-from jsonschema.validators import validator_for
+
+# Checking and applying a user's schema lives in schema_validation (no fetching, RE2 patterns);
+# named here too because the model client validates its answers through this module.
+from .schema_validation import SchemaInvalidError, check_schema, validate
 
 __all__ = [
     "SchemaInvalidError",
@@ -35,33 +36,6 @@ __all__ = [
 ]
 
 WRAP_KEY = "value"
-
-
-class SchemaInvalidError(ValueError):
-    """The user's schema is not a valid JSON Schema (a 422 at the API)."""
-
-
-def check_schema(schema: Any) -> None:
-    """Raise SchemaInvalidError with a sentence when schema is not a usable JSON Schema."""
-    if not isinstance(schema, dict):
-        raise SchemaInvalidError("schema must be a JSON object describing a JSON Schema.")
-    cls = validator_for(schema, default=jsonschema.Draft202012Validator)
-    try:
-        cls.check_schema(schema)
-    except SchemaError as exc:
-        where = "/".join(str(p) for p in exc.path) or "(root)"
-        raise SchemaInvalidError(f"schema is not a valid JSON Schema at {where}: {exc.message}") from None
-
-
-def validate(instance: Any, schema: dict[str, Any]) -> str | None:
-    """Return None when instance conforms to schema, else a sentence naming the first error."""
-    cls = validator_for(schema, default=jsonschema.Draft202012Validator)
-    errors = sorted(cls(schema).iter_errors(instance), key=lambda e: list(e.absolute_path))
-    if not errors:
-        return None
-    first = errors[0]
-    where = "/".join(str(p) for p in first.absolute_path) or "(root)"
-    return f"at {where}: {first.message}"
 
 
 def _is_object_schema(node: dict[str, Any]) -> bool:

@@ -23,7 +23,8 @@ from shared import (
 )
 
 from .keyvault import KeyVault
-from .merge import SchemaInvalidError, check_schema, strict_schema
+from .merge import strict_schema
+from .schema_validation import SchemaInvalidError, check_schema
 from .schemas import MAX_SCHEMA_BYTES, ScrapeAccepted, ScrapeIn
 from .settings import ScrapingSettings
 

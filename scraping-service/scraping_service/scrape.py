@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from .extract import ExtractedPage, NonContentError, UnsupportedContentError, extract
 from .fetch import Fetcher, FetchError
 from .model import ModelConfig, ModelError, PageInput, run_model
+from .schema_validation import SchemaInvalidError, check_schema
 
 __all__ = ["ScrapeDeps", "ScrapeError", "ScrapeJob", "scrape"]
 
@@ -144,6 +145,12 @@ async def scrape(
     job: ScrapeJob, deps: ScrapeDeps, api_key: KeyProvider, progress: Progress
 ) -> dict[str, Any]:
     """Run one scrape; raise ScrapeError with a sentence for the owner when it cannot finish."""
+    if job.schema is not None:
+        # Checked at submission too; again here for anything queued past that check.
+        try:
+            check_schema(job.schema)
+        except SchemaInvalidError as exc:
+            raise ScrapeError(str(exc), code="invalid_schema") from None
     entry, page_cached = await _load_page(job, deps, progress)
     markdown: str = entry["markdown"]
     warnings: list[str] = []

@@ -12,6 +12,7 @@ from shared._auth import (
     mint_token,
     require_scope,
 )
+from shared._cache import Cache, CacheLimits
 from shared._callbacks import callback_secret
 from shared._celery import (
     PlatformCelery,
@@ -63,10 +64,11 @@ from shared._outbound import (
     forbidden_reason,
     parse_ip_literal,
 )
+from shared._pacing import HostPacer, Pacer, PaceTooFar
 from shared._pubsub import STREAM_RESPONSES, EventHub, Listener, Signal
 from shared._queues import MAX_PRIORITY, QueueName
 from shared._records import STATUSES, TERMINAL, TaskRecords, events_channel, now_iso
-from shared._redis import Cache, RedisDep, create_async_redis, create_sync_redis
+from shared._redis import RedisDep, create_async_redis, create_sync_redis
 from shared._routing import route
 from shared._sealing import Sealer, SealError, derive_sealing_key
 from shared._server import run_server
@@ -90,12 +92,14 @@ __all__ = [
     "BodyTooLarge",
     "Cache",
     "CacheDep",
+    "CacheLimits",
     "CeleryDep",
     "Conflict",
     "CurrentUser",
     "EventHub",
     "EventsDep",
     "Forbidden",
+    "HostPacer",
     "Idempotency",
     "Listener",
     "NotFound",
@@ -104,6 +108,8 @@ __all__ = [
     "OutboundRefused",
     "OutboundTimeout",
     "OutboundUnreachable",
+    "PaceTooFar",
+    "Pacer",
     "PayloadTooLarge",
     "PlatformCelery",
     "PlatformTask",

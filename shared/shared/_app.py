@@ -20,7 +20,7 @@ from shared._logging import configure_logging
 from shared._metrics import ObservabilityMiddleware, metrics_registry, render_metrics
 from shared._pubsub import EventHub
 from shared._records import TaskRecords
-from shared._redis import Cache, create_async_redis
+from shared._redis import create_async_redis
 from shared._settings import BaseServiceSettings
 
 log = logging.getLogger("shared.app")
@@ -66,7 +66,6 @@ def create_service_app(
             client = create_async_redis(settings)
             stack.push_async_callback(client.aclose)
             app.state.redis = client
-            app.state.cache = Cache(client)
             app.state.records = TaskRecords(client, settings.result_expires_seconds)
             # Event streams share one pub/sub connection, made on the first stream.
             app.state.events = EventHub(settings)

@@ -7,9 +7,9 @@ from typing import Annotated
 from celery import Celery
 from fastapi import Depends, Request
 
+from shared._cache import Cache
 from shared._pubsub import EventHub
 from shared._records import TaskRecords
-from shared._redis import Cache
 
 
 async def _records(request: Request) -> TaskRecords:

@@ -136,6 +136,12 @@ def _dependency_error(exc: Exception) -> AppError:
     import kombu.exceptions
     import redis.exceptions
 
+    if isinstance(exc, redis.exceptions.OutOfMemoryError):
+        # Redis refused a write for lack of memory (maxmemory with noeviction): full, not broken.
+        return ServiceUnavailable(
+            "The store is out of memory and refuses writes for now; try again later.",
+            code="redis_out_of_memory",
+        )
     if isinstance(exc, redis.exceptions.RedisError):
         return ServiceUnavailable(
             "The cache and result store (Redis) is unavailable.", code="redis_unavailable"
@@ -188,6 +194,7 @@ def install_error_handlers(app: FastAPI) -> None:
         redis.exceptions.TimeoutError,
         redis.exceptions.BusyLoadingError,
         redis.exceptions.ReadOnlyError,
+        redis.exceptions.OutOfMemoryError,
         kombu.exceptions.OperationalError,
         ConnectionError,
         TimeoutError,

@@ -277,7 +277,7 @@ Namespace = Annotated[str | None, Query(description="Another user's namespace (a
 async def cache_get(
     key: str, user: CacheUser, cache: CacheDep, namespace: Namespace = None
 ) -> dict[str, Any]:
-    """Read a value from your cache namespace, with its remaining TTL (null: no expiry)."""
+    """Read a value from your cache namespace, with its remaining TTL in seconds."""
     found = await cache.get(_namespace(user, namespace), key)
     if found is None:
         raise NotFound("No such cache key.", code="cache_key_not_found")
@@ -285,13 +285,29 @@ async def cache_get(
     return {"key": key, "value": value, "ttl": ttl}
 
 
-@route(router, "PUT", "/cache/{key}", response_model=CacheEntry)
+@route(
+    router,
+    "PUT",
+    "/cache/{key}",
+    response_model=CacheEntry,
+    responses={
+        413: {"description": "The value, or your cache's keys or bytes, past their limit."},
+        422: {"description": "ttl past CACHE_MAX_TTL, or an invalid key."},
+        503: {"description": "The cache's Redis is out of memory or down; retry after Retry-After."},
+    },
+)
 async def cache_put(
     key: str, body: CachePut, user: CacheUser, cache: CacheDep, namespace: Namespace = None
 ) -> dict[str, Any]:
-    """Store any JSON value in your cache namespace, optionally expiring after `ttl` seconds."""
-    await cache.set(_namespace(user, namespace), key, body.value, body.ttl)
-    return {"key": key, "value": body.value, "ttl": body.ttl}
+    """Store any JSON value in your cache namespace; it expires after `ttl` seconds.
+
+    Limits (API.md "Fair share"): `ttl` at most CACHE_MAX_TTL (422); a value at most
+    CACHE_MAX_VALUE_BYTES of JSON (413); per user CACHE_MAX_KEYS_PER_USER keys and
+    CACHE_MAX_BYTES_PER_USER bytes (413 `cache_quota_exceeded`). A cache Redis that is out
+    of memory answers 503 with Retry-After.
+    """
+    ttl = await cache.set(_namespace(user, namespace), key, body.value, body.ttl)
+    return {"key": key, "value": body.value, "ttl": ttl}
 
 
 @route(router, "DELETE", "/cache/{key}", status_code=204, response_class=Response)

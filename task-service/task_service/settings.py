@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+from functools import cached_property
+
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from shared import BaseServiceSettings
+from shared import BaseServiceSettings, CacheLimits
 
 
 class TaskSettings(BaseServiceSettings):
@@ -18,3 +21,26 @@ class TaskSettings(BaseServiceSettings):
     # A long-running task hands itself over to a fresh delivery after this long, so no single
     # run nears the time limits however many steps it has.
     long_task_slice_seconds: int = 20 * 60
+
+    # The per-user cache (API.md "Fair share"). Every entry expires; each user is bounded.
+    # CACHE_REDIS_URL gives the cache a Redis of its own (allkeys-lru), so cache values never
+    # evict the platform's state; unset, the cache shares REDIS_URL.
+    cache_redis_url_override: str | None = Field(default=None, alias="CACHE_REDIS_URL")
+    cache_default_ttl: int = Field(default=86_400, ge=1)
+    cache_max_ttl: int = Field(default=30 * 24 * 3600, ge=1)
+    cache_max_value_bytes: int = Field(default=1024 * 1024, ge=1)
+    cache_max_keys_per_user: int = Field(default=10_000, ge=1)
+    cache_max_bytes_per_user: int = Field(default=64 * 1024 * 1024, ge=1)
+
+    @cached_property
+    def cache_redis_url(self) -> str:
+        return self.cache_redis_url_override or self.redis_url
+
+    def cache_limits(self) -> CacheLimits:
+        return CacheLimits(
+            default_ttl=min(self.cache_default_ttl, self.cache_max_ttl),
+            max_ttl=self.cache_max_ttl,
+            max_value_bytes=self.cache_max_value_bytes,
+            max_keys_per_user=self.cache_max_keys_per_user,
+            max_bytes_per_user=self.cache_max_bytes_per_user,
+        )

@@ -361,8 +361,9 @@ async def test_cache_crud_ttl_and_isolation(task_client, auth) -> None:
     r = await task_client.delete(f"{P}/cache/report:2026", headers=alice)
     assert r.status_code == 204 and r.content == b""
     assert_envelope(await task_client.get(f"{P}/cache/report:2026", headers=alice), 404)
-    r = await task_client.put(f"{P}/cache/forever", json={"value": 1}, headers=alice)
-    assert (await task_client.get(f"{P}/cache/forever", headers=alice)).json()["ttl"] is None
+    r = await task_client.put(f"{P}/cache/default-ttl", json={"value": 1}, headers=alice)
+    assert r.status_code == 200 and r.json()["ttl"] == 86_400
+    assert 86_390 <= (await task_client.get(f"{P}/cache/default-ttl", headers=alice)).json()["ttl"] <= 86_400
     r = await task_client.put(f"{P}/cache/short", json={"value": 1, "ttl": 1}, headers=alice)
     await asyncio.sleep(1.3)
     assert_envelope(await task_client.get(f"{P}/cache/short", headers=alice), 404)
@@ -387,7 +388,7 @@ async def test_cache_value_validation(task_client, auth) -> None:
     assert_envelope(await task_client.put(f"{P}/cache/k", json={"ttl": 5}, headers=h), 422)
     assert_envelope(await task_client.put(f"{P}/cache/k", json={"value": 1, "ttl": 0}, headers=h), 422)
     big = "x" * 1_100_000
-    assert_envelope(await task_client.put(f"{P}/cache/k", json={"value": big}, headers=h), 422)
+    assert_envelope(await task_client.put(f"{P}/cache/k", json={"value": big}, headers=h), 413)
 
 
 # --- operations -------------------------------------------------------------------------------------

@@ -41,7 +41,7 @@ WORKERS = {
     "scraping-worker": ("scraping_service.worker", "scraping", "scraping", 9102),
     "notification-worker": ("notification_service.worker", "notifications", "notifications", 9103),
 }
-INFRA = {"redis", "rabbitmq", "prometheus", "grafana"}
+INFRA = {"redis", "redis-cache", "rabbitmq", "prometheus", "grafana"}
 ALL_SERVICES = set(API_PORTS) | set(WORKERS) | {"beat", "flower"} | INFRA
 # Who may publish a port on the host, and which container port.
 PUBLISHED = {
@@ -458,3 +458,12 @@ def test_command_module_imports(kind: str, module: str) -> None:
         check=False,
     )
     assert proc.returncode == 0, f"{kind} {module}: {proc.stdout}{proc.stderr[-2000:]}"
+
+
+def test_cache_has_a_redis_of_its_own_and_state_is_never_evicted(services: dict[str, Any]) -> None:
+    state, cache = services["redis"]["command"], services["redis-cache"]["command"]
+    assert state[state.index("--maxmemory-policy") + 1] == "noeviction"
+    assert state[state.index("--appendonly") + 1] == "yes"
+    assert cache[cache.index("--maxmemory-policy") + 1] == "allkeys-lru"
+    assert services["task-service"]["environment"]["CACHE_REDIS_URL"] == "redis://redis-cache:6379/0"
+    assert "redis-cache" in services["task-service"]["depends_on"]

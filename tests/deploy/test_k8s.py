@@ -412,7 +412,12 @@ def test_dev_overlay_is_development(tmp_path: Path) -> None:
     config = by_kind(rendered, "ConfigMap")["smartapp-config"]["data"]
     assert config["ENVIRONMENT"] == "development"
     assert "smartapp-secrets" in by_kind(rendered, "Secret")
-    assert {"redis", "rabbitmq"} <= set(by_kind(rendered, "Service"))
+    assert {"redis", "redis-cache", "rabbitmq"} <= set(by_kind(rendered, "Service"))
+    deployments = by_kind(rendered, "Deployment")
+    state, cache = container(deployments["redis"])["args"], container(deployments["redis-cache"])["args"]
+    assert state[state.index("--maxmemory-policy") + 1] == "noeviction"
+    assert cache[cache.index("--maxmemory-policy") + 1] == "allkeys-lru"
+    assert config["CACHE_REDIS_URL"] == "redis://redis-cache:6379/0"
 
 
 def test_production_overlay_pins_images_and_restricts_pods() -> None:
