@@ -14,7 +14,7 @@ DEV_SECRET_KEY = "dev-insecure-secret-key-change-me"  # noqa: S105
 
 
 class BaseServiceSettings(BaseSettings):
-    """Settings every service and worker shares; env names follow API.md and the seed."""
+    """Settings every service and worker shares; env names follow docs/api.md and the seed."""
 
     model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
 
