@@ -56,7 +56,6 @@ class BaseServiceSettings(BaseSettings):
     broker_url_override: str | None = Field(default=None, alias="BROKER_URL")
 
     outbound_allowlist: str = ""
-    request_timeout_seconds: float = 30.0
 
     # Celery result records expire after a week; task records after the same.
     result_expires_seconds: int = 7 * 24 * 3600
