@@ -186,17 +186,7 @@ def measure(args: argparse.Namespace, vhost: str, redis_db: int) -> int:
     stack = testing.Stack(env, log_dir)
     try:
         task_url = stack.api("task_service", "task")
-        gateway_url = stack.api(
-            "gateway",
-            "gateway",
-            {
-                "TASK_SERVICE_URL": task_url,
-                # On, and high enough never to refuse: the cost is measured, not the refusals.
-                "RATE_LIMIT_ENABLED": "true",
-                "RATE_LIMIT_PER_MINUTE": "1000000000",
-                "RATE_LIMIT_BURST": "1000000000",
-            },
-        )
+        # The bare proxy starts while the gateway does (it is waited for after).
         bare_port = testing.free_port()
         bare = testing.Proc(
             "bare-proxy",
@@ -204,7 +194,20 @@ def measure(args: argparse.Namespace, vhost: str, redis_db: int) -> int:
             env,
             log_dir / "bare-proxy.log",
         ).start()
-        stack.procs.append(bare)
+        try:
+            gateway_url = stack.api(
+                "gateway",
+                "gateway",
+                {
+                    "TASK_SERVICE_URL": task_url,
+                    # On, and high enough never to refuse: the cost is measured, not the refusals.
+                    "RATE_LIMIT_ENABLED": "true",
+                    "RATE_LIMIT_PER_MINUTE": "1000000000",
+                    "RATE_LIMIT_BURST": "1000000000",
+                },
+            )
+        finally:
+            stack.procs.append(bare)  # after the gateway: the order names the pids below
         bare.wait_http(f"http://127.0.0.1:{bare_port}/health")
         bare_url = f"http://127.0.0.1:{bare_port}"
 
