@@ -98,12 +98,14 @@ class ObservabilityMiddleware:
         token = request_id_var.set(rid)
         start = time.perf_counter()
         status = 500
+        started = failed = False
         rid_header = (b"x-request-id", rid.encode())
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
                 status = message["status"]
+                started = True
                 headers = list(message.get("headers", []))
                 if not any(h[0].lower() == b"x-request-id" for h in headers):
                     headers.append(rid_header)
@@ -112,7 +114,14 @@ class ObservabilityMiddleware:
 
         try:
             await self.app(scope, receive, send_wrapper)
+        except BaseException:
+            failed = True
+            raise
         finally:
+            if not started and not failed:
+                # The app gave up without answering because the client went away first (an
+                # abandoned upload): nginx's 499, not a server error for the 5xx alerts.
+                status = 499
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             method = scope["method"]
