@@ -234,10 +234,21 @@ def _base_client(config: ModelConfig) -> AsyncOpenAI:
     return client
 
 
+# Model names are the caller's (bounded by SCRAPE_ALLOWED_MODELS only when it is set): past
+# this many in one process, further names are counted as "other", so a permissive provider
+# cannot be used to grow the metrics without bound.
+MAX_MODEL_LABELS = 50
+_model_labels: set[str] = set()
+
+
 def _count_tokens(model: str, usage: Any) -> None:
-    """What one call spent, for the dashboard. Labelled by the model asked for, which the
-    request pattern (and SCRAPE_ALLOWED_MODELS, when set) bounds; only a call the provider
-    answered with usage adds a series."""
+    """What one call spent, for the dashboard, by the model asked for. Only a call the
+    provider answered with usage adds a series."""
+    if model not in _model_labels:
+        if len(_model_labels) >= MAX_MODEL_LABELS:
+            model = "other"
+        else:
+            _model_labels.add(model)
     for kind in ("prompt", "completion"):
         tokens = int(getattr(usage, f"{kind}_tokens", 0) or 0) if usage is not None else 0
         if tokens > 0:
