@@ -18,8 +18,9 @@ uv: ## install uv with pip when it is missing
 sync: uv ## install the workspace (locked versions) into .venv
 	@$(UV) sync --frozen --all-packages --quiet
 
-# Debian packages the checks need: promtool (Prometheus rules and configs), wrk (gateway bench).
-SYSDEPS ?= promtool:prometheus
+# Debian packages the checks need: promtool (Prometheus rules and configs), wrk (the gateway
+# benchmark, whose quick run is part of the tests).
+SYSDEPS ?= promtool:prometheus wrk:wrk
 sysdeps: ## install the Debian tools the tests need (as root), or say which
 	@missing=""; for pair in $(SYSDEPS); do cmd=$${pair%%:*}; pkg=$${pair##*:}; \
 	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
@@ -47,7 +48,6 @@ fmt: sync ## format the code
 	@$(UV) run --frozen ruff check --fix .
 	@$(UV) run --frozen ruff format .
 
-bench: SYSDEPS += wrk:wrk
 bench: sync sysdeps infra ## benchmarks, each against a baseline run side by side
 	@$(UV) run --frozen python bench/run.py $(SECTIONS)
 

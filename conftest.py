@@ -111,7 +111,12 @@ def local_stack(infra: Path) -> Iterator[testing.Proc]:
     # A vhost of its own: task_stack's worker also consumes `default` in the session vhost.
     vhost = SESSION_VHOST + "_local"
     testing.ensure_vhost(vhost)
-    env = {"PYTHONUNBUFFERED": "1", "BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{vhost}"}
+    env = {
+        "PYTHONUNBUFFERED": "1",
+        "BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
+        # Webhook receivers of the tests listen on loopback (tests/deploy/test_prometheus_live.py).
+        "OUTBOUND_ALLOWLIST": "127.0.0.1",
+    }
     proc = testing.Proc(
         "make-run", [sys.executable, "deploy/local/run.py"], env, infra / "make-run.log"
     ).start()

@@ -7,11 +7,13 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import aiohttp
@@ -21,8 +23,9 @@ from shared import mint_token, testing
 from shared._settings import BaseServiceSettings
 
 ROOT = Path(__file__).resolve().parents[1]
-VHOST = "smartapp_bench"
-N = int(os.environ.get("BENCH_TASKS", "3000"))
+# A vhost and (below) a Redis database of the run's own: runs, test sessions and a running
+# platform never share state.
+VHOST = f"smartapp_bench_tasks_{os.getpid()}"
 CONCURRENCY = 2
 HTTP_CONNECTIONS = 32
 
@@ -86,11 +89,22 @@ def purge(env: dict[str, str]) -> None:
                 channel.queue_purge(q)
 
 
-def main() -> list[str]:
+def main(n: int) -> list[str]:
     testing.ensure_vhost(VHOST)
-    # A database and vhost of the benchmark's own: the test suite flushes its own at start.
+    redis_db = testing.claim_redis_db()
+    try:
+        return measure(n, redis_db)
+    finally:
+        testing.delete_vhost(VHOST)
+        testing.release_redis_db(redis_db)
+
+
+def measure(n: int, redis_db: int) -> list[str]:
     env = testing.test_env(
-        {"BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{VHOST}", "REDIS_URL": "redis://127.0.0.1:6379/10"}
+        {
+            "BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{VHOST}",
+            "REDIS_URL": f"redis://127.0.0.1:6379/{redis_db}",
+        }
     )
     os.environ.update(env)
     log_dir = ROOT / ".run" / "bench-logs"
@@ -98,31 +112,40 @@ def main() -> list[str]:
     settings = BaseServiceSettings()
     token = mint_token(settings, "bench", ["tasks"], 3600)
     rclient = redis.Redis.from_url(env["REDIS_URL"])
-    rclient.flushdb()
     purge(env)
     api_port = testing.free_port()
-    api = testing.start_api("task_service", api_port, {**os.environ, **env}, log_dir)
     url = f"http://127.0.0.1:{api_port}"
     lines: list[str] = []
-    procs: list[testing.Proc] = [api]
+    procs: list[testing.Proc] = []
     try:
-        # warm both paths so connection set-up is not measured
+        # The API and the bare worker start side by side (nothing is measured yet).
+        with ThreadPoolExecutor(2) as pool:
+            starts = [
+                pool.submit(testing.start_api, "task_service", api_port, {**os.environ, **env}, log_dir),
+                pool.submit(
+                    testing.start_worker,
+                    "bare_app",
+                    "bare",
+                    {**os.environ, **env, "PYTHONPATH": str(ROOT / "bench")},
+                    log_dir,
+                    concurrency=CONCURRENCY,
+                ),
+            ]
+        procs.extend(f.result() for f in starts if f.exception() is None)
+        for f in starts:
+            if (error := f.exception()) is not None:
+                raise error
+        bare_worker = starts[1].result()
+        # warm both paths so connection set-up is not measured (the bare worker drains its
+        # 20 before the measured run starts)
         asyncio.run(http_submit(url, token, 20))
-        bare_submit(20)
+        wait_done(rclient, bare_submit(20))
         purge(env)
 
         # (a) end to end
-        bare_worker = testing.start_worker(
-            "bare_app",
-            "bare",
-            {**os.environ, **env, "PYTHONPATH": str(ROOT / "bench")},
-            log_dir,
-            concurrency=CONCURRENCY,
-        )
-        procs.append(bare_worker)
         t0 = time.monotonic()
-        ids = bare_submit(N)
-        bare_e2e = N / (wait_done(rclient, ids) - t0)
+        ids = bare_submit(n)
+        bare_e2e = n / (wait_done(rclient, ids) - t0)
         bare_worker.stop()
 
         worker = testing.start_worker(
@@ -130,28 +153,28 @@ def main() -> list[str]:
         )
         procs.append(worker)
         t0 = time.monotonic()
-        ids = asyncio.run(http_submit(url, token, N))
-        ours_e2e = N / (wait_done(rclient, ids) - t0)
+        ids = asyncio.run(http_submit(url, token, n))
+        ours_e2e = n / (wait_done(rclient, ids) - t0)
         worker.stop()
 
         # (b) submission alone
         purge(env)
         t0 = time.monotonic()
-        bare_submit(N)
-        bare_pub = N / (time.monotonic() - t0)
+        bare_submit(n)
+        bare_pub = n / (time.monotonic() - t0)
         t0 = time.monotonic()
-        asyncio.run(http_submit(url, token, N))
-        ours_pub = N / (time.monotonic() - t0)
+        asyncio.run(http_submit(url, token, n))
+        ours_pub = n / (time.monotonic() - t0)
         purge(env)
     finally:
         for proc in procs:
             proc.stop()
         rclient.close()
-    lines.append(f"tasks (a) end to end, {N} no-op tasks, concurrency {CONCURRENCY}:")
+    lines.append(f"tasks (a) end to end, {n} no-op tasks, concurrency {CONCURRENCY}:")
     lines.append(f"    bare Celery apply_async + worker : {bare_e2e:8.0f} tasks/s")
     lines.append(f"    task-service over HTTP + worker  : {ours_e2e:8.0f} tasks/s")
     lines.append(f"    ratio                            : {ours_e2e / bare_e2e:8.2f}x  (target >= 0.5x)")
-    lines.append(f"tasks (b) submission only, {N} tasks:")
+    lines.append(f"tasks (b) submission only, {n} tasks:")
     lines.append(f"    raw apply_async loop             : {bare_pub:8.0f} tasks/s")
     lines.append(f"    HTTP POST background-task ({HTTP_CONNECTIONS} conns): {ours_pub:8.0f} tasks/s")
     lines.append(f"    ratio                            : {ours_pub / bare_pub:8.2f}x")
@@ -159,4 +182,6 @@ def main() -> list[str]:
 
 
 if __name__ == "__main__":
-    print("\n".join(main()))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=int(os.environ.get("BENCH_TASKS", "3000")))
+    print("\n".join(main(parser.parse_args().tasks)))

@@ -6,6 +6,8 @@ import asyncio
 
 import httpx
 
+from shared.testing import sample_value
+
 GW = "http://127.0.0.1:8000"
 P = "/smart_application/tasks"
 
@@ -36,9 +38,15 @@ async def test_seed_examples_through_the_gateway(local_stack, auth) -> None:
 async def test_every_process_serves_metrics(local_stack) -> None:
     async with httpx.AsyncClient(timeout=10) as client:
         for port in (8000, 8001, 8002, 8003):
-            assert (
-                "smartapp_http_requests_total" in (await client.get(f"http://127.0.0.1:{port}/metrics")).text
-            )
+            # Each read of /metrics is itself counted: the next read shows one more.
+            url = f"http://127.0.0.1:{port}/metrics"
+            labels = {"route": "/metrics", "status": "200"}
+            first = sample_value((await client.get(url)).text, "smartapp_http_requests_total", labels)
+            second = sample_value((await client.get(url)).text, "smartapp_http_requests_total", labels)
+            assert second == first + 1, (port, first, second)
         for port, queue in ((9101, "default"), (9102, "scraping"), (9103, "notifications")):
             text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
             assert f'smartapp_queue_depth{{queue="{queue}"}}' in text, text[:2000]
+            # The broker answered, and this worker is its queue's one consumer.
+            assert sample_value(text, "smartapp_broker_up") == 1, port
+            assert sample_value(text, "smartapp_queue_consumers", {"queue": queue}) == 1, port

@@ -140,6 +140,7 @@ def main() -> int:
     )
     parser.add_argument("--duration", type=int, default=8, help="seconds per wrk run (default 8)")
     parser.add_argument("--rounds", type=int, default=3, help="runs per target; the best is kept")
+    parser.add_argument("--warmup", type=int, default=2, help="seconds of wrk per target first")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads (default 1: CPUs are scarce)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
@@ -157,12 +158,23 @@ def main() -> int:
         )
         return 2
 
-    vhost = "smartapp_bench"
+    # A vhost and a Redis database of the run's own: runs, test sessions and a running
+    # platform never share state.
+    vhost = f"smartapp_bench_gateway_{os.getpid()}"
     testing.ensure_vhost(vhost)
+    redis_db = testing.claim_redis_db()
+    try:
+        return measure(args, vhost, redis_db)
+    finally:
+        testing.delete_vhost(vhost)
+        testing.release_redis_db(redis_db)
+
+
+def measure(args: argparse.Namespace, vhost: str, redis_db: int) -> int:
     env = testing.test_env(
         {
             "JWT_SECRET": secrets.token_urlsafe(32),
-            "REDIS_URL": "redis://127.0.0.1:6379/10",
+            "REDIS_URL": f"redis://127.0.0.1:6379/{redis_db}",
             "BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
             "LOG_LEVEL": "WARNING",
             "WEB_CONCURRENCY": "1",
@@ -174,17 +186,7 @@ def main() -> int:
     stack = testing.Stack(env, log_dir)
     try:
         task_url = stack.api("task_service", "task")
-        gateway_url = stack.api(
-            "gateway",
-            "gateway",
-            {
-                "TASK_SERVICE_URL": task_url,
-                # On, and high enough never to refuse: the cost is measured, not the refusals.
-                "RATE_LIMIT_ENABLED": "true",
-                "RATE_LIMIT_PER_MINUTE": "1000000000",
-                "RATE_LIMIT_BURST": "1000000000",
-            },
-        )
+        # The bare proxy starts while the gateway does (it is waited for after).
         bare_port = testing.free_port()
         bare = testing.Proc(
             "bare-proxy",
@@ -192,7 +194,20 @@ def main() -> int:
             env,
             log_dir / "bare-proxy.log",
         ).start()
-        stack.procs.append(bare)
+        try:
+            gateway_url = stack.api(
+                "gateway",
+                "gateway",
+                {
+                    "TASK_SERVICE_URL": task_url,
+                    # On, and high enough never to refuse: the cost is measured, not the refusals.
+                    "RATE_LIMIT_ENABLED": "true",
+                    "RATE_LIMIT_PER_MINUTE": "1000000000",
+                    "RATE_LIMIT_BURST": "1000000000",
+                },
+            )
+        finally:
+            stack.procs.append(bare)  # after the gateway: the order names the pids below
         bare.wait_http(f"http://127.0.0.1:{bare_port}/health")
         bare_url = f"http://127.0.0.1:{bare_port}"
 
@@ -212,7 +227,8 @@ def main() -> int:
         }
         for url, _ in targets.values():
             check(url, token)
-            run_wrk("warm-up", url, token, 2, args.threads)
+            if args.warmup > 0:
+                run_wrk("warm-up", url, token, args.warmup, args.threads)
 
         best: dict[str, Result] = {}
         for _ in range(args.rounds):

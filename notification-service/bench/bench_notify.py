@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,6 @@ from aiohttp import web
 VHOST = f"smartapp_notify_bench_{os.getpid()}"
 # A fresh user per run: earlier runs' devices point at receivers that are gone.
 USER = f"bench-{os.getpid()}-{int(time.time())}"
-REDIS_URL = "redis://127.0.0.1:6379/15"
 API = "/smart_application/tasks"
 
 
@@ -158,17 +158,24 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=64, help="in flight per process")
     args = parser.parse_args()
 
-    import redis
-
     from shared import testing
 
-    # The benchmark's own scratch database: start it empty, so nothing an earlier run (or an
-    # earlier version) left behind changes what is measured.
-    with redis.Redis.from_url(REDIS_URL) as scratch:
-        scratch.flushdb()
+    # A Redis database of the run's own, claimed (and emptied) like a test session's, so
+    # nothing an earlier run left behind changes what is measured, and runs, test sessions
+    # and a running platform never share state.
+    redis_db = testing.claim_redis_db()
+    try:
+        return measure(args, redis_db)
+    finally:
+        testing.release_redis_db(redis_db)
+
+
+def measure(args: argparse.Namespace, redis_db: int) -> int:
+    from shared import testing
+
     env = testing.test_env(
         {
-            "REDIS_URL": REDIS_URL,
+            "REDIS_URL": f"redis://127.0.0.1:6379/{redis_db}",
             "BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{VHOST}",
             "OUTBOUND_ALLOWLIST": "127.0.0.1",
             "NOTIFY_CONCURRENCY": str(args.concurrency),
@@ -195,16 +202,23 @@ def main() -> int:
     procs: list[testing.Proc] = []
     try:
         port = testing.free_port()
-        procs.append(testing.start_api("notification_service", port, env, log_dir))
-        procs.append(
-            testing.start_worker(
-                "notification_service.worker",
-                "notifications",
-                env,
-                log_dir,
-                concurrency=args.processes,
-            )
-        )
+        # The API and the worker start side by side.
+        with ThreadPoolExecutor(2) as pool:
+            starts = [
+                pool.submit(testing.start_api, "notification_service", port, env, log_dir),
+                pool.submit(
+                    testing.start_worker,
+                    "notification_service.worker",
+                    "notifications",
+                    env,
+                    log_dir,
+                    concurrency=args.processes,
+                ),
+            ]
+        procs.extend(f.result() for f in starts if f.exception() is None)
+        for f in starts:
+            if (error := f.exception()) is not None:
+                raise error
         base = f"http://127.0.0.1:{port}"
         accept_s, deliver_s, secret = asyncio.run(_platform(base, receiver, headers, args.count))
         in_flight = args.processes * args.concurrency

@@ -39,7 +39,7 @@ from notification_service.ledger import (
 from notification_service.outbound import DeliveryClient, DeliveryError
 from notification_service.payloads import webhook_body, webhook_message_id, webpush_payload_for
 from notification_service.settings import NotificationSettings
-from shared import HostPacer, PaceTooFar, webhooks
+from shared import NOTIFICATION_DELIVERIES, HostPacer, PaceTooFar, webhooks
 
 log = logging.getLogger(__name__)
 # Notifications planned and claimed per Redis call, just ahead of their sends.
@@ -372,6 +372,15 @@ class Deliverer:
         next_at: float | None = None,
     ) -> None:
         landed = tally.expect(claim, status, next_at)
+        # The attempt's outcome for the dashboard and alerts, counted once it is recorded: a
+        # lost claim is counted by whoever holds it now. A queued one is a retry.
+        counted = NOTIFICATION_DELIVERIES.labels(channel, "retry" if status == QUEUED else status)
+
+        def then(recorded: int | BaseException) -> None:
+            if recorded == 1:
+                counted.inc()
+            landed(recorded)
+
         try:
             self.ledger.finish_soon(
                 claim,
@@ -383,7 +392,7 @@ class Deliverer:
                 latency_ms=latency_ms,
                 outcome=outcome.value if outcome is not None else status,
                 next_at=next_at,
-                then=landed,
+                then=then,
             )
         except Exception as exc:
             landed(exc)  # the run must not wait for a record that was never queued

@@ -36,8 +36,6 @@ class NotificationSettings(BaseServiceSettings):
     notify_max_attempts: int = Field(default=20, ge=1, le=100)
     # A delivery still `sending` after this long lost its worker; the sweeper re-queues it.
     notify_stuck_after_seconds: float = Field(default=120.0, gt=0)
-    # How often beat moves due retries onto the queue.
-    notify_pump_interval: float = Field(default=1.0, gt=0)
     # Deliveries to one destination host (a webhook receiver, a push service), per second,
     # across every worker: no batch floods a third party. Raise it for push services you
     # send much to; a delivery whose turn is further away than a quarter of

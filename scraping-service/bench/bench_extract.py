@@ -6,6 +6,7 @@ Run: uv run python scraping-service/bench/bench_extract.py
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import sys
 import time
@@ -66,6 +67,9 @@ def candidates() -> dict[str, Callable[[str], str]]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=30, help="timed runs on the article page")
+    samples = parser.parse_args().samples
     article = pages.article_page()
     long = pages.long_page(60)
     for name, fn in candidates().items():
@@ -74,7 +78,7 @@ def main() -> None:
         dropped = sum(s not in md for s in MUST_DROP)
         structure = sum(s in md for s in STRUCTURE)
         times = []
-        for html in [article] * 30 + [long] * 10:
+        for html in [article] * samples + [long] * max(1, samples // 3):
             t0 = time.perf_counter()
             fn(html)
             times.append((time.perf_counter() - t0) * 1000)

@@ -148,20 +148,22 @@ async def main() -> None:
     loop = asyncio.get_running_loop()
     try:
         port = testing.free_port()
-        # Starting processes blocks; keep the local servers answering meanwhile.
-        procs.append(
-            await loop.run_in_executor(
-                None, lambda: testing.start_api("scraping_service", port, env, log_dir)
-            )
-        )
-        procs.append(
-            await loop.run_in_executor(
+        # Starting processes blocks; keep the local servers answering meanwhile, and start
+        # the API and the worker side by side.
+        started = await asyncio.gather(
+            loop.run_in_executor(None, lambda: testing.start_api("scraping_service", port, env, log_dir)),
+            loop.run_in_executor(
                 None,
                 lambda: testing.start_worker(
                     "scraping_service.worker", "scraping", env, log_dir, concurrency=args.concurrency
                 ),
-            )
+            ),
+            return_exceptions=True,
         )
+        procs.extend(p for p in started if isinstance(p, testing.Proc))
+        for outcome in started:
+            if isinstance(outcome, BaseException):
+                raise outcome
         from shared import BaseServiceSettings, mint_token
 
         os.environ.update({k: env[k] for k in ("JWT_SECRET", "ENVIRONMENT")})

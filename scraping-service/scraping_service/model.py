@@ -29,6 +29,8 @@ from typing import Any
 import openai
 from openai import AsyncOpenAI
 
+from shared import OPENAI_TOKENS
+
 from .keyvault import scrub
 from .merge import from_strict, merge_all, strict_schema, validate
 from .tokens import TokenCounter, get_counter, split_markdown
@@ -232,6 +234,27 @@ def _base_client(config: ModelConfig) -> AsyncOpenAI:
     return client
 
 
+# Model names are the caller's (bounded by SCRAPE_ALLOWED_MODELS only when it is set): past
+# this many in one process, further names are counted as "other", so a permissive provider
+# cannot be used to grow the metrics without bound.
+MAX_MODEL_LABELS = 50
+_model_labels: set[str] = set()
+
+
+def _count_tokens(model: str, usage: Any) -> None:
+    """What one call spent, for the dashboard, by the model asked for. Only a call the
+    provider answered with usage adds a series."""
+    if model not in _model_labels:
+        if len(_model_labels) >= MAX_MODEL_LABELS:
+            model = "other"
+        else:
+            _model_labels.add(model)
+    for kind in ("prompt", "completion"):
+        tokens = int(getattr(usage, f"{kind}_tokens", 0) or 0) if usage is not None else 0
+        if tokens > 0:
+            OPENAI_TOKENS.labels(model, kind).inc(tokens)
+
+
 class ModelClient:
     """The shared AsyncOpenAI client with one task's key, and our own retry policy."""
 
@@ -351,6 +374,7 @@ class ModelClient:
         response = await self._client.chat.completions.create(**kwargs)
         self.calls += 1
         self.usage.add(response.usage)
+        _count_tokens(model, response.usage)
         if not response.choices:
             raise ModelOutputError("The model returned no answer.")
         choice = response.choices[0]

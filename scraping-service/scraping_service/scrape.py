@@ -17,6 +17,8 @@ from urllib.parse import quote
 import orjson
 from redis.asyncio import Redis
 
+from shared import SCRAPE_PAGES
+
 from .extract import ExtractedPage, NonContentError, UnsupportedContentError, extract
 from .fetch import Fetcher, FetchError
 from .model import ModelConfig, ModelError, PageInput, run_model
@@ -151,7 +153,12 @@ async def scrape(
             check_schema(job.schema)
         except SchemaInvalidError as exc:
             raise ScrapeError(str(exc), code="invalid_schema") from None
-    entry, page_cached = await _load_page(job, deps, progress)
+    try:
+        entry, page_cached = await _load_page(job, deps, progress)
+    except ScrapeError as exc:
+        SCRAPE_PAGES.labels(exc.code).inc()  # a bounded set of codes, never the URL
+        raise
+    SCRAPE_PAGES.labels("cached" if page_cached else "fetched").inc()
     markdown: str = entry["markdown"]
     warnings: list[str] = []
     shown_markdown = markdown

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from celery import Celery, Task, signals
 from celery.exceptions import Ignore
 from celery.utils.saferepr import saferepr
-from kombu import Connection, Exchange, Queue
+from kombu import Exchange, Queue
 
 from shared._context import request_id_var, task_id_var
 from shared._metrics import (
@@ -26,6 +26,7 @@ from shared._metrics import (
     TASKS_REVOKED,
     TASKS_STARTED,
     TASKS_SUCCEEDED,
+    BrokerQueueProbe,
     QueueDepthCollector,
     metrics_registry,
 )
@@ -280,17 +281,6 @@ def make_celery(
     return app
 
 
-def broker_queue_stats(settings: BaseServiceSettings, queues: list[str]) -> dict[str, tuple[int, int]]:
-    out: dict[str, tuple[int, int]] = {}
-    with Connection(settings.broker_url, connect_timeout=2) as conn:
-        channel = conn.channel()
-        for name in queues:
-            _, ready, consumers = channel.queue_declare(name, passive=True)
-            out[name] = (ready, consumers)
-        channel.close()
-    return out
-
-
 def start_worker_metrics(settings: BaseServiceSettings, queue: QueueName) -> None:
     """Serve the worker's metrics (all pool processes summed) on WORKER_METRICS_PORT."""
     from prometheus_client import start_http_server
@@ -302,7 +292,7 @@ def start_worker_metrics(settings: BaseServiceSettings, queue: QueueName) -> Non
     if mp_dir:
         for stale in Path(mp_dir).glob("*.db"):  # files of an earlier run would be summed in
             stale.unlink(missing_ok=True)
-    collector = QueueDepthCollector(lambda: broker_queue_stats(settings, [queue.value]))
+    collector = QueueDepthCollector(BrokerQueueProbe(settings.broker_url, [queue.value]))
     start_http_server(port, addr=settings.host, registry=metrics_registry([collector]))
     log.info("worker metrics on %s:%s", settings.host, port)
 

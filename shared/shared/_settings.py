@@ -14,7 +14,7 @@ DEV_SECRET_KEY = "dev-insecure-secret-key-change-me"  # noqa: S105
 
 
 class BaseServiceSettings(BaseSettings):
-    """Settings every service and worker shares; env names follow API.md and the seed."""
+    """Settings every service and worker shares; env names follow docs/api.md and the seed."""
 
     model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
 
@@ -56,7 +56,6 @@ class BaseServiceSettings(BaseSettings):
     broker_url_override: str | None = Field(default=None, alias="BROKER_URL")
 
     outbound_allowlist: str = ""
-    request_timeout_seconds: float = 30.0
 
     # Celery result records expire after a week; task records after the same.
     result_expires_seconds: int = 7 * 24 * 3600

@@ -282,3 +282,22 @@ class Stack:
     def stop(self) -> None:
         for proc in reversed(self.procs):
             proc.stop()
+
+
+def metric_value(url: str, name: str, labels: Mapping[str, str] | None = None) -> float:
+    """The value of a counter or gauge at a /metrics URL (see `sample_value`)."""
+    return sample_value(httpx.get(url, timeout=10).text, name, labels)
+
+
+def sample_value(text: str, name: str, labels: Mapping[str, str] | None = None) -> float:
+    """A sample's value in Prometheus text, summed over the series whose labels include
+    `labels`; 0.0 when there is none yet. `name` is the sample name (`..._total`, `..._count`)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    want = dict(labels or {})
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in want.items()):
+                total += sample.value
+    return total

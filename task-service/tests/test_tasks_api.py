@@ -10,6 +10,8 @@ import jwt
 import orjson
 import pytest
 
+from shared.testing import sample_value
+
 P = "/smart_application/tasks"
 
 
@@ -398,11 +400,21 @@ async def test_health_ready_metrics(task_client, auth) -> None:
     assert (await task_client.get("/health")).json()["status"] == "ok"
     r = await task_client.get("/ready")
     assert r.status_code == 200 and r.json()["checks"] == {"redis": "ok", "rabbitmq": "ok"}
+    before = (await task_client.get("/metrics")).text
     await task_client.get(f"{P}/task-status/some-unknown-id", headers=auth())
+    r = await task_client.post(
+        f"{P}/background-task/", json={"task_type": "noop", "data": {}}, headers=auth()
+    )
+    assert r.status_code == 202, r.text
     text = (await task_client.get("/metrics")).text
-    assert 'route="/smart_application/tasks/task-status/{task_id}"' in text
     assert "some-unknown-id" not in text
-    assert "smartapp_tasks_submitted_total" in text
+
+    def moved(name: str, **labels: str) -> float:
+        return sample_value(text, name, labels) - sample_value(before, name, labels)
+
+    status_route = {"route": "/smart_application/tasks/task-status/{task_id}", "method": "GET"}
+    assert moved("smartapp_http_requests_total", **status_route, status="404") == 1
+    assert moved("smartapp_tasks_submitted_total", queue="default") == 1
 
 
 async def test_openapi_documents_routes(task_client) -> None:

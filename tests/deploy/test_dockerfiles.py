@@ -4,9 +4,11 @@ HEALTHCHECK. Docker cannot build here, so each file is parsed and held to those 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,18 +123,38 @@ def test_multi_stage_with_uv_on_the_frozen_lock(service: str) -> None:
     )
 
 
+def local_uv_version() -> str:
+    """The version of the uv that runs this suite and writes uv.lock, never found by name on
+    PATH (`make` installs uv with `pip --user`, which PATH may not hold): `uv run` names its
+    own binary in $UV; otherwise uv as a module of this interpreter or of the Python it was
+    made from (a virtualenv's base, where `pip install --user uv` puts it)."""
+    base = Path(sys.base_prefix) / "bin" / f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    tried: list[str] = []
+    commands = [[os.environ["UV"], "--version"]] if os.environ.get("UV") else []
+    commands += [[sys.executable, "-m", "uv", "--version"], [str(base), "-m", "uv", "--version"]]
+    for command in commands:
+        try:
+            proc = subprocess.run(command, capture_output=True, text=True, check=False, timeout=30)
+        except OSError as exc:
+            tried.append(f"{command[0]}: {exc}")
+            continue
+        m = re.search(r"\buv (\d+\.\d+\.\d+)", proc.stdout)
+        if proc.returncode == 0 and m:
+            return m.group(1)
+        tried.append(f"{' '.join(command)}: {(proc.stdout + proc.stderr).strip()[:200]}")
+    pytest.fail(
+        "no uv found to compare with the images' (run the suite with `make test`):\n" + "\n".join(tried)
+    )
+
+
 def test_uv_image_is_recent_enough_for_the_lock(service: str) -> None:
     preamble, _ = parse_dockerfile(DOCKER / f"{service}.Dockerfile")
     args = dict(a.split("=", 1) for op, a in preamble if op == "ARG")
     pinned = tuple(int(x) for x in args["UV_VERSION"].split("."))
-    proc = subprocess.run(["uv", "--version"], capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        pytest.skip("uv is not on PATH")
-    m = re.search(r"(\d+)\.(\d+)\.(\d+)", proc.stdout)
-    assert m
-    local = tuple(int(x) for x in m.groups())
+    version = local_uv_version()
+    local = tuple(int(x) for x in version.split("."))
     assert pinned[:2] >= local[:2], (
-        f"uv {args['UV_VERSION']} in the image is older than uv {m.group(0)} that writes uv.lock"
+        f"uv {args['UV_VERSION']} in the image is older than uv {version} that writes uv.lock"
     )
 
 

@@ -444,3 +444,18 @@ def test_init_env_writes_a_private_env_with_every_secret(tmp_path: Path) -> None
     # A second run keeps the existing file.
     again = subprocess.run(run, capture_output=True, text=True, timeout=60, check=False)
     assert again.returncode == 1 and "exists" in again.stderr
+
+
+def test_every_setting_is_used_by_the_code(settings_classes: dict[str, list[dict[str, Any]]]) -> None:
+    """A documented setting that nothing reads misleads operators (NOTIFY_PUMP_INTERVAL did)."""
+    sources = "\n".join(path.read_text() for package in PACKAGES.values() for path in package.rglob("*.py"))
+    used = set(re.findall(r"\.([a-z_][a-z0-9_]*)\b", sources)) | set(
+        re.findall(r"[\"']([a-z_][a-z0-9_]*)[\"']", sources)
+    )
+    unused = {
+        f"{cls}.{f['field']}"
+        for cls, fields in settings_classes.items()
+        for f in fields
+        if f["field"] not in used
+    }
+    assert not unused, f"settings nothing reads: {sorted(unused)}"
