@@ -28,8 +28,8 @@ async def redis_ms(redis: Redis) -> int:
 async def reserved_slot_ms(redis: Redis, h: str, interval_ms: int) -> int:
     """The slot the last acquire on `h` reserved, by Redis's clock. Exact when bursts are off
     (burst 1, or a Crawl-delay) or a cool-down set the slot: the bucket then holds slot +
-    interval."""
-    return int(await redis.get(BUCKET_PREFIX + h)) - interval_ms
+    interval. The bucket holds microseconds (the shared GCRA's unit)."""
+    return int(await redis.get(BUCKET_PREFIX + h)) // 1000 - interval_ms
 
 
 async def test_requests_to_one_host_are_spaced(redis: Redis) -> None:
