@@ -388,8 +388,16 @@ async def mark_all_read(request: Request, user: CurrentUser) -> dict[str, Any]:
 async def inbox_stream(
     request: Request,
     user: CurrentUser,
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
-    since: Annotated[int | None, Query(ge=0, description="Resume after this seq.")] = None,
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            max_length=19,
+            pattern="^[0-9]+$",
+            description="The inbox seq to resume after (an event id this stream sent).",
+        ),
+    ] = None,
+    since: Annotated[int | None, Query(ge=0, le=2**63 - 1, description="Resume after this seq.")] = None,
 ) -> StreamingResponse:
     """Server-sent events: each new notification of your inbox as `event: notification`.
 

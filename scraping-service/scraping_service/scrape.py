@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 
 from .extract import ExtractedPage, NonContentError, UnsupportedContentError, extract
 from .fetch import Fetcher, FetchError
-from .model import ModelConfig, ModelError, PageInput, run_model
+from .model import ModelConfig, ModelError, PageInput, SpendGuard, run_model
 
 __all__ = ["ScrapeDeps", "ScrapeError", "ScrapeJob", "scrape"]
 
@@ -141,9 +141,16 @@ async def _load_page(job: ScrapeJob, deps: ScrapeDeps, progress: Progress) -> tu
 
 
 async def scrape(
-    job: ScrapeJob, deps: ScrapeDeps, api_key: KeyProvider, progress: Progress
+    job: ScrapeJob,
+    deps: ScrapeDeps,
+    api_key: KeyProvider,
+    progress: Progress,
+    guard: SpendGuard | None = None,
 ) -> dict[str, Any]:
-    """Run one scrape; raise ScrapeError with a sentence for the owner when it cannot finish."""
+    """Run one scrape; raise ScrapeError with a sentence for the owner when it cannot finish.
+
+    `guard` meters the model calls when the server pays for them (budget.OwnerMeter).
+    """
     entry, page_cached = await _load_page(job, deps, progress)
     markdown: str = entry["markdown"]
     warnings: list[str] = []
@@ -177,6 +184,7 @@ async def scrape(
                 prompt=job.prompt,
                 schema=job.schema,
                 on_progress=on_model,
+                guard=guard,
             )
         except ModelError as exc:
             raise ScrapeError(

@@ -63,18 +63,31 @@ from shared._outbound import (
     parse_ip_literal,
 )
 from shared._queues import MAX_PRIORITY, QueueName
+from shared._ready import CachedReadiness
 from shared._records import STATUSES, TERMINAL, TaskRecords, events_channel, now_iso
 from shared._redis import Cache, RedisDep, create_async_redis, create_sync_redis
 from shared._routing import route
 from shared._sealing import Sealer, SealError, derive_sealing_key
 from shared._server import run_server
 from shared._settings import BaseServiceSettings
+from shared._shape import (
+    MAX_JSON_DEPTH,
+    MAX_JSON_INT,
+    MIN_JSON_INT,
+    HeadersTooLarge,
+    RequestShapeMiddleware,
+    check_headers,
+    check_json_shape,
+)
 from shared._submit import API_PREFIX, Idempotency, accepted_view, publish, submit_task
 
 __all__ = [
     "API_PREFIX",
     "KNOWN_SCOPES",
+    "MAX_JSON_DEPTH",
+    "MAX_JSON_INT",
     "MAX_PRIORITY",
+    "MIN_JSON_INT",
     "NOTIFICATION_DELIVERIES",
     "OPENAI_TOKENS",
     "SCRAPE_PAGES",
@@ -87,10 +100,12 @@ __all__ = [
     "BodyTooLarge",
     "Cache",
     "CacheDep",
+    "CachedReadiness",
     "CeleryDep",
     "Conflict",
     "CurrentUser",
     "Forbidden",
+    "HeadersTooLarge",
     "Idempotency",
     "NotFound",
     "ObservabilityMiddleware",
@@ -106,6 +121,7 @@ __all__ = [
     "QueueName",
     "RecordsDep",
     "RedisDep",
+    "RequestShapeMiddleware",
     "SafeAsyncClient",
     "SafeClient",
     "SafeResponse",
@@ -121,6 +137,8 @@ __all__ = [
     "accepted_view",
     "bearer_token",
     "callback_secret",
+    "check_headers",
+    "check_json_shape",
     "check_url",
     "clean_request_id",
     "configure_logging",
