@@ -35,7 +35,8 @@ async def test_seed_examples_through_the_gateway(local_stack, auth) -> None:
 
 async def test_every_process_serves_metrics(local_stack) -> None:
     async with httpx.AsyncClient(timeout=10) as client:
-        for port in (8000, 8001, 8002, 8003):
+        assert (await client.get("http://127.0.0.1:8000/metrics")).status_code == 404
+        for port in (9100, 8001, 8002, 8003):  # the gateway's metrics are on 9100 only
             assert (
                 "smartapp_http_requests_total" in (await client.get(f"http://127.0.0.1:{port}/metrics")).text
             )
