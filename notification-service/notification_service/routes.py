@@ -37,6 +37,7 @@ from shared import (
     CurrentUser,
     Forbidden,
     Idempotency,
+    IdempotencyKey,
     NotFound,
     Principal,
     QueueName,
@@ -55,7 +56,6 @@ from shared._outbound import (
 )
 
 router = APIRouter(prefix=API_PREFIX, tags=["notifications"])
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 SEND_SCOPE = "notify:send"
 SSE_POLL_SECONDS = 0.5
 SSE_KEEPALIVE_SECONDS = 15.0

@@ -6,12 +6,13 @@ import uuid
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Request
 
 from shared import (
     API_PREFIX,
     Allowlist,
     Idempotency,
+    IdempotencyKey,
     OutboundRefused,
     Principal,
     QueueName,
@@ -31,7 +32,6 @@ from .settings import ScrapingSettings
 
 router = APIRouter(prefix=API_PREFIX, tags=["scraping"])
 ScrapeUser = Annotated[Principal, Depends(require_scope("scrape"))]
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 
 TASK_NAME = "scraping.scrape_page"
 

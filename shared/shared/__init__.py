@@ -65,16 +65,19 @@ from shared._outbound import (
 from shared._queues import MAX_PRIORITY, QueueName
 from shared._ready import CachedReadiness
 from shared._records import STATUSES, TERMINAL, TaskRecords, events_channel, now_iso
-from shared._redis import Cache, RedisDep, create_async_redis, create_sync_redis
+from shared._redis import CACHE_KEY_RE, Cache, RedisDep, create_async_redis, create_sync_redis
 from shared._routing import route
 from shared._sealing import Sealer, SealError, derive_sealing_key
 from shared._server import run_server
 from shared._settings import BaseServiceSettings
 from shared._shape import (
+    HTTP_URL_PATTERN,
+    MAX_HEADER_VALUE_BYTES,
     MAX_JSON_DEPTH,
     MAX_JSON_INT,
     MIN_JSON_INT,
     HeadersTooLarge,
+    IdempotencyKey,
     RequestShapeMiddleware,
     check_headers,
     check_json_shape,
@@ -83,7 +86,10 @@ from shared._submit import API_PREFIX, Idempotency, accepted_view, publish, subm
 
 __all__ = [
     "API_PREFIX",
+    "CACHE_KEY_RE",
+    "HTTP_URL_PATTERN",
     "KNOWN_SCOPES",
+    "MAX_HEADER_VALUE_BYTES",
     "MAX_JSON_DEPTH",
     "MAX_JSON_INT",
     "MAX_PRIORITY",
@@ -107,6 +113,7 @@ __all__ = [
     "Forbidden",
     "HeadersTooLarge",
     "Idempotency",
+    "IdempotencyKey",
     "NotFound",
     "ObservabilityMiddleware",
     "OutboundError",

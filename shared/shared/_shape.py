@@ -13,8 +13,10 @@ body costs a few linear passes, not a stack.
 from __future__ import annotations
 
 import re
+from typing import Annotated, Any
 
 import orjson
+from fastapi import Header
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared._errors import AppError, BadRequest, Unprocessable, error_body
@@ -32,6 +34,21 @@ _LONG_DIGITS = re.compile(rb"[0-9]{19,}")
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _EMPTY_PAIR = re.compile(rb"\[\]|\{\}")
 _JSON_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+# What the OpenAPI document states for values the code checks itself (its error codes stay its
+# own): a generator of requests from the schema then sends what the API accepts.
+HTTP_URL_PATTERN = r"^https?://[a-z0-9-]+(\.[a-z0-9-]+)+(/[!-~]*)?$"
+IDEMPOTENCY_KEY_SCHEMA: dict[str, Any] = {"minLength": 1, "maxLength": 200, "pattern": "^[!-~]+$"}
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="Repeat a submission with the same key to get the same task back "
+        "(1-200 printable characters).",
+        json_schema_extra=IDEMPOTENCY_KEY_SCHEMA,
+    ),
+]
 
 
 class HeadersTooLarge(AppError):
