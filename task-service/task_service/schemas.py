@@ -27,10 +27,22 @@ class SubmitOptions(BaseModel):
 
 
 def _task_type_enum(schema: dict[str, Any]) -> None:
-    # The registry is filled when the task kinds are imported, before any schema is rendered.
-    from task_service.kinds import known_kinds
+    """task_type's enum, and for each type the shape of its `data` (what the route checks).
+
+    The registry is filled when the task kinds are imported, before any schema is rendered.
+    """
+    from task_service.kinds import REGISTRY, known_kinds
 
     schema["properties"]["task_type"]["enum"] = known_kinds()
+    branches = []
+    for name in known_kinds():
+        data = REGISTRY[name].model.model_json_schema()
+        branch: dict[str, Any] = {"properties": {"task_type": {"const": name}}}
+        if "$defs" not in data:  # a self-contained shape only: refs would point nowhere here
+            data.pop("title", None)
+            branch["properties"]["data"] = data
+        branches.append(branch)
+    schema["oneOf"] = branches
 
 
 class BackgroundTaskIn(SubmitOptions):
