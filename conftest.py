@@ -94,6 +94,7 @@ LOCAL_STACK_HEALTH = [
     "http://127.0.0.1:8001/health",
     "http://127.0.0.1:8002/health",
     "http://127.0.0.1:8003/health",
+    "http://127.0.0.1:9100/metrics",
     "http://127.0.0.1:9101/metrics",
     "http://127.0.0.1:9102/metrics",
     "http://127.0.0.1:9103/metrics",

@@ -37,7 +37,10 @@ async def test_seed_examples_through_the_gateway(local_stack, auth) -> None:
 
 async def test_every_process_serves_metrics(local_stack) -> None:
     async with httpx.AsyncClient(timeout=10) as client:
-        for port in (8000, 8001, 8002, 8003):
+        assert (await client.get("http://127.0.0.1:8000/metrics")).status_code == 404
+        gateway_metrics = (await client.get("http://127.0.0.1:9100/metrics")).text
+        assert sample_value(gateway_metrics, "smartapp_http_requests_total") > 0
+        for port in (8001, 8002, 8003):
             # Each read of /metrics is itself counted: the next read shows one more.
             url = f"http://127.0.0.1:{port}/metrics"
             labels = {"route": "/metrics", "status": "200"}

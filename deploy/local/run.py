@@ -20,7 +20,8 @@ RUN_DIR = ROOT / ".run"
 PY = sys.executable
 
 PROCESSES: list[tuple[str, list[str], dict[str, str]]] = [
-    ("gateway", [PY, "-m", "gateway"], {}),
+    # Metrics on 9100, beside the workers' 9101-9103; the public 8000 serves no /metrics.
+    ("gateway", [PY, "-m", "gateway"], {"GATEWAY_METRICS_PORT": "9100"}),
     ("task-api", [PY, "-m", "task_service"], {}),
     ("scraping-api", [PY, "-m", "scraping_service"], {}),
     ("notify-api", [PY, "-m", "notification_service"], {}),

@@ -22,14 +22,22 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.identity import Identity
 from gateway.openapi import OpenAPIMerger
-from gateway.operations import router
+from gateway.operations import check_platform, router
 from gateway.pipelined_redis import PipelinedRedis
-from gateway.proxy import Proxy, Upstreams
+from gateway.proxy import Proxy, Upstreams, send_error
 from gateway.ratelimit import RateLimiter
 from gateway.routing import RoutingTable
 from gateway.settings import GatewaySettings
 from gateway.streams import StreamSlots
-from shared import API_PREFIX, ObservabilityMiddleware, configure_logging, install_error_handlers
+from shared import (
+    API_PREFIX,
+    AppError,
+    CachedReadiness,
+    ObservabilityMiddleware,
+    check_headers,
+    configure_logging,
+    install_error_handlers,
+)
 
 EXPOSED_HEADERS = [
     "X-Request-ID",
@@ -97,6 +105,14 @@ class Gateway:
         await self.app(scope, receive, send)
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            # One Authorization header, no oversized value: before routing, rate limiting or
+            # auth, so the user charged and the user served can never differ.
+            try:
+                check_headers(scope["headers"])
+            except AppError as exc:
+                await send_error(send, exc)
+                return
         if scope["type"] == "http" and scope["path"].startswith(self._prefix):
             await self.proxy(scope, receive, send)
         else:
@@ -152,6 +168,7 @@ class Gateway:
         ops.state.openapi = OpenAPIMerger(
             self.table.services(), lambda: upstreams.session, settings.openapi_cache_seconds
         )
+        ops.state.readiness = CachedReadiness(lambda: check_platform(ops), settings.ready_cache_seconds)
         install_error_handlers(ops)
         ops.include_router(router)
         return ops

@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 
 from gateway.routing import Service
-from shared import API_PREFIX
+from shared import API_PREFIX, MAX_HEADER_VALUE_BYTES, MAX_JSON_DEPTH
 
 log = logging.getLogger("gateway.openapi")
 
@@ -92,7 +92,13 @@ def merge_documents(docs: dict[str, dict[str, Any]], missing: list[str]) -> dict
             "version": "0.1.0",
             "description": (
                 "Every public endpoint of the platform, served through the gateway. "
-                f"All API paths are under `{API_PREFIX}` and need `Authorization: Bearer <JWT>`."
+                f"All API paths are under `{API_PREFIX}` and need `Authorization: Bearer <JWT>`.\n\n"
+                "Limits every request meets (answered with the error envelope): exactly one "
+                "`Authorization` header (else 400 `duplicate_authorization`); no other header value over "
+                f"{MAX_HEADER_VALUE_BYTES} bytes (431); JSON bodies nested at most {MAX_JSON_DEPTH} "
+                "levels deep (422 `json_too_deep`) with integers between -2^63 and 2^63-1 (422 "
+                "`integer_out_of_range`); bodies up to 1 MiB by default (16 MiB for "
+                "`batch-notifications`, else 413). Too many requests: 429 with `Retry-After`."
             ),
         },
         "paths": copy.deepcopy(GATEWAY_PATHS),

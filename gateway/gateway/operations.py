@@ -1,4 +1,8 @@
-"""The gateway's own endpoints: health, readiness of the whole platform, metrics, merged docs."""
+"""The gateway's own endpoints: health, readiness of the whole platform, merged docs.
+
+Metrics are not here: they are served on GATEWAY_METRICS_PORT (see __main__.py), an internal
+port, so the public port never shows them.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from gateway.openapi import OpenAPIMerger
 from gateway.proxy import Upstreams
 from gateway.routing import Service
 from gateway.settings import GatewaySettings
-from shared import metrics_registry, render_metrics
+from shared import CachedReadiness
 
 router = APIRouter()
 
@@ -46,17 +50,15 @@ async def _service_ready(
         return f"unavailable: {type(exc).__name__}", None
 
 
-@router.get("/ready", tags=["operations"])
-async def ready(request: Request) -> Response:
-    """Ready: the three services, Redis, and RabbitMQ (as the services report it) answer."""
-    settings: GatewaySettings = request.app.state.settings
-    upstreams: Upstreams = request.app.state.upstreams
+async def check_platform(app: Any) -> tuple[bool, dict[str, Any]]:
+    settings: GatewaySettings = app.state.settings
+    upstreams: Upstreams = app.state.upstreams
     timeout = settings.ready_timeout_seconds
-    services: dict[Service, str] = request.app.state.services
+    services: dict[Service, str] = app.state.services
 
     async def redis_check() -> str:
         try:
-            answered = await asyncio.wait_for(request.app.state.redis.ping(), timeout=timeout)
+            answered = await asyncio.wait_for(app.state.redis.ping(), timeout=timeout)
         except Exception as exc:
             return f"unavailable: {type(exc).__name__}"
         return "ok" if answered else "unavailable: unexpected reply"
@@ -84,13 +86,19 @@ async def ready(request: Request) -> Response:
         "checks": checks,
         "services": details,
     }
+    return ok, body
+
+
+@router.get("/ready", tags=["operations"])
+async def ready(request: Request) -> Response:
+    """Ready: the three services, Redis, and RabbitMQ (as the services report it) answer.
+
+    Answered from a check at most READY_CACHE_SECONDS old (`age_seconds`): probes cost the
+    services and their dependencies nothing.
+    """
+    readiness: CachedReadiness = request.app.state.readiness
+    ok, body = await readiness.get()
     return json_response(body, status_code=200 if ok else 503, headers={} if ok else {"Retry-After": "5"})
-
-
-@router.get("/metrics", tags=["operations"], include_in_schema=False)
-async def metrics() -> Response:
-    data, content_type = render_metrics(metrics_registry())
-    return Response(data, media_type=content_type)
 
 
 @router.get("/openapi.json", include_in_schema=False)

@@ -59,6 +59,9 @@ class GatewaySettings(BaseServiceSettings):
 
     # Verified tokens are remembered (by their exact text) for at most this long.
 
+    # /metrics lives on this internal port only (never the public one); 0 turns it off.
+    gateway_metrics_port: int = Field(default=9100, ge=0, le=65535)
+
     openapi_cache_seconds: float = Field(default=60.0, ge=0)
     ready_timeout_seconds: float = Field(default=3.0, gt=0)
 

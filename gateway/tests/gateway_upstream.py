@@ -31,6 +31,7 @@ class StandInService:
     ready_checks: dict[str, str] = field(default_factory=lambda: {"redis": "ok", "rabbitmq": "ok"})
     runner: web.AppRunner | None = None
     url: str = ""
+    ready_calls: int = 0
 
     def last(self) -> Seen:
         return self.seen[-1]
@@ -53,6 +54,7 @@ class StandInService:
         )
 
     async def ready(self, request: web.Request) -> web.StreamResponse:
+        self.ready_calls += 1
         ok = all(v == "ok" for v in self.ready_checks.values())
         body = {"status": "ready" if ok else "unavailable", "checks": self.ready_checks}
         return web.json_response(body, status=200 if ok else 503)

@@ -14,7 +14,7 @@ from gateway_upstream import StandInService
 from gateway.routing import RoutingTable, Service
 from gateway.settings import GatewaySettings
 from gateway.token import main as token_main
-from shared import TokenVerifier
+from shared import TokenVerifier, metrics_registry, render_metrics
 from shared.testing import sample_value
 
 API = "/smart_application/tasks"
@@ -27,8 +27,9 @@ async def test_health(gateway: RunningGateway, http: aiohttp.ClientSession) -> N
 
 
 async def test_ready_aggregates_services_redis_and_rabbitmq(
-    gateway: RunningGateway, upstream: StandInService, http: aiohttp.ClientSession
+    start_gateway: GatewayFactory, upstream: StandInService, http: aiohttp.ClientSession
 ) -> None:
+    gateway = await start_gateway(ready_cache_seconds=0)  # every call checks afresh
     async with http.get(f"{gateway.url}/ready") as resp:
         assert resp.status == 200
         body = await resp.json()
@@ -49,6 +50,30 @@ async def test_ready_aggregates_services_redis_and_rabbitmq(
     assert body["services"]["task-service"]["checks"]["rabbitmq"].startswith("unavailable")
 
 
+async def test_ready_is_answered_from_one_check_within_the_cache_window(
+    start_gateway: GatewayFactory, upstream: StandInService, http: aiohttp.ClientSession
+) -> None:
+    gateway = await start_gateway(ready_cache_seconds=30)
+    bodies = []
+    for _ in range(25):
+        async with http.get(f"{gateway.url}/ready") as resp:
+            assert resp.status == 200
+            bodies.append(await resp.json())
+    # One check of the three services (one stand-in answers for all three), reused 24 times.
+    assert upstream.ready_calls == 3
+    assert len({b["checked_at"] for b in bodies}) == 1
+    assert bodies[-1]["age_seconds"] >= bodies[0]["age_seconds"]
+    upstream.ready_checks["rabbitmq"] = "unavailable: OperationalError"
+    async with http.get(f"{gateway.url}/ready") as resp:
+        assert resp.status == 200  # still the recent result: a probe storm reaches nothing
+
+
+async def test_public_port_has_no_metrics(gateway: RunningGateway, http: aiohttp.ClientSession) -> None:
+    async with http.get(f"{gateway.url}/metrics") as resp:
+        assert resp.status == 404
+        assert (await resp.json())["error"]["code"] == "not_found"
+
+
 async def test_ready_names_a_service_that_is_down(
     start_gateway: GatewayFactory, dead_url: str, http: aiohttp.ClientSession
 ) -> None:
@@ -63,16 +88,14 @@ async def test_ready_names_a_service_that_is_down(
 async def test_metrics_use_route_templates_not_raw_paths(
     gateway: RunningGateway, http: aiohttp.ClientSession
 ) -> None:
-    async with http.get(f"{gateway.url}/metrics") as resp:
-        before = await resp.text()
+    before = render_metrics(metrics_registry())[0].decode()
     for key in ("secret-key-one", "secret-key-two"):
         async with http.get(f"{gateway.url}{API}/cache/{key}", headers=gateway.auth()) as resp:
             assert resp.status == 200
     async with http.get(f"{gateway.url}{API}/cache/x") as resp:
         assert resp.status == 401
-    async with http.get(f"{gateway.url}/metrics") as resp:
-        assert resp.status == 200
-        text = await resp.text()
+    # The gateway runs in this process: read its registry as GATEWAY_METRICS_PORT would serve it.
+    text = render_metrics(metrics_registry())[0].decode()
     assert (
         'smartapp_http_requests_total{method="GET",route="/smart_application/tasks/cache/{path}",'
         'service="gateway",status="200"}' in text

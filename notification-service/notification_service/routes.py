@@ -41,6 +41,7 @@ from shared import (
     EventsDep,
     Forbidden,
     Idempotency,
+    IdempotencyKey,
     NotFound,
     Principal,
     QueueName,
@@ -62,7 +63,6 @@ from shared._outbound import (
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix=API_PREFIX, tags=["notifications"])
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 SEND_SCOPE = "notify:send"
 SSE_BATCH = 100
 MAX_SEQ = 2**63 - 1
@@ -424,7 +424,15 @@ async def inbox_stream(
     request: Request,
     user: CurrentUser,
     events: EventsDep,
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=64)] = None,
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            max_length=19,
+            pattern="^[0-9]+$",
+            description="The inbox seq to resume after (an event id this stream sent).",
+        ),
+    ] = None,
     since: Annotated[int | None, Query(ge=0, le=MAX_SEQ, description="Resume after this seq.")] = None,
 ) -> StreamingResponse:
     """Server-sent events: each new notification of your inbox as `event: notification`.

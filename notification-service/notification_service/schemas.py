@@ -5,6 +5,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from notification_service.webpush import MAX_TTL_SECONDS
+from shared import HTTP_URL_PATTERN
+
+HTTPS_URL_PATTERN = HTTP_URL_PATTERN.replace("https?", "https")
 
 Urgency = Literal["very-low", "low", "normal", "high"]
 DeliveryState = Literal["queued", "sending", "delivered", "failed", "gone", "expired"]
@@ -12,20 +15,55 @@ NotificationState = Literal["queued", "sending", "delivered", "partially_deliver
 
 
 class PushKeys(BaseModel):
-    p256dh: str = Field(max_length=200, description="The browser's P-256 public key, base64url.")
-    auth: str = Field(max_length=100, description="The 16-byte auth secret, base64url.")
+    p256dh: str = Field(
+        max_length=200,
+        description="The browser's P-256 public key (an uncompressed point, 65 bytes), base64url.",
+        json_schema_extra={"pattern": "^[A-Za-z0-9_-]{87}=?$"},
+    )
+    auth: str = Field(
+        max_length=100,
+        description="The 16-byte auth secret, base64url.",
+        json_schema_extra={"pattern": "^[A-Za-z0-9_-]{22}(==)?$"},
+    )
 
 
 class PushSubscriptionIn(BaseModel):
     """What `PushSubscription.toJSON()` gives a web page (expirationTime is ignored)."""
 
     model_config = ConfigDict(extra="ignore")
-    endpoint: str = Field(max_length=2048)
+    endpoint: str = Field(
+        max_length=2048,
+        description="The push service URL (https).",
+        json_schema_extra={"pattern": HTTPS_URL_PATTERN},
+    )
     keys: PushKeys
 
 
 class DeviceIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # A webpush device takes `subscription` and no `url`; a webhook device the reverse.
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "oneOf": [
+                {
+                    "properties": {
+                        "channel": {"const": "webpush"},
+                        "subscription": {"type": "object"},
+                        "url": {"type": "null"},
+                    },
+                    "required": ["channel", "subscription"],
+                },
+                {
+                    "properties": {
+                        "channel": {"const": "webhook"},
+                        "url": {"type": "string"},
+                        "subscription": {"type": "null"},
+                    },
+                    "required": ["channel", "url"],
+                },
+            ]
+        },
+    )
     channel: Literal["webpush", "webhook"]
     subscription: PushSubscriptionIn | None = Field(
         default=None, description="For channel webpush: the browser's push subscription."
@@ -33,7 +71,9 @@ class DeviceIn(BaseModel):
     url: str | None = Field(
         default=None,
         max_length=2048,
-        description="For channel webhook: https URL receiving Standard Webhooks-signed POSTs.",
+        description="For channel webhook: https URL receiving Standard Webhooks-signed POSTs "
+        "(plain http only for hosts in OUTBOUND_ALLOWLIST).",
+        json_schema_extra={"pattern": HTTPS_URL_PATTERN},
     )
     name: str | None = Field(default=None, max_length=100, description="A label for you.")
 
@@ -75,7 +115,9 @@ class NotificationIn(BaseModel):
     user_id: str = Field(min_length=1, max_length=256, description="The recipient.")
     title: str = Field(min_length=1, max_length=200)
     message: str = Field(default="", max_length=2000)
-    data: dict[str, Any] = Field(default_factory=dict)
+    data: dict[str, Any] = Field(
+        default_factory=dict, description="A JSON object (at most 32 levels deep, integers within 64 bits)."
+    )
     ttl: int | None = Field(
         default=None,
         ge=0,

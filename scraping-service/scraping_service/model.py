@@ -24,7 +24,7 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Protocol
 
 import openai
 from openai import AsyncOpenAI
@@ -149,6 +149,18 @@ class ModelUnavailableError(ModelError):
     retryable = True
 
 
+class ModelBudgetError(ModelError):
+    code = "model_budget_exceeded"
+
+
+class SpendGuard(Protocol):
+    """Meters calls on a key someone else pays for (budget.OwnerMeter): may refuse the next one."""
+
+    async def before_call(self) -> None: ...  # raises ModelBudgetError when nothing is left
+
+    async def spent(self, tokens: int) -> None: ...
+
+
 class _ContextTooLong(Exception):
     pass
 
@@ -258,8 +270,9 @@ def _count_tokens(model: str, usage: Any) -> None:
 class ModelClient:
     """The shared AsyncOpenAI client with one task's key, and our own retry policy."""
 
-    def __init__(self, api_key: str, config: ModelConfig) -> None:
+    def __init__(self, api_key: str, config: ModelConfig, guard: SpendGuard | None = None) -> None:
         self._key = api_key
+        self.guard = guard
         self.config = config
         self._client = _base_client(config).with_options(api_key=api_key, max_retries=0)
         self.usage = Usage()
@@ -371,10 +384,15 @@ class ModelClient:
             kwargs["max_completion_tokens"] = max_tokens
         if self.config.temperature is not None:
             kwargs["temperature"] = self.config.temperature
+        if self.guard is not None:
+            await self.guard.before_call()
         response = await self._client.chat.completions.create(**kwargs)
         self.calls += 1
         self.usage.add(response.usage)
         _count_tokens(model, response.usage)
+        if self.guard is not None and response.usage is not None:
+            used = response.usage
+            await self.guard.spent(int(used.prompt_tokens or 0) + int(used.completion_tokens or 0))
         if not response.choices:
             raise ModelOutputError("The model returned no answer.")
         choice = response.choices[0]
@@ -630,13 +648,14 @@ async def run_model(
     schema: dict[str, Any] | None = None,
     on_progress: ProgressFn | None = None,
     counter: TokenCounter | None = None,
+    guard: SpendGuard | None = None,
 ) -> ModelResult:
     """Summarise the page (default, steered by prompt) or extract to schema."""
     counter = counter or get_counter()
     instruction = (prompt or "").strip() or (
         "Extract the information the schema asks for." if schema else DEFAULT_SUMMARY_PROMPT
     )
-    async with ModelClient(api_key, config) as client:
+    async with ModelClient(api_key, config, guard) as client:
         pipeline = _Pipeline(client, model, page, instruction, counter, on_progress)
         summary: str | None = None
         extraction: Any = None

@@ -6,15 +6,17 @@ import uuid
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Request
 
 from shared import (
     API_PREFIX,
     Allowlist,
     Idempotency,
+    IdempotencyKey,
     OutboundRefused,
     Principal,
     QueueName,
+    TooManyRequests,
     Unprocessable,
     check_url,
     require_scope,
@@ -22,6 +24,7 @@ from shared import (
     submit_task,
 )
 
+from .budget import BudgetExceeded, ServerKeyBudget, seconds_to_midnight
 from .keyvault import KeyVault
 from .merge import strict_schema
 from .schema_validation import SchemaInvalidError, check_schema
@@ -30,7 +33,6 @@ from .settings import ScrapingSettings
 
 router = APIRouter(prefix=API_PREFIX, tags=["scraping"])
 ScrapeUser = Annotated[Principal, Depends(require_scope("scrape"))]
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 
 TASK_NAME = "scraping.scrape_page"
 
@@ -86,7 +88,10 @@ def _validate(body: ScrapeIn, settings: ScrapingSettings) -> None:
     "/background-scraping/",
     status_code=202,
     response_model=ScrapeAccepted,
-    responses={422: {"description": "Invalid URL, model, prompt, schema or max_age, or no key."}},
+    responses={
+        422: {"description": "Invalid URL, model, prompt, schema or max_age, or no key."},
+        429: {"description": "model_budget_exceeded: today's tokens on the server's key are spent."},
+    },
 )
 async def background_scraping(
     request: Request,
@@ -104,6 +109,14 @@ async def background_scraping(
     _validate(body, settings)
     if idempotency_key is not None:
         Idempotency.check_key(idempotency_key)
+    if body.openai_key is None:
+        budget = ServerKeyBudget(request.app.state.redis, settings.openai_server_key_daily_tokens_per_user)
+        try:
+            await budget.check(user.sub)
+        except BudgetExceeded as exc:
+            raise TooManyRequests(
+                str(exc), code="model_budget_exceeded", headers={"Retry-After": str(seconds_to_midnight())}
+            ) from None
     vault = _vault(request)
     key_ref = await vault.put(body.openai_key.get_secret_value()) if body.openai_key is not None else None
     kwargs: dict[str, Any] = {

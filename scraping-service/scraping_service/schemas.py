@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from shared import HTTP_URL_PATTERN
+
 MODEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,99}$"
 MAX_URL_LENGTH = 2048
 MAX_PROMPT_CHARS = 4000
@@ -21,6 +23,7 @@ class ScrapeIn(BaseModel):
         max_length=MAX_URL_LENGTH,
         description="The page to scrape: http or https, public addresses only.",
         examples=["https://example.com/"],
+        json_schema_extra={"pattern": HTTP_URL_PATTERN},
     )
     # SecretStr: the key never appears in a repr, a log line or a validation error.
     openai_key: SecretStr | None = Field(
@@ -45,7 +48,7 @@ class ScrapeIn(BaseModel):
         default=None,
         alias="schema",
         description="A JSON Schema; the result's `extraction` then conforms to it "
-        "(OpenAI Structured Outputs, strict).",
+        "(OpenAI Structured Outputs, strict). Like every JSON body, nested at most 32 deep.",
     )
     max_age: int | None = Field(
         default=None,

@@ -21,7 +21,7 @@ from shared import SCRAPE_PAGES
 
 from .extract import ExtractedPage, NonContentError, UnsupportedContentError, extract
 from .fetch import Fetcher, FetchError
-from .model import ModelConfig, ModelError, PageInput, run_model
+from .model import ModelConfig, ModelError, PageInput, SpendGuard, run_model
 from .schema_validation import SchemaInvalidError, check_schema
 
 __all__ = ["ScrapeDeps", "ScrapeError", "ScrapeJob", "scrape"]
@@ -144,9 +144,16 @@ async def _load_page(job: ScrapeJob, deps: ScrapeDeps, progress: Progress) -> tu
 
 
 async def scrape(
-    job: ScrapeJob, deps: ScrapeDeps, api_key: KeyProvider, progress: Progress
+    job: ScrapeJob,
+    deps: ScrapeDeps,
+    api_key: KeyProvider,
+    progress: Progress,
+    guard: SpendGuard | None = None,
 ) -> dict[str, Any]:
-    """Run one scrape; raise ScrapeError with a sentence for the owner when it cannot finish."""
+    """Run one scrape; raise ScrapeError with a sentence for the owner when it cannot finish.
+
+    `guard` meters the model calls when the server pays for them (budget.OwnerMeter).
+    """
     if job.schema is not None:
         # Checked at submission too; again here for anything queued past that check.
         try:
@@ -191,6 +198,7 @@ async def scrape(
                 prompt=job.prompt,
                 schema=job.schema,
                 on_progress=on_model,
+                guard=guard,
             )
         except ModelError as exc:
             raise ScrapeError(

@@ -22,6 +22,9 @@ class ScrapingSettings(BaseServiceSettings):
 
     # The model provider. A request's openai_key wins; this one is used when it is omitted.
     openai_api_key: str | None = None
+    # Tokens (prompt + completion, as the model reports them) one user may spend of
+    # OPENAI_API_KEY per UTC day when a request brings no openai_key; beyond, 429.
+    openai_server_key_daily_tokens_per_user: int = Field(default=200_000, ge=1)
     openai_base_url: str | None = None
     openai_timeout_seconds: float = Field(default=60.0, gt=0, le=600)
     openai_max_attempts: int = Field(default=4, ge=1, le=10)

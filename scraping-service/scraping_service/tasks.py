@@ -28,6 +28,7 @@ from shared import (
     report_progress,
 )
 
+from .budget import OwnerMeter, ServerKeyBudget
 from .fetch import Fetcher
 from .keyvault import KeyVault, KeyVaultError, forget_secret, remember_secret, scrub
 from .politeness import HostThrottle
@@ -48,6 +49,7 @@ class _Runtime:
     redis: Redis
     vault: KeyVault
     deps: ScrapeDeps
+    budget: ServerKeyBudget
 
 
 _runtime: _Runtime | None = None
@@ -102,6 +104,7 @@ def runtime() -> _Runtime:
             redis=redis,
             vault=KeyVault(redis, settings.secret_key, settings.scrape_key_ttl_seconds),
             deps=build_deps(settings, redis),
+            budget=ServerKeyBudget(redis, settings.openai_server_key_daily_tokens_per_user),
         )
     return _runtime
 
@@ -155,7 +158,9 @@ def scrape_page(
     job = ScrapeJob(url=url, model=model, owner=owner, prompt=prompt, schema=schema, max_age=max_age)
     final = True
     try:
-        result = rt.loop.run_until_complete(scrape(job, rt.deps, api_key, progress))
+        # The server's key is metered per user and day; a user's own key is theirs to spend.
+        guard = None if key_ref else OwnerMeter(rt.budget, owner)
+        result = rt.loop.run_until_complete(scrape(job, rt.deps, api_key, progress, guard))
         report_progress(self, 1, 1, "done", seq=next(seq) + 1000)
         return result
     except ScrapeError as exc:

@@ -12,7 +12,7 @@ from shared._auth import (
     mint_token,
     require_scope,
 )
-from shared._cache import Cache, CacheLimits
+from shared._cache import CACHE_KEY_RE, Cache, CacheLimits
 from shared._callbacks import callback_secret
 from shared._celery import (
     PlatformCelery,
@@ -67,18 +67,37 @@ from shared._outbound import (
 from shared._pacing import HostPacer, Pacer, PaceTooFar
 from shared._pubsub import STREAM_RESPONSES, EventHub, Listener, Signal
 from shared._queues import MAX_PRIORITY, QueueName
+from shared._ready import CachedReadiness
 from shared._records import STATUSES, TERMINAL, TaskRecords, events_channel, now_iso
 from shared._redis import RedisDep, create_async_redis, create_sync_redis
 from shared._routing import route
 from shared._sealing import Sealer, SealError, derive_sealing_key
 from shared._server import run_server
 from shared._settings import BaseServiceSettings
+from shared._shape import (
+    HTTP_URL_PATTERN,
+    MAX_HEADER_VALUE_BYTES,
+    MAX_JSON_DEPTH,
+    MAX_JSON_INT,
+    MIN_JSON_INT,
+    HeadersTooLarge,
+    IdempotencyKey,
+    RequestShapeMiddleware,
+    check_headers,
+    check_json_shape,
+)
 from shared._submit import API_PREFIX, Idempotency, accepted_view, publish, submit_task
 
 __all__ = [
     "API_PREFIX",
+    "CACHE_KEY_RE",
+    "HTTP_URL_PATTERN",
     "KNOWN_SCOPES",
+    "MAX_HEADER_VALUE_BYTES",
+    "MAX_JSON_DEPTH",
+    "MAX_JSON_INT",
     "MAX_PRIORITY",
+    "MIN_JSON_INT",
     "NOTIFICATION_DELIVERIES",
     "OPENAI_TOKENS",
     "SCRAPE_PAGES",
@@ -93,14 +112,17 @@ __all__ = [
     "Cache",
     "CacheDep",
     "CacheLimits",
+    "CachedReadiness",
     "CeleryDep",
     "Conflict",
     "CurrentUser",
     "EventHub",
     "EventsDep",
     "Forbidden",
+    "HeadersTooLarge",
     "HostPacer",
     "Idempotency",
+    "IdempotencyKey",
     "Listener",
     "NotFound",
     "ObservabilityMiddleware",
@@ -118,6 +140,7 @@ __all__ = [
     "QueueName",
     "RecordsDep",
     "RedisDep",
+    "RequestShapeMiddleware",
     "SafeAsyncClient",
     "SafeClient",
     "SafeResponse",
@@ -134,6 +157,8 @@ __all__ = [
     "accepted_view",
     "bearer_token",
     "callback_secret",
+    "check_headers",
+    "check_json_shape",
     "check_url",
     "clean_request_id",
     "configure_logging",

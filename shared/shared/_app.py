@@ -9,7 +9,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from celery import Celery
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse, Response
 from kombu import Connection
 from starlette.concurrency import run_in_threadpool
@@ -19,9 +19,11 @@ from shared._errors import install_error_handlers
 from shared._logging import configure_logging
 from shared._metrics import ObservabilityMiddleware, metrics_registry, render_metrics
 from shared._pubsub import EventHub
+from shared._ready import CachedReadiness
 from shared._records import TaskRecords
 from shared._redis import create_async_redis
 from shared._settings import BaseServiceSettings
+from shared._shape import RequestShapeMiddleware
 
 log = logging.getLogger("shared.app")
 
@@ -95,6 +97,8 @@ def create_service_app(
         celery_app.conf.result_backend = "disabled://"
     app.state.celery = celery_app
     install_error_handlers(app)
+    # Inside the observability middleware, so its refusals carry the request id and are counted.
+    app.add_middleware(RequestShapeMiddleware)
     app.add_middleware(ObservabilityMiddleware, service=settings.service_name)
     registry = metrics_registry()
 
@@ -103,14 +107,12 @@ def create_service_app(
         """Alive: the process answers."""
         return {"status": "ok", "service": settings.service_name}
 
-    @app.get("/ready", tags=["operations"])
-    async def ready(request: Request) -> Response:
-        """Ready: every dependency answers. 503 names the ones that do not."""
+    async def run_checks() -> tuple[bool, dict[str, Any]]:
         results: dict[str, Any] = {}
 
         async def run(name: str, check: ReadyCheck) -> None:
             try:
-                await asyncio.wait_for(check(request.app), timeout=3)
+                await asyncio.wait_for(check(app), timeout=3)
                 results[name] = "ok"
             except Exception as exc:
                 results[name] = f"unavailable: {type(exc).__name__}"
@@ -122,6 +124,18 @@ def create_service_app(
             "service": settings.service_name,
             "checks": results,
         }
+        return ok, body
+
+    readiness = CachedReadiness(run_checks, settings.ready_cache_seconds)
+
+    @app.get("/ready", tags=["operations"])
+    async def ready() -> Response:
+        """Ready: every dependency answers (503 names the ones that do not).
+
+        Answered from a check at most READY_CACHE_SECONDS old (`age_seconds`), so probing it
+        as often as you like costs Redis and RabbitMQ nothing.
+        """
+        ok, body = await readiness.get()
         return JSONResponse(body, status_code=200 if ok else 503, headers={} if ok else {"Retry-After": "5"})
 
     @app.get("/metrics", tags=["operations"], include_in_schema=False)

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 
 from shared._settings import BaseServiceSettings
 
 
-def run_server(factory: str, settings: BaseServiceSettings) -> None:
+def run_server(
+    factory: str, settings: BaseServiceSettings, before_start: Callable[[], None] | None = None
+) -> None:
+    """Serve `factory`; `before_start` runs in this (parent) process once the metrics mode is set."""
     import uvicorn
 
     if settings.web_concurrency > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         # Several processes: each writes its metrics to files that /metrics sums up.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=f"{settings.service_name}-metrics-")
+    if before_start is not None:
+        before_start()
     uvicorn.run(
         factory,
         factory=True,

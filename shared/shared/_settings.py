@@ -55,6 +55,9 @@ class BaseServiceSettings(BaseSettings):
     rabbitmq_vhost: str = "/"
     broker_url_override: str | None = Field(default=None, alias="BROKER_URL")
 
+    # /ready answers from a check at most this old, so probes never load Redis or RabbitMQ.
+    ready_cache_seconds: float = Field(default=5.0, ge=0, le=60)
+
     outbound_allowlist: str = ""
 
     # Celery result records expire after a week; task records after the same.

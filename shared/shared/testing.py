@@ -189,10 +189,14 @@ class Proc:
 
 
 def start_api(module: str, port: int, env: dict[str, str], log_dir: Path) -> Proc:
+    extra = {"PORT": str(port)}
+    if module == "gateway" and "GATEWAY_METRICS_PORT" not in env:
+        # Its default (9100) is the local stack's: a test gateway takes a free port instead.
+        extra["GATEWAY_METRICS_PORT"] = str(free_port())
     proc = Proc(
         module,
         [sys.executable, "-m", module],
-        {**env, "PORT": str(port)},
+        {**env, **extra},
         log_dir / f"{module}-{port}.log",
     ).start()
     try:

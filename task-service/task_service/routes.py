@@ -8,13 +8,14 @@ from typing import Annotated, Any
 
 import anyio.to_thread
 import orjson
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from shared import (
     API_PREFIX,
+    CACHE_KEY_RE,
     STATUSES,
     STREAM_RESPONSES,
     TERMINAL,
@@ -24,6 +25,7 @@ from shared import (
     Conflict,
     EventsDep,
     Idempotency,
+    IdempotencyKey,
     NotFound,
     OutboundRefused,
     PayloadTooLarge,
@@ -59,7 +61,6 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix=API_PREFIX)
 TasksUser = Annotated[Principal, Depends(require_scope("tasks"))]
 CacheUser = Annotated[Principal, Depends(require_scope("cache"))]
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 SSE_KEEPALIVE_SECONDS = 15.0
 
 
@@ -190,7 +191,10 @@ async def task_cancel(
 async def list_tasks(
     user: TasksUser,
     records: RecordsDep,
-    status: Annotated[str | None, Query(description="Only tasks in this status.")] = None,
+    status: Annotated[
+        str | None,
+        Query(description="Only tasks in this status.", json_schema_extra={"enum": list(STATUSES)}),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
     """Your tasks, newest first."""
@@ -271,11 +275,19 @@ def _namespace(user: Principal, namespace: str | None) -> str:
 
 
 Namespace = Annotated[str | None, Query(description="Another user's namespace (admin only).", max_length=256)]
+# Checked by the cache itself (invalid_key); stated here so the schema says what is accepted.
+CacheKey = Annotated[
+    str,
+    Path(
+        description="1-200 letters, digits and . _ : -",
+        json_schema_extra={"pattern": CACHE_KEY_RE.pattern, "minLength": 1, "maxLength": 200},
+    ),
+]
 
 
 @route(router, "GET", "/cache/{key}", response_model=CacheEntry)
 async def cache_get(
-    key: str, user: CacheUser, cache: CacheDep, namespace: Namespace = None
+    key: CacheKey, user: CacheUser, cache: CacheDep, namespace: Namespace = None
 ) -> dict[str, Any]:
     """Read a value from your cache namespace, with its remaining TTL in seconds."""
     found = await cache.get(_namespace(user, namespace), key)
@@ -297,7 +309,7 @@ async def cache_get(
     },
 )
 async def cache_put(
-    key: str, body: CachePut, user: CacheUser, cache: CacheDep, namespace: Namespace = None
+    key: CacheKey, body: CachePut, user: CacheUser, cache: CacheDep, namespace: Namespace = None
 ) -> dict[str, Any]:
     """Store any JSON value in your cache namespace; it expires after `ttl` seconds.
 
@@ -311,7 +323,9 @@ async def cache_put(
 
 
 @route(router, "DELETE", "/cache/{key}", status_code=204, response_class=Response)
-async def cache_delete(key: str, user: CacheUser, cache: CacheDep, namespace: Namespace = None) -> Response:
+async def cache_delete(
+    key: CacheKey, user: CacheUser, cache: CacheDep, namespace: Namespace = None
+) -> Response:
     """Delete a key from your cache namespace."""
     if not await cache.delete(_namespace(user, namespace), key):
         raise NotFound("No such cache key.", code="cache_key_not_found")

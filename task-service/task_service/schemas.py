@@ -4,35 +4,64 @@ from typing import Any, Literal
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
-from shared import MAX_PRIORITY
+from shared import HTTP_URL_PATTERN, MAX_PRIORITY
 
 Status = Literal["PENDING", "STARTED", "PROGRESS", "RETRY", "SUCCESS", "FAILURE", "REVOKED"]
 
 
 class SubmitOptions(BaseModel):
     countdown: float | None = Field(
-        default=None, ge=0, description="Seconds to wait before the task may start (at most 900)."
+        default=None,
+        ge=0,
+        description="Seconds to wait before the task may start (at most MAX_COUNTDOWN_SECONDS, 900).",
+        json_schema_extra={"maximum": 900},
     )
     priority: int | None = Field(
         default=None, ge=0, le=MAX_PRIORITY, description="0 (lowest) to 9 (highest); 5 when omitted."
     )
     callback_url: AnyHttpUrl | None = Field(
         default=None,
+        json_schema_extra={"pattern": HTTP_URL_PATTERN},
         description="The final status is POSTed here, signed (Standard Webhooks), public addresses only.",
     )
 
 
+def _task_type_enum(schema: dict[str, Any]) -> None:
+    """task_type's enum, and for each type the shape of its `data` (what the route checks).
+
+    The registry is filled when the task kinds are imported, before any schema is rendered.
+    """
+    from task_service.kinds import REGISTRY, known_kinds
+
+    schema["properties"]["task_type"]["enum"] = known_kinds()
+    branches = []
+    for name in known_kinds():
+        data = REGISTRY[name].model.model_json_schema()
+        branch: dict[str, Any] = {"properties": {"task_type": {"const": name}}}
+        if "$defs" not in data:  # a self-contained shape only: refs would point nowhere here
+            data.pop("title", None)
+            branch["properties"]["data"] = data
+        branches.append(branch)
+    schema["oneOf"] = branches
+
+
 class BackgroundTaskIn(SubmitOptions):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_task_type_enum)
     task_type: str = Field(min_length=1, max_length=64, examples=["data_processing"])
-    data: dict[str, Any] = Field(default_factory=dict, examples=[{"input": "sample_data"}])
+    data: dict[str, Any] = Field(
+        default_factory=dict,
+        examples=[{"input": "sample_data"}],
+        description="A JSON object (at most 32 levels deep, integers within 64 bits).",
+    )
 
 
 class LongRunningTaskIn(SubmitOptions):
     model_config = ConfigDict(extra="forbid")
     steps: int = Field(default=10, ge=1, le=10_000)
     step_seconds: float = Field(default=1.0, ge=0, le=60)
-    data: dict[str, Any] = Field(default_factory=dict)
+    data: dict[str, Any] = Field(
+        default_factory=dict, description="A JSON object (at most 32 levels deep, integers within 64 bits)."
+    )
 
 
 class Links(BaseModel):

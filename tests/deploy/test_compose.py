@@ -41,6 +41,7 @@ WORKERS = {
     "scraping-worker": ("scraping_service.worker", "scraping", "scraping", 9102),
     "notification-worker": ("notification_service.worker", "notifications", "notifications", 9103),
 }
+GATEWAY_METRICS_PORT = 9100
 INFRA = {"redis", "redis-cache", "rabbitmq", "prometheus", "grafana"}
 ALL_SERVICES = set(API_PORTS) | set(WORKERS) | {"beat", "flower"} | INFRA
 # Who may publish a port on the host, and which container port.
@@ -263,7 +264,16 @@ def test_gateway_on_8000_operator_uis_on_loopback(services: dict[str, Any]) -> N
 
 def test_api_ports_agree_with_the_contract(services: dict[str, Any]) -> None:
     for name, port in API_PORTS.items():
-        assert [int(p) for p in services[name]["expose"]] == [port], name
+        # The gateway also exposes GATEWAY_METRICS_PORT (9100) on the compose network.
+        extra = [GATEWAY_METRICS_PORT] if name == "gateway" else []
+        assert [int(p) for p in services[name]["expose"]] == [port, *extra], name
+
+
+def test_gateway_metrics_port_is_exposed_but_never_published(services: dict[str, Any]) -> None:
+    gateway = services["gateway"]
+    assert str(GATEWAY_METRICS_PORT) in [str(p) for p in gateway["expose"]]
+    assert GATEWAY_METRICS_PORT not in {p[1] for p in published_ports(gateway)}
+    assert GATEWAY_METRICS_PORT not in {p[2] for p in published_ports(gateway)}
 
 
 def test_api_ports_agree_with_the_contract_document() -> None:

@@ -26,6 +26,7 @@ APIS = {
     "scraping-service": ("scraping_service", 8002),
     "notification-service": ("notification_service", 8003),
 }
+GATEWAY_METRICS_PORT = 9100
 WORKERS = {
     "task-worker": ("task_service.worker", "default", "task", 9101, "task-service"),
     "scraping-worker": ("scraping_service.worker", "scraping", "scraping", 9102, "scraping-service"),
@@ -172,7 +173,8 @@ def test_a_deployment_and_service_per_api(docs: list[Doc]) -> None:
         ctr = container(deployments[name])
         assert ctr["command"] == ["python", "-m", package]
         assert ctr["image"] == f"smartapp/{name}:latest"
-        assert [p["containerPort"] for p in ctr["ports"]] == [port]
+        extra = [GATEWAY_METRICS_PORT] if name == "gateway" else []
+        assert [p["containerPort"] for p in ctr["ports"]] == [port, *extra]
         svc = services[name]
         assert svc["spec"]["selector"] == {"app.kubernetes.io/name": name}
         assert svc["spec"]["type"] == "ClusterIP"
@@ -296,7 +298,29 @@ def test_prometheus_scrape_annotations(docs: list[Doc]) -> None:
             continue
         assert ann["prometheus.io/scrape"] == "true", name
         assert ann["prometheus.io/path"] == "/metrics", name
-        assert int(ann["prometheus.io/port"]) == container(deploy)["ports"][0]["containerPort"], name
+        ports = {p["name"]: p["containerPort"] for p in container(deploy)["ports"]}
+        scraped = ports.get("metrics", ports.get("http"))
+        assert int(ann["prometheus.io/port"]) == scraped, name
+    gateway = by_kind(docs, "Deployment")["gateway"]
+    assert gateway["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"] == str(
+        GATEWAY_METRICS_PORT
+    )
+
+
+def test_gateway_metrics_port_admits_prometheus_only(docs: list[Doc]) -> None:
+    policy = by_kind(docs, "NetworkPolicy")["gateway-ingress"]
+    prometheus_peer = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+    }
+    for rule in policy["spec"]["ingress"]:
+        ports = {p["port"] for p in rule["ports"]}
+        if GATEWAY_METRICS_PORT in ports:
+            assert rule.get("from") == [prometheus_peer], rule
+        else:
+            assert ports == {8000}, rule
+    service = by_kind(docs, "Service")["gateway"]
+    assert [p["port"] for p in service["spec"]["ports"]] == [8000], "the Service carries no metrics"
 
 
 def test_job_label_matches_the_alert_rules(docs: list[Doc]) -> None:

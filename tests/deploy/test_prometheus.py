@@ -25,7 +25,7 @@ CODE_DIRS = [
     REPO / "notification-service" / "notification_service",
 ]
 JOBS = {
-    "gateway": 8000,
+    "gateway": 9100,  # GATEWAY_METRICS_PORT: the public 8000 serves no /metrics
     "task-service": 8001,
     "scraping-service": 8002,
     "notification-service": 8003,
