@@ -9,6 +9,7 @@ from gateway_harness import GatewayFactory
 from gateway_upstream import StandInService
 from yarl import URL
 
+from shared import metrics_registry, render_metrics
 from shared.testing import sample_value
 
 API = "/smart_application/tasks"
@@ -21,10 +22,9 @@ async def test_an_abandoned_upload_is_499_not_500(
     labels = {"service": "gateway", "method": "POST", "route": f"{API}/background-task/"}
 
     async def count(status: str) -> float:
-        async with http.get(f"{gw.url}/metrics") as resp:
-            return sample_value(
-                await resp.text(), "smartapp_http_requests_total", {**labels, "status": status}
-            )
+        # The gateway runs in this process: read its registry as GATEWAY_METRICS_PORT serves it.
+        text = render_metrics(metrics_registry())[0].decode()
+        return sample_value(text, "smartapp_http_requests_total", {**labels, "status": status})
 
     before = {s: await count(s) for s in ("499", "500")}
     head = (
