@@ -12,7 +12,16 @@ from shared._auth import (
     mint_token,
     require_scope,
 )
-from shared._cache import Cache, CacheLimits
+from shared._cache import (
+    BATCH_MAX_KEYS,
+    LIST_DEFAULT_LIMIT,
+    LIST_MAX_LIMIT,
+    Cache,
+    CacheLimits,
+    CachePage,
+    CacheValue,
+    CacheWrite,
+)
 from shared._callbacks import callback_secret
 from shared._celery import (
     PlatformCelery,
@@ -33,6 +42,7 @@ from shared._errors import (
     Forbidden,
     NotFound,
     PayloadTooLarge,
+    PreconditionFailed,
     ServiceUnavailable,
     TooManyRequests,
     Unauthorized,
@@ -77,7 +87,10 @@ from shared._submit import API_PREFIX, Idempotency, accepted_view, publish, subm
 
 __all__ = [
     "API_PREFIX",
+    "BATCH_MAX_KEYS",
     "KNOWN_SCOPES",
+    "LIST_DEFAULT_LIMIT",
+    "LIST_MAX_LIMIT",
     "MAX_PRIORITY",
     "NOTIFICATION_DELIVERIES",
     "OPENAI_TOKENS",
@@ -93,6 +106,9 @@ __all__ = [
     "Cache",
     "CacheDep",
     "CacheLimits",
+    "CachePage",
+    "CacheValue",
+    "CacheWrite",
     "CeleryDep",
     "Conflict",
     "CurrentUser",
@@ -113,6 +129,7 @@ __all__ = [
     "PayloadTooLarge",
     "PlatformCelery",
     "PlatformTask",
+    "PreconditionFailed",
     "Principal",
     "PublicTaskError",
     "QueueName",

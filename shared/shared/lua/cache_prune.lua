@@ -1,13 +1,14 @@
--- Shared head of cache_put.lua and cache_delete.lua (put after their shebang line when loaded): forget the
+-- Shared head of the cache_*.lua scripts (put after their shebang line when loaded): forget the
 -- user's entries whose expiry has passed, so the counts below are exact.
 -- KEYS[1] the user's index (zset: key -> expiry, ms since the epoch, Redis's clock)
 -- KEYS[2] the user's sizes (hash: key -> value bytes, and '#bytes' -> their sum)
+-- KEYS[3] the user's names (zset: every key at score 0, so ZRANGEBYLEX lists a prefix in order)
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
-local function prune(index, sizes, now)
+local function prune(index, sizes, names, now)
   local gone = redis.call('ZRANGEBYSCORE', index, '-inf', now)
   if #gone == 0 then return end
   local freed = 0
@@ -17,22 +18,40 @@ local function prune(index, sizes, now)
       freed = freed + (tonumber(size) or 0)
     end
     redis.call('HDEL', sizes, unpack(part))
+    redis.call('ZREM', names, unpack(part))
   end
   redis.call('ZREMRANGEBYSCORE', index, '-inf', now)
   redis.call('HINCRBY', sizes, '#bytes', -freed)
+end
+
+-- names follows index in every script; it can only differ when it is missing (written before
+-- names existed, or evicted by an allkeys-lru cache Redis): then it is rebuilt from index.
+local function sync_names(index, names)
+  if redis.call('ZCARD', names) == redis.call('ZCARD', index) then return end
+  redis.call('DEL', names)
+  local all = redis.call('ZRANGE', index, 0, -1)
+  for i = 1, #all, 500 do
+    local args = {}
+    for j = i, math.min(i + 499, #all) do
+      args[#args + 1] = 0
+      args[#args + 1] = all[j]
+    end
+    redis.call('ZADD', names, unpack(args))
+  end
 end
 
 local function usage(index, sizes)
   return redis.call('ZCARD', index), tonumber(redis.call('HGET', sizes, '#bytes') or '0')
 end
 
--- The index and sizes live as long as the user's last entry.
-local function expire_with_last(index, sizes)
+-- The index, sizes and names live as long as the user's last entry.
+local function expire_with_last(index, sizes, names)
   local last = redis.call('ZRANGE', index, -1, -1, 'WITHSCORES')
   if #last == 0 then
-    redis.call('DEL', index, sizes)
+    redis.call('DEL', index, sizes, names)
     return
   end
   redis.call('PEXPIREAT', index, last[2])
   redis.call('PEXPIREAT', sizes, last[2])
+  redis.call('PEXPIREAT', names, last[2])
 end
