@@ -21,6 +21,7 @@ from shared._cache import (
     CachePage,
     CacheValue,
     CacheWrite,
+    not_modified,
 )
 from shared._callbacks import callback_secret
 from shared._celery import (
@@ -168,6 +169,7 @@ __all__ = [
     "make_queue",
     "metrics_registry",
     "mint_token",
+    "not_modified",
     "now_iso",
     "parse_ip_literal",
     "publish",

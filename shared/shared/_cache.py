@@ -53,11 +53,11 @@ def _lua(name: str) -> str:
 
 
 def _script(name: str) -> str:
-    """The script in `name`, its shebang (Redis 7 flags) first, the shared prune helpers next."""
+    """The script in `name`, its shebang (Redis 7 flags) first, the shared helpers (cache_common.lua) next."""
     shebang, _, body = _lua(name).partition("\n")
     if not shebang.startswith("#!lua"):
         raise ValueError(f"{name} must start with a #!lua line")
-    return f"{shebang}\n{_lua('cache_prune.lua')}{body}"
+    return f"{shebang}\n{_lua('cache_common.lua')}{body}"
 
 
 # Read once at import; redis-py loads each into Redis once (EVALSHA, SCRIPT LOAD on a miss).
@@ -122,6 +122,14 @@ def parse_etag_condition(header: str | None) -> str | list[str] | None:
     if not tags:
         raise BadRequest("An empty If-Match or If-None-Match header.", code="invalid_precondition")
     return tags
+
+
+def not_modified(header: str | None, etag: str) -> bool:
+    """Whether a GET's If-None-Match names etag (weak comparison, RFC 9110 13.1.2): then 304."""
+    tags = parse_etag_condition(header)
+    if tags is None:
+        return False
+    return tags == "*" or any(t.removeprefix("W/") == etag for t in tags)
 
 
 def _encode_cursor(prefix: str, after: str) -> str:
@@ -269,10 +277,16 @@ class Cache:
             raise self._quota_refused(answer)
         return CacheWrite(seconds, etag_of(raw))
 
-    async def delete(self, owner: str, key: str) -> bool:
+    async def delete(self, owner: str, key: str, *, if_match: str | None = None) -> bool:
+        """Delete key (if its ETag matches If-Match, else 412); whether it existed."""
         rkey = cache_key(owner, key)
-        args = orjson.dumps({"member": key})
-        answer = orjson.loads(await self._delete(keys=[*_quota_keys(owner), rkey], args=[args]))
+        args: dict[str, Any] = {"member": key}
+        match = parse_etag_condition(if_match)
+        if match is not None:
+            args["if_match"] = match
+        answer = orjson.loads(await self._delete(keys=[*_quota_keys(owner), rkey], args=[orjson.dumps(args)]))
+        if answer.get("precondition"):
+            raise PreconditionFailed("The entry changed since you read it (If-Match); read it again.")
         return bool(answer["deleted"])
 
     async def list(

@@ -15,6 +15,7 @@ from shared import (
     CacheDep,
     NotFound,
     Principal,
+    not_modified,
     require_scope,
     route,
 )
@@ -89,19 +90,37 @@ async def cache_list(
     return {"items": page.items, "next_cursor": page.next_cursor}
 
 
-@route(router, "GET", "/cache/{key}", response_model=CacheEntry)
+@route(
+    router,
+    "GET",
+    "/cache/{key}",
+    response_model=CacheEntry,
+    responses={304: {"description": "If-None-Match names the current ETag: the value is unchanged."}},
+)
 async def cache_get(
-    key: str, user: CacheUser, cache: CacheDep, response: Response, namespace: Namespace = None
-) -> dict[str, Any]:
+    key: str,
+    user: CacheUser,
+    cache: CacheDep,
+    response: Response,
+    if_none_match: Annotated[
+        list[str] | None,
+        Header(alias="If-None-Match", description="304 (no body) while the ETag is still one of these."),
+    ] = None,
+    namespace: Namespace = None,
+) -> Any:
     """Read a value from your cache namespace, with its remaining TTL in seconds and its ETag.
 
     The `ETag` header is a strong validator of the value (the hash of its stored JSON): send it
-    back in `If-Match` to update the entry only if nobody changed it since.
+    back in `If-Match` to update the entry only if nobody changed it since, or in
+    `If-None-Match` to be answered 304 while it is unchanged.
     """
     found = await cache.get(_namespace(user, namespace), key)
     if found is None:
         raise NotFound("No such cache key.", code="cache_key_not_found")
-    response.headers["ETag"] = _quoted(found.etag)
+    etag = _quoted(found.etag)
+    if not_modified(_header(if_none_match), found.etag):
+        return Response(status_code=304, headers={"ETag": etag})
+    response.headers["ETag"] = etag
     return {"key": key, "value": found.value, "ttl": found.ttl}
 
 
@@ -152,10 +171,19 @@ async def cache_put(
     return {"key": key, "value": body.value, "ttl": stored.ttl}
 
 
-@route(router, "DELETE", "/cache/{key}", status_code=204, response_class=Response)
-async def cache_delete(key: str, user: CacheUser, cache: CacheDep, namespace: Namespace = None) -> Response:
-    """Delete a key from your cache namespace."""
-    if not await cache.delete(_namespace(user, namespace), key):
+@route(
+    router,
+    "DELETE",
+    "/cache/{key}",
+    status_code=204,
+    response_class=Response,
+    responses={412: {"description": "If-Match does not hold (`precondition_failed`)."}},
+)
+async def cache_delete(
+    key: str, user: CacheUser, cache: CacheDep, if_match: IfMatch = None, namespace: Namespace = None
+) -> Response:
+    """Delete a key from your cache namespace; with `If-Match`, only the version you read (else 412)."""
+    if not await cache.delete(_namespace(user, namespace), key, if_match=_header(if_match)):
         raise NotFound("No such cache key.", code="cache_key_not_found")
     return Response(status_code=204)
 

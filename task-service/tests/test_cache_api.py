@@ -261,3 +261,20 @@ async def test_openapi_shows_the_cache_limits_and_answers(task_client) -> None:
     batch = paths[f"{P}/cache-batch/"]["post"]
     assert {"200", "413", "422"} <= set(batch["responses"])
     assert "100" in batch["responses"]["422"]["description"]
+
+
+async def test_delete_with_if_match_and_get_with_if_none_match(task_client, auth) -> None:
+    h = auth("etag-dee", "cache")
+    old = (await put(task_client, h, "lease", "mine")).headers["ETag"]
+    new = (await put(task_client, h, "lease", "theirs")).headers["ETag"]
+    # A lease released only if it is still the one we hold: it is not, so 412 and it stays.
+    r = await task_client.delete(f"{P}/cache/lease", headers={**h, "If-Match": old})
+    assert_envelope(r, 412, "precondition_failed")
+    # An unchanged value is 304 with its ETag and no body; a changed one is 200.
+    r = await task_client.get(f"{P}/cache/lease", headers={**h, "If-None-Match": f"{old}, W/{new}"})
+    assert r.status_code == 304 and r.headers["ETag"] == new and r.content == b""
+    r = await task_client.get(f"{P}/cache/lease", headers={**h, "If-None-Match": old})
+    assert r.status_code == 200 and r.json()["value"] == "theirs"
+    assert (await task_client.delete(f"{P}/cache/lease", headers={**h, "If-Match": new})).status_code == 204
+    assert_envelope(await task_client.get(f"{P}/cache/lease", headers=h), 404)
+    assert_envelope(await task_client.delete(f"{P}/cache/lease", headers={**h, "If-Match": "*"}), 412)

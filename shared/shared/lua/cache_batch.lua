@@ -2,7 +2,7 @@
 -- (No flags: under maxmemory with noeviction the whole batch is refused with OOM, never half done.)
 -- Read, delete and store several of one user's keys in one atomic step, within the user's quota:
 -- if the sets would pass it, nothing at all is changed.
--- KEYS[1] index, KEYS[2] sizes, KEYS[3] names (see cache_prune.lua), then the value keys of
+-- KEYS[1] index, KEYS[2] sizes, KEYS[3] names (see cache_common.lua), then the value keys of
 -- "get", of "set" and of "delete", in that order.
 -- ARGV[1] JSON: {"get": [member], "set": [{"member", "ttl_ms"}], "delete": [member], "max_keys",
 -- "max_bytes", "max_get_bytes"}; ARGV[2..] the bytes of each set value, in the order of "set".

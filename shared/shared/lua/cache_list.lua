@@ -2,7 +2,7 @@
 -- (no-writes: a listing changes nothing, so it is answered even when the cache's Redis is full.)
 -- One page of the user's own keys, in key order, from the user's own index: never a SCAN of the
 -- keyspace, never another user's keys.
--- KEYS[1] index, KEYS[2] sizes, KEYS[3] names (see cache_prune.lua).
+-- KEYS[1] index, KEYS[2] sizes, KEYS[3] names (see cache_common.lua).
 -- ARGV[1] JSON: {"prefix", "after"?, "limit"}: keys starting with prefix, after `after` (the
 -- last key of the previous page), at most limit of them.
 -- Returns JSON: {"items": [{"key", "ttl", "size"}], "next"?}; "next" is the key to continue after,

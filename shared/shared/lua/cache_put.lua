@@ -3,7 +3,7 @@
 -- the whole write is refused with OOM, never half done.)
 -- Store one cache value within the user's quota, if its preconditions hold, in one atomic step:
 -- no other write can come between the If-Match check and the SET.
--- KEYS[1] index, KEYS[2] sizes, KEYS[3] names (see cache_prune.lua), KEYS[4] the value's key.
+-- KEYS[1] index, KEYS[2] sizes, KEYS[3] names (see cache_common.lua), KEYS[4] the value's key.
 -- ARGV[1] JSON: {"member", "ttl_ms", "max_keys", "max_bytes", "if_match"?, "if_none_match"?},
 -- each condition "*" or a list of entity tags (the SHA-1 hex of a value's bytes, unquoted);
 -- ARGV[2] the value's bytes (kept out of the JSON so a megabyte is not escaped and parsed again).
@@ -12,24 +12,8 @@
 local a = cjson.decode(ARGV[1])
 local index, sizes, names = KEYS[1], KEYS[2], KEYS[3]
 
--- RFC 9110 13.1.1/13.1.2, strong comparison: "*" matches any current value, a list matches when
--- it holds the current value's tag. No current value matches nothing.
-local function matches(current, tags)
-  if not current then return false end
-  if tags == '*' then return true end
-  local tag = redis.sha1hex(current)
-  for _, t in ipairs(tags) do
-    if t == tag then return true end
-  end
-  return false
-end
-
-if a.if_match ~= nil or a.if_none_match ~= nil then
-  local current = redis.call('GET', KEYS[4])
-  if (a.if_match ~= nil and not matches(current, a.if_match))
-    or (a.if_none_match ~= nil and matches(current, a.if_none_match)) then
-    return cjson.encode({ok = false, precondition = true})
-  end
+if not preconditions_hold(KEYS[4], a) then
+  return cjson.encode({ok = false, precondition = true})
 end
 
 local now = now_ms()

@@ -1,5 +1,5 @@
 -- Shared head of the cache_*.lua scripts (put after their shebang line when loaded): forget the
--- user's entries whose expiry has passed, so the counts below are exact.
+-- user's entries whose expiry has passed, so the counts below are exact; and check If-Match.
 -- KEYS[1] the user's index (zset: key -> expiry, ms since the epoch, Redis's clock)
 -- KEYS[2] the user's sizes (hash: key -> value bytes, and '#bytes' -> their sum)
 -- KEYS[3] the user's names (zset: every key at score 0, so ZRANGEBYLEX lists a prefix in order)
@@ -54,4 +54,25 @@ local function expire_with_last(index, sizes, names)
   redis.call('PEXPIREAT', index, last[2])
   redis.call('PEXPIREAT', sizes, last[2])
   redis.call('PEXPIREAT', names, last[2])
+end
+
+-- RFC 9110 13.1.1/13.1.2, strong comparison: "*" matches any current value, a list matches when
+-- it holds the current value's tag (the SHA-1 hex of its bytes). No current value matches nothing.
+local function etag_matches(current, tags)
+  if not current then return false end
+  if tags == '*' then return true end
+  local tag = redis.sha1hex(current)
+  for _, t in ipairs(tags) do
+    if t == tag then return true end
+  end
+  return false
+end
+
+-- a.if_match / a.if_none_match ("*" or a list of tags, absent when not sent) against the value.
+local function preconditions_hold(value_key, a)
+  if a.if_match == nil and a.if_none_match == nil then return true end
+  local current = redis.call('GET', value_key)
+  if a.if_match ~= nil and not etag_matches(current, a.if_match) then return false end
+  if a.if_none_match ~= nil and etag_matches(current, a.if_none_match) then return false end
+  return true
 end
