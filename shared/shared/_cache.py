@@ -289,7 +289,7 @@ class Cache:
             raise PreconditionFailed("The entry changed since you read it (If-Match); read it again.")
         return bool(answer["deleted"])
 
-    async def list(
+    async def list_keys(
         self, owner: str, prefix: str = "", cursor: str | None = None, limit: int = LIST_DEFAULT_LIMIT
     ) -> CachePage:
         """One page of the owner's live keys starting with prefix, in key order."""

@@ -86,7 +86,7 @@ async def cache_list(
     keys are not listed. `limit` is 1 to 1000 (default 100). The cursor is opaque: use it with
     the same `prefix`; anything else is 422 `invalid_cursor`.
     """
-    page = await cache.list(_namespace(user, namespace), prefix, cursor, limit)
+    page = await cache.list_keys(_namespace(user, namespace), prefix, cursor, limit)
     return {"items": page.items, "next_cursor": page.next_cursor}
 
 
