@@ -100,9 +100,9 @@ def etag_of(raw: bytes) -> str:
 def parse_etag_condition(header: str | None) -> str | list[str] | None:
     """An If-Match / If-None-Match value: "*", the list of entity tags (unquoted), or None.
 
-    A weak tag (W/"...") is kept with a prefix no strong tag has, so under the strong comparison
-    both conditions use here it never matches. A header that is not "*" or a list of quoted tags
-    is 400 `invalid_precondition`.
+    A weak tag (W/"...") keeps its prefix, which no tag of ours has, so under If-Match's strong
+    comparison it never matches; If-None-Match compares weakly and strips it (`_weak`). A header
+    that is not "*" or a list of quoted tags is 400 `invalid_precondition`.
     """
     if header is None:
         return None
@@ -124,12 +124,17 @@ def parse_etag_condition(header: str | None) -> str | list[str] | None:
     return tags
 
 
+def _weak(tags: str | list[str] | None) -> str | list[str] | None:
+    """If-None-Match's weak comparison (RFC 9110 13.1.2): W/"x" names the same as "x"."""
+    return [t.removeprefix("W/") for t in tags] if isinstance(tags, list) else tags
+
+
 def not_modified(header: str | None, etag: str) -> bool:
-    """Whether a GET's If-None-Match names etag (weak comparison, RFC 9110 13.1.2): then 304."""
-    tags = parse_etag_condition(header)
+    """Whether a GET's If-None-Match names etag: then the answer is 304."""
+    tags = _weak(parse_etag_condition(header))
     if tags is None:
         return False
-    return tags == "*" or any(t.removeprefix("W/") == etag for t in tags)
+    return tags == "*" or etag in tags
 
 
 def _encode_cursor(prefix: str, after: str) -> str:
@@ -253,7 +258,7 @@ class Cache:
         """
         seconds = self.ttl_for(ttl)
         rkey = cache_key(owner, key)
-        match, none_match = parse_etag_condition(if_match), parse_etag_condition(if_none_match)
+        match, none_match = parse_etag_condition(if_match), _weak(parse_etag_condition(if_none_match))
         raw = self._raw(value)
         args: dict[str, Any] = {
             "member": key,

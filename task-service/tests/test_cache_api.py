@@ -278,3 +278,16 @@ async def test_delete_with_if_match_and_get_with_if_none_match(task_client, auth
     assert (await task_client.delete(f"{P}/cache/lease", headers={**h, "If-Match": new})).status_code == 204
     assert_envelope(await task_client.get(f"{P}/cache/lease", headers=h), 404)
     assert_envelope(await task_client.delete(f"{P}/cache/lease", headers={**h, "If-Match": "*"}), 412)
+
+
+async def test_cache_batch_reads_at_most_16_values_worth_of_bytes(task_client, auth) -> None:
+    h = auth("batch-jo", "cache")
+    full = "x" * (1024 * 1024 - 2)  # 1 MiB of JSON each
+    answers = await asyncio.gather(*(put(task_client, h, f"big{i}", full) for i in range(17)))
+    assert [r.status_code for r in answers] == [200] * 17
+    body = {"get": [f"big{i}" for i in range(17)], "set": {"small": {"value": 1}}}
+    r = await task_client.post(f"{P}/cache-batch/", json=body, headers=h)
+    assert_envelope(r, 413, "batch_too_large")
+    assert_envelope(await task_client.get(f"{P}/cache/small", headers=h), 404)  # nothing applied
+    r = await task_client.post(f"{P}/cache-batch/", json={"get": ["big0", "big1"]}, headers=h)
+    assert r.status_code == 200 and r.json()["values"]["big1"] == full
