@@ -172,3 +172,34 @@ async def test_seed_notification_example_through_gateway(gw, third_parties, auth
     # another user's notification is not there to read
     r = await gw.get(f"{P}/notification-status/{sent['notification_id']}", headers=auth("mallory", "tasks"))
     assert r.status_code == 404
+
+
+async def test_cache_etags_listing_and_batch_through_gateway(gw, auth) -> None:
+    h = auth("gw-cache-user", "cache")
+    r = await gw.put(
+        f"{P}/cache/doc:1", json={"value": {"v": 1}, "ttl": 300}, headers={**h, "If-None-Match": "*"}
+    )
+    assert r.status_code == 200, r.text
+    tag = r.headers["ETag"]
+    r = await gw.get(f"{P}/cache/doc:1", headers=h)
+    assert r.headers["ETag"] == tag and 290 <= r.json()["ttl"] <= 300
+    assert (
+        await gw.put(f"{P}/cache/doc:1", json={"value": 2}, headers={**h, "If-Match": tag})
+    ).status_code == 200
+    r = await gw.put(f"{P}/cache/doc:1", json={"value": 3}, headers={**h, "If-Match": tag})
+    assert r.status_code == 412 and r.json()["error"]["code"] == "precondition_failed"
+    assert r.json()["error"]["request_id"] == r.headers["X-Request-ID"]
+    r = await gw.post(
+        f"{P}/cache-batch", json={"set": {"doc:2": {"value": "two"}}, "get": ["doc:1"]}, headers=h
+    )
+    assert r.status_code == 200 and r.json() == {"values": {"doc:1": 2}, "set": 1, "deleted": 0}, r.text
+    for path in (f"{P}/cache", f"{P}/cache/"):  # both answered directly, no redirect
+        r = await gw.get(path, params={"prefix": "doc:", "limit": 1}, headers=h)
+        assert r.status_code == 200 and [i["key"] for i in r.json()["items"]] == ["doc:1"], r.text
+    r = await gw.get(f"{P}/cache", params={"prefix": "doc:", "cursor": r.json()["next_cursor"]}, headers=h)
+    assert [i["key"] for i in r.json()["items"]] == ["doc:2"] and r.json()["next_cursor"] is None
+    # The gateway checks the cache scope on the new paths before proxying.
+    no_cache = auth("gw-cache-user", "tasks")
+    for method, path in (("GET", f"{P}/cache"), ("POST", f"{P}/cache-batch/")):
+        r = await gw.request(method, path, json={} if method == "POST" else None, headers=no_cache)
+        assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden", (path, r.text)

@@ -47,6 +47,7 @@ ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec("tasks", Service.TASKS),
     RouteSpec("task-events", Service.TASKS),
     RouteSpec("cache", Service.TASKS, scope="cache"),
+    RouteSpec("cache-batch", Service.TASKS, scope="cache"),
     RouteSpec("task-types", Service.TASKS, scope="tasks"),
     RouteSpec("callback-secret", Service.TASKS, scope="tasks"),
     RouteSpec("background-scraping", Service.SCRAPING, scope="scrape"),

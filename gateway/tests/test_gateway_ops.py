@@ -198,6 +198,9 @@ def test_routing_table() -> None:
         f"{API}/background-task": (Service.TASKS, f"{API}/background-task/"),
         f"{API}/task-status/abc": (Service.TASKS, f"{API}/task-status/{{path}}"),
         f"{API}/cache/k": (Service.TASKS, f"{API}/cache/{{path}}"),
+        f"{API}/cache": (Service.TASKS, f"{API}/cache/"),
+        f"{API}/cache-batch/": (Service.TASKS, f"{API}/cache-batch/"),
+        f"{API}/cache-batch": (Service.TASKS, f"{API}/cache-batch/"),
         f"{API}/something-new/x": (Service.TASKS, f"{API}/{{path}}"),
         f"{API}/background-scraping/": (Service.SCRAPING, f"{API}/background-scraping/"),
         f"{API}/webpush/vapid-public-key": (Service.NOTIFICATIONS, f"{API}/webpush/{{path}}"),
@@ -208,6 +211,8 @@ def test_routing_table() -> None:
         matched = table.match(path)
         assert matched is not None, path
         assert (matched[0].service, matched[1].path) == (service, label), path
+    for path in (f"{API}/cache", f"{API}/cache/k", f"{API}/cache-batch"):
+        assert table.match(path)[0].scope == "cache", path  # type: ignore[index]
     batch = table.match(f"{API}/batch-notifications/")
     single = table.match(f"{API}/send-notification/")
     assert batch and single and batch[0].max_body > single[0].max_body

@@ -12,7 +12,18 @@ from shared._auth import (
     mint_token,
     require_scope,
 )
-from shared._cache import CACHE_KEY_RE, Cache, CacheLimits
+from shared._cache import (
+    BATCH_MAX_KEYS,
+    CACHE_KEY_RE,
+    LIST_DEFAULT_LIMIT,
+    LIST_MAX_LIMIT,
+    Cache,
+    CacheLimits,
+    CachePage,
+    CacheValue,
+    CacheWrite,
+    not_modified,
+)
 from shared._callbacks import callback_secret
 from shared._celery import (
     PlatformCelery,
@@ -33,6 +44,7 @@ from shared._errors import (
     Forbidden,
     NotFound,
     PayloadTooLarge,
+    PreconditionFailed,
     ServiceUnavailable,
     TooManyRequests,
     Unauthorized,
@@ -90,9 +102,12 @@ from shared._submit import API_PREFIX, Idempotency, accepted_view, publish, subm
 
 __all__ = [
     "API_PREFIX",
+    "BATCH_MAX_KEYS",
     "CACHE_KEY_RE",
     "HTTP_URL_PATTERN",
     "KNOWN_SCOPES",
+    "LIST_DEFAULT_LIMIT",
+    "LIST_MAX_LIMIT",
     "MAX_HEADER_VALUE_BYTES",
     "MAX_JSON_DEPTH",
     "MAX_JSON_INT",
@@ -112,6 +127,9 @@ __all__ = [
     "Cache",
     "CacheDep",
     "CacheLimits",
+    "CachePage",
+    "CacheValue",
+    "CacheWrite",
     "CachedReadiness",
     "CeleryDep",
     "Conflict",
@@ -135,6 +153,7 @@ __all__ = [
     "PayloadTooLarge",
     "PlatformCelery",
     "PlatformTask",
+    "PreconditionFailed",
     "Principal",
     "PublicTaskError",
     "QueueName",
@@ -176,6 +195,7 @@ __all__ = [
     "make_queue",
     "metrics_registry",
     "mint_token",
+    "not_modified",
     "now_iso",
     "parse_ip_literal",
     "publish",

@@ -71,6 +71,12 @@ class Conflict(AppError):
     message = "This conflicts with an earlier request."
 
 
+class PreconditionFailed(AppError):
+    status_code = 412
+    code = "precondition_failed"
+    message = "A precondition of the request (If-Match, If-None-Match) does not hold."
+
+
 class PayloadTooLarge(AppError):
     status_code = 413
     code = "payload_too_large"

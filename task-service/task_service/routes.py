@@ -1,4 +1,6 @@
-"""task-service's HTTP API: generic and long-running tasks, status of every service's tasks, cache."""
+"""task-service's HTTP API: generic and long-running tasks, status of every service's tasks.
+
+The cache's routes are in cache_routes.py."""
 
 from __future__ import annotations
 
@@ -8,25 +10,22 @@ from typing import Annotated, Any
 
 import anyio.to_thread
 import orjson
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from shared import (
     API_PREFIX,
-    CACHE_KEY_RE,
     STATUSES,
     STREAM_RESPONSES,
     TERMINAL,
     Allowlist,
-    CacheDep,
     CeleryDep,
     Conflict,
     EventsDep,
     Idempotency,
     IdempotencyKey,
-    NotFound,
     OutboundRefused,
     PayloadTooLarge,
     Principal,
@@ -45,8 +44,6 @@ from shared import (
 from task_service.kinds import REGISTRY, known_kinds
 from task_service.schemas import (
     BackgroundTaskIn,
-    CacheEntry,
-    CachePut,
     CancelAccepted,
     LongRunningTaskIn,
     SubmitOptions,
@@ -60,7 +57,6 @@ from task_service.settings import TaskSettings
 log = logging.getLogger(__name__)
 router = APIRouter(prefix=API_PREFIX)
 TasksUser = Annotated[Principal, Depends(require_scope("tasks"))]
-CacheUser = Annotated[Principal, Depends(require_scope("cache"))]
 SSE_KEEPALIVE_SECONDS = 15.0
 
 
@@ -264,72 +260,6 @@ async def task_events(
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
-
-
-def _namespace(user: Principal, namespace: str | None) -> str:
-    if namespace is None or namespace == user.sub:
-        return user.sub
-    if not user.is_admin:
-        raise NotFound("No such cache key.", code="cache_key_not_found")
-    return namespace
-
-
-Namespace = Annotated[str | None, Query(description="Another user's namespace (admin only).", max_length=256)]
-# Checked by the cache itself (invalid_key); stated here so the schema says what is accepted.
-CacheKey = Annotated[
-    str,
-    Path(
-        description="1-200 letters, digits and . _ : -",
-        json_schema_extra={"pattern": CACHE_KEY_RE.pattern, "minLength": 1, "maxLength": 200},
-    ),
-]
-
-
-@route(router, "GET", "/cache/{key}", response_model=CacheEntry)
-async def cache_get(
-    key: CacheKey, user: CacheUser, cache: CacheDep, namespace: Namespace = None
-) -> dict[str, Any]:
-    """Read a value from your cache namespace, with its remaining TTL in seconds."""
-    found = await cache.get(_namespace(user, namespace), key)
-    if found is None:
-        raise NotFound("No such cache key.", code="cache_key_not_found")
-    value, ttl = found
-    return {"key": key, "value": value, "ttl": ttl}
-
-
-@route(
-    router,
-    "PUT",
-    "/cache/{key}",
-    response_model=CacheEntry,
-    responses={
-        413: {"description": "The value, or your cache's keys or bytes, past their limit."},
-        422: {"description": "ttl past CACHE_MAX_TTL, or an invalid key."},
-        503: {"description": "The cache's Redis is out of memory or down; retry after Retry-After."},
-    },
-)
-async def cache_put(
-    key: CacheKey, body: CachePut, user: CacheUser, cache: CacheDep, namespace: Namespace = None
-) -> dict[str, Any]:
-    """Store any JSON value in your cache namespace; it expires after `ttl` seconds.
-
-    Limits (API.md "Fair share"): `ttl` at most CACHE_MAX_TTL (422); a value at most
-    CACHE_MAX_VALUE_BYTES of JSON (413); per user CACHE_MAX_KEYS_PER_USER keys and
-    CACHE_MAX_BYTES_PER_USER bytes (413 `cache_quota_exceeded`). A cache Redis that is out
-    of memory answers 503 with Retry-After.
-    """
-    ttl = await cache.set(_namespace(user, namespace), key, body.value, body.ttl)
-    return {"key": key, "value": body.value, "ttl": ttl}
-
-
-@route(router, "DELETE", "/cache/{key}", status_code=204, response_class=Response)
-async def cache_delete(
-    key: CacheKey, user: CacheUser, cache: CacheDep, namespace: Namespace = None
-) -> Response:
-    """Delete a key from your cache namespace."""
-    if not await cache.delete(_namespace(user, namespace), key):
-        raise NotFound("No such cache key.", code="cache_key_not_found")
-    return Response(status_code=204)
 
 
 @route(router, "GET", "/callback-secret")

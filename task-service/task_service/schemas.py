@@ -115,20 +115,3 @@ class CancelAccepted(BaseModel):
     task_id: str
     status: Status
     cancel_requested: bool
-
-
-class CachePut(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    value: Any
-    ttl: int | None = Field(
-        default=None,
-        ge=1,
-        description="Seconds until it expires: 1 to CACHE_MAX_TTL (30 days); unset, "
-        "CACHE_DEFAULT_TTL (one day). Every entry expires.",
-    )
-
-
-class CacheEntry(BaseModel):
-    key: str
-    value: Any
-    ttl: int | None = Field(description="Seconds left before it expires.")

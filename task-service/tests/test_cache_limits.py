@@ -156,3 +156,31 @@ async def test_full_cache_redis_answers_503_and_leaves_task_records_alone(
             assert not list(state.scan_iter(match="cache:oom-user:*"))
     finally:
         stack.stop()
+
+
+async def test_cache_batch_past_the_quota_is_413_and_applies_nothing(small_quota_api: str, auth) -> None:
+    async with httpx.AsyncClient(base_url=small_quota_api, timeout=30) as client:
+        h = auth("quota-erin", "cache")
+        body = {"set": {f"k{i}": {"value": i} for i in range(3)}}
+        assert (await client.post(f"{P}/cache-batch/", json=body, headers=h)).json()["set"] == 3
+        # Three more less one deleted make 5 of 4: refused whole, the delete included.
+        body = {
+            "get": ["k0"],
+            "set": {"k3": {"value": 3}, "k4": {"value": 4}, "k5": {"value": 5}},
+            "delete": ["k1"],
+        }
+        r = await client.post(f"{P}/cache-batch/", json=body, headers=h)
+        assert_envelope(r, 413, "cache_quota_exceeded")
+        listed = (await client.get(f"{P}/cache", headers=h)).json()["items"]
+        assert [i["key"] for i in listed] == ["k0", "k1", "k2"]
+        # The same sets with two deletes fit: the quota counts the batch's end state.
+        body["delete"] = ["k1", "k2"]
+        r = await client.post(f"{P}/cache-batch/", json=body, headers=h)
+        assert r.status_code == 200 and r.json() == {"values": {"k0": 0}, "set": 3, "deleted": 2}, r.text
+        # Bytes: 10,000 per user; a batch over it changes nothing either.
+        big = {"set": {"k0": {"value": "x" * 5000}, "k3": {"value": "y" * 5000}}}
+        assert_envelope(
+            await client.post(f"{P}/cache-batch/", json=big, headers=h), 413, "cache_quota_exceeded"
+        )
+        after = (await client.post(f"{P}/cache-batch/", json={"get": ["k0", "k3", "k4"]}, headers=h)).json()
+        assert after["values"] == {"k0": 0, "k3": 3, "k4": 4}
