@@ -18,8 +18,9 @@ uv: ## install uv with pip when it is missing
 sync: uv ## install the workspace (locked versions) into .venv
 	@$(UV) sync --frozen --all-packages --quiet
 
-# Debian packages the checks need: promtool (Prometheus rules and configs), wrk (gateway bench).
-SYSDEPS ?= promtool:prometheus
+# Debian packages the checks need: promtool (Prometheus rules and configs), chromium (the web
+# console's browser tests, driven by Playwright through executable_path), wrk (gateway bench).
+SYSDEPS ?= promtool:prometheus chromium:chromium
 sysdeps: ## install the Debian tools the tests need (as root), or say which
 	@missing=""; for pair in $(SYSDEPS); do cmd=$${pair%%:*}; pkg=$${pair##*:}; \
 	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
