@@ -13,6 +13,7 @@ import asyncio
 import itertools
 import json
 import os
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -27,6 +28,12 @@ from shared import testing
 from shared.testing import Stack
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scraping-service/tests"))
+
+from scrape_fakes import E2E_KEY, FakeOpenAI, PageServer  # noqa: E402
+
+from notification_service.payloads import webpush_payload  # noqa: E402
+
 ARTIFACTS = ROOT / ".run" / "artifacts"
 P = "/smart_application/tasks"
 CHROMIUM = "/usr/bin/chromium"
@@ -59,24 +66,43 @@ def push_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def console_stack(infra: Path, task_stack: Stack, push_port: int) -> Iterator[Stack]:
+async def third_parties() -> AsyncIterator[tuple[FakeOpenAI, PageServer]]:
+    """An OpenAI-compatible API (reached by the real `openai` client) and a web site."""
+    openai_server = await FakeOpenAI(api_key=E2E_KEY).start()
+    pages = await PageServer().start()
+    try:
+        yield openai_server, pages
+    finally:
+        await pages.stop()
+        await openai_server.stop()
+
+
+@pytest.fixture(scope="module")
+def console_stack(
+    infra: Path, task_stack: Stack, push_port: int, third_parties: tuple[FakeOpenAI, PageServer]
+) -> Iterator[Stack]:
+    openai_server, pages = third_parties
     vhost = os.environ["TEST_SESSION_VHOST"] + "_console"  # no other test's worker takes these
     testing.ensure_vhost(vhost)
     env = {
         **os.environ,
         "BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
-        "OUTBOUND_ALLOWLIST": f"127.0.0.1:{push_port}",
+        "OUTBOUND_ALLOWLIST": f"127.0.0.1:{push_port},127.0.0.1:{pages.port}",
+        "OPENAI_BASE_URL": openai_server.base_url,
     }
+    env.pop("OPENAI_API_KEY", None)
     stack = Stack(env, infra)
     try:
         notifications = stack.api("notification_service", "notifications")
+        scraping = stack.api("scraping_service", "scraping")
+        stack.worker("scraping_service.worker", "scraping", concurrency=1)
         stack.api(
             "gateway",
             "gateway",
             {
                 "TASK_SERVICE_URL": task_stack.urls["task"],
                 "NOTIFICATION_SERVICE_URL": notifications,
-                "SCRAPING_SERVICE_URL": f"http://127.0.0.1:{testing.free_port()}",  # not started
+                "SCRAPING_SERVICE_URL": scraping,
             },
         )
         yield stack
@@ -135,7 +161,7 @@ async def session(
     await context.add_init_script(WATCH_CSP)
     page = await context.new_page()
     sub = f"console-{uuid.uuid4().hex[:8]}"
-    s = Session(context, page, base, sub, token(sub, "tasks cache"))
+    s = Session(context, page, base, sub, token(sub, "tasks scrape cache"))
     try:
         yield s
     finally:
@@ -413,7 +439,8 @@ async def test_console_enables_browser_notifications_up_to_the_device_registrati
     script): it returns a subscription with a real P-256 key and a loopback endpoint, and
     records its arguments. Everything else is real: the service worker is registered with
     scope /console/, the VAPID key comes from the gateway, and the console makes the
-    `POST /devices/` a browser would; the device is then listed by `GET /devices/`."""
+    `POST /devices/` a browser would; the device is then listed by `GET /devices/`. Then a
+    push message is delivered to the worker through DevTools and its notification is shown."""
     page, context = session.page, session.context
     await context.grant_permissions(["notifications"], origin=session.base)
     await context.add_init_script(STUB_PUSH.replace("%PORT%", str(push_port)))
@@ -441,4 +468,81 @@ async def test_console_enables_browser_notifications_up_to_the_device_registrati
         }"""
     )
     assert worker == {"scope": f"{session.base}/console/", "script": f"{session.base}/console/sw.js"}
+
+    # The worker's `push` handler, fed through DevTools with the bytes notification-service
+    # encrypts for a browser (RFC 8291 decryption is the browser's part, not tested here).
+    payload = webpush_payload(
+        notification_id="n-console-1",
+        title="Build finished",
+        message="All green <b>really</b>",
+        data={"task_id": "t1"},
+        created_at="2026-01-01T00:00:00Z",
+    )
+    cdp = await context.new_cdp_session(page)
+    registrations: list[dict[str, Any]] = []
+    cdp.on("ServiceWorker.workerRegistrationUpdated", lambda e: registrations.extend(e["registrations"]))
+    await cdp.send("ServiceWorker.enable")
+    for _ in range(50):
+        if registrations:
+            break
+        await asyncio.sleep(0.1)
+    [registration] = [r for r in registrations if r["scopeURL"] == f"{session.base}/console/"]
+    await cdp.send(
+        "ServiceWorker.deliverPushMessage",
+        {"origin": session.base, "registrationId": registration["registrationId"], "data": payload.decode()},
+    )
+    shown: list[list[str]] = []
+    for _ in range(50):
+        shown = await page.evaluate(
+            """async () => {
+                const reg = await navigator.serviceWorker.getRegistration("/console/");
+                return (await reg.getNotifications()).map((n) => [n.title, n.body, n.tag]);
+            }"""
+        )
+        if shown:
+            break
+        await asyncio.sleep(0.1)
+    assert shown == [["Build finished", "All green <b>really</b>", "n-console-1"]]
+    await session.check_clean()
+
+
+HOSTILE_PAGE = """<!doctype html><html><head><title>Console scrape</title>
+<script>window.__owned = 3</script></head><body><main><article>
+<h1>Garden report</h1>
+<p>Tomatoes did <strong>well</strong> this year; see <a href="https://example.org/tomatoes">the notes</a>
+and <a href="javascript:alert(1)">this trick</a>.</p>
+<ul><li>tomatoes</li><li>beans</li></ul>
+<p>Written with &lt;care&gt; &amp; patience, over a long and sunny summer in the garden.</p>
+</article></main></body></html>"""
+
+
+async def test_console_scrapes_a_page_and_shows_markdown_and_extraction(
+    session: Session, third_parties: tuple[FakeOpenAI, PageServer]
+) -> None:
+    """The scrape form through the real scraping-service and worker; the OpenAI-compatible
+    API is a local stand-in reached by the real `openai` client, the page a local site."""
+    _, pages = third_parties
+    url = pages.add("garden", HOSTILE_PAGE)
+    page = session.page
+    await page.goto(f"{session.base}/console/#scrape")
+    await session.sign_in()
+    await page.fill("#scrape-url", url)
+    await page.fill("#scrape-prompt", "The page's title")
+    schema = {"type": "object", "properties": {"title": {"type": "string"}}, "required": ["title"]}
+    await page.fill("#scrape-schema", json.dumps(schema))
+    await page.fill("#scrape-key", E2E_KEY)
+    await page.click("#scrape-form button[type=submit]")
+    extraction = page.locator("#scrape-result .extraction pre")
+    await extraction.wait_for(timeout=20000)
+    assert json.loads(await extraction.inner_text()) == {"title": "x"}  # the stand-in's answer
+    article = page.locator("#scrape-result article.markdown")
+    assert "Garden report" in await article.locator("h3").first.inner_text()
+    assert await article.locator("li").all_inner_texts() == ["tomatoes", "beans"]
+    hrefs = await article.locator("a").evaluate_all("links => links.map((a) => a.href)")
+    assert hrefs == ["https://example.org/tomatoes"], hrefs
+    assert "<care>" in await article.inner_text()
+    assert await page.evaluate("window.__owned") is None
+    assert await page.input_value("#scrape-key") == E2E_KEY  # kept in the form, never stored
+    assert E2E_KEY not in json.dumps(await page.evaluate("Object.entries(sessionStorage)"))
+    await screenshot(page, "console-scrape.png")
     await session.check_clean()

@@ -1,7 +1,7 @@
 // Scraping: submit a page, follow the task, then show its markdown (rendered safely) and
 // the summary or the extraction (as JSON).
 import { api, follow, submit } from "/console/api.js";
-import { clear, errorBox, h, json, safeLink } from "/console/dom.js";
+import { append, clear, errorBox, h, json, safeLink } from "/console/dom.js";
 import { render } from "/console/markdown.js";
 import { TERMINAL, progressPercent } from "/console/tasks.js";
 
@@ -18,7 +18,7 @@ export function showResult(out, task) {
   const r = task.result ?? {};
   const markdown = h("article", { class: "markdown" }, render(r.markdown ?? ""));
   const source = h("pre", { class: "markdown-source", hidden: true }, r.markdown ?? "");
-  out.append(
+  append(out, [
     h("h3", { class: "scrape-title" }, r.title || "(untitled)"),
     h(
       "p",
@@ -49,7 +49,7 @@ export function showResult(out, task) {
     ),
     markdown,
     source,
-  );
+  ]);
 }
 
 async function run(event) {
