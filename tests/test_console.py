@@ -316,6 +316,9 @@ async def test_console_task_type_forms_come_from_task_types_and_run(session: Ses
     assert "data.text" in await error.inner_text()
     assert len(await error.get_attribute("data-request-id") or "") >= 8
     assert "request id:" in await error.inner_text()
+    await page.set_viewport_size({"width": 375, "height": 812})
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 375
+    await screenshot(page, "console-new-task-375.png")
     await session.check_clean()
 
 
@@ -359,6 +362,16 @@ async def test_console_inbox_is_live_and_the_cache_round_trips(session: Session)
     await error.wait_for()
     assert await error.get_attribute("data-code") == "cache_key_not_found"
     assert await error.get_attribute("data-request-id")
+
+    # Signing out forgets the token and closes the inbox stream.
+    assert await page.evaluate("Object.keys(sessionStorage)") == ["smartapp.token"]
+    await page.click("#sign-out")
+    await page.wait_for_selector("#view-signin", state="visible")
+    assert await page.evaluate("sessionStorage.length") == 0
+    assert await page.locator("#inbox-live").inner_text() == "offline"
+    await page.reload()
+    await page.wait_for_selector("#view-signin", state="visible")
+    assert await page.locator("#nav").is_hidden()
     await session.check_clean()
 
 
