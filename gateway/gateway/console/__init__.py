@@ -94,8 +94,9 @@ class Console:
             return
         # /console and /console/ both serve index.html itself: a redirect would drop nothing
         # today, but an answer needs no round trip. Pages refer to /console/... absolutely.
-        name = scope["path"][len(MOUNT) :].lstrip("/") or INDEX
-        found = self.files.get(name)
+        path: str = scope["path"]
+        name = path[len(MOUNT) :].lstrip("/") or INDEX
+        found = self.files.get(name) if is_console_path(path) else None
         if found is None:
             await self._error(send, 404, "not_found", "No such console file.")
             return
