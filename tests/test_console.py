@@ -409,7 +409,8 @@ A paragraph with **bold**, *em*, `code <b>` and [a link](https://example.com/a?b
 async def test_console_renders_markdown_as_a_safe_subset(session: Session) -> None:
     """The scrape view's renderer, run in the page on hostile markdown: text nodes only."""
     page = session.page
-    await page.goto(f"{session.base}/console/")
+    await page.goto(f"{session.base}/console")  # no slash: the same page, its address then fixed
+    assert await page.evaluate("location.pathname") == "/console/"
     shape: dict[str, Any] = await page.evaluate(
         """async (md) => {
             const { render } = await import("/console/markdown.js");

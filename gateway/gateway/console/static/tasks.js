@@ -233,3 +233,7 @@ export function stop() {
 }
 
 $("tasks-refresh").addEventListener("click", () => refresh());
+// Tasks started elsewhere (the CLI, a schedule) appear while the list is on screen.
+setInterval(() => {
+  if (session && !$("view-tasks").hidden && document.visibilityState === "visible") refresh();
+}, 15000);
