@@ -19,8 +19,9 @@ sync: uv ## install the workspace (locked versions) into .venv
 	@$(UV) sync --frozen --all-packages --quiet
 
 # Debian packages the checks need: promtool (Prometheus rules and configs), wrk (the gateway
-# benchmark, whose quick run is part of the tests).
-SYSDEPS ?= promtool:prometheus wrk:wrk
+# benchmark, whose quick run is part of the tests), chromium (the web console's browser tests,
+# driven by Playwright through executable_path).
+SYSDEPS ?= promtool:prometheus wrk:wrk chromium:chromium
 sysdeps: ## install the Debian tools the tests need (as root), or say which
 	@missing=""; for pair in $(SYSDEPS); do cmd=$${pair%%:*}; pkg=$${pair##*:}; \
 	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \

@@ -1,6 +1,7 @@
 """The gateway ASGI app: a pure-ASGI proxy for the API prefix, a small FastAPI app for the rest.
 
     metrics + request id  ->  CORS (when configured)  ->  /smart_application/tasks/... -> Proxy
+                                                       ->  /console/... -> static files (console/)
                                                        ->  anything else (health, ready,
                                                            metrics, docs, lifespan) -> FastAPI
 
@@ -20,6 +21,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway.console import Console, is_console_path
 from gateway.identity import Identity
 from gateway.openapi import OpenAPIMerger
 from gateway.operations import check_platform, router
@@ -81,6 +83,7 @@ class Gateway:
         self.identity = Identity(settings)
         self.proxy = Proxy(settings, self.table, self.identity, self.upstreams)
         self.ops = self._ops_app()
+        self.console = Console()  # the web console's static files, read once here
         self._prefix = API_PREFIX
         app: ASGIApp = self._dispatch
         if settings.cors_origin_list:
@@ -115,6 +118,8 @@ class Gateway:
                 return
         if scope["type"] == "http" and scope["path"].startswith(self._prefix):
             await self.proxy(scope, receive, send)
+        elif scope["type"] == "http" and is_console_path(scope["path"]):
+            await self.console(scope, receive, send)
         else:
             await self.ops(scope, receive, send)
 

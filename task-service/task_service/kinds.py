@@ -28,6 +28,10 @@ class TaskKind:
     def parse(self, data: dict[str, Any]) -> BaseModel:
         return self.model.model_validate(data)
 
+    def input_schema(self) -> dict[str, Any]:
+        """The JSON Schema of `data`, as validated at submission (pydantic's, validation mode)."""
+        return self.model.model_json_schema(mode="validation")
+
     def run(self, data: dict[str, Any]) -> dict[str, Any]:
         try:
             parsed = self.parse(data)

@@ -51,6 +51,7 @@ from task_service.schemas import (
     TaskList,
     TaskProgress,
     TaskStatus,
+    TaskTypeList,
 )
 from task_service.settings import TaskSettings
 
@@ -133,10 +134,18 @@ async def background_task(
     return await _submit(request, user, body, "tasks.run_background", body.task_type, kwargs, idempotency_key)
 
 
-@route(router, "GET", "/task-types/")
+@route(router, "GET", "/task-types/", response_model=TaskTypeList)
 async def task_types(_: TasksUser) -> dict[str, Any]:
-    """The task types `background-task` accepts, with what each does."""
-    return {"task_types": [{"name": k.name, "description": k.description} for k in REGISTRY.values()]}
+    """The task types `background-task` accepts: what each does and the JSON Schema of its `data`.
+
+    Clients build their forms from it (the web console does), so a new type needs no client change.
+    """
+    return {
+        "task_types": [
+            {"name": k.name, "description": k.description, "input_schema": k.input_schema()}
+            for k in sorted(REGISTRY.values(), key=lambda k: k.name)
+        ]
+    }
 
 
 @route(router, "POST", "/long-running-task/", status_code=202, response_model=TaskAccepted)

@@ -79,6 +79,16 @@ class TaskAccepted(BaseModel):
     links: Links
 
 
+class TaskType(BaseModel):
+    name: str
+    description: str
+    input_schema: dict[str, Any] = Field(description="JSON Schema of the task's `data`.")
+
+
+class TaskTypeList(BaseModel):
+    task_types: list[TaskType]
+
+
 class TaskError(BaseModel):
     type: str
     message: str
