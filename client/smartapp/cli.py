@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn, TypeVar
 
 import click
+from click.shell_completion import CompletionItem
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -238,8 +239,16 @@ def finish(status: TaskStatus, handle: TaskHandle, show: Callable[[TaskStatus], 
         raise SystemExit(EXIT_FAILED)
 
 
+def _show_json(value: Any) -> None:
+    text = json.dumps(value, indent=2, default=str)
+    if out.is_terminal:
+        out.print_json(text)
+    else:  # as is: rich would wrap long lines at its width, inside JSON strings too
+        click.echo(text)
+
+
 def _show_result(status: TaskStatus) -> None:
-    out.print_json(json.dumps(status.result, default=str))
+    _show_json(status.result)
 
 
 def _show_failure(status: TaskStatus, handle: TaskHandle) -> None:
@@ -264,8 +273,21 @@ def task() -> None:
     """Start, list, follow and cancel tasks."""
 
 
+def _complete_task_type(ctx: click.Context, _: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    """TYPE completes from the platform's own list (`GET /task-types/`), quietly."""
+    root = ctx.find_root().params
+    settings = _config.resolve(root.get("url"), root.get("token"))
+    try:
+        with Client(settings.url, settings.token, timeout=3.0, max_retries=0) as client:
+            kinds = [(t.name, t.description) for t in client.task_types()]
+    except (SmartappError, click.ClickException):
+        kinds = []
+    kinds.append((LONG_RUNNING, "steps with progress"))
+    return [CompletionItem(name, help=help) for name, help in kinds if name.startswith(incomplete)]
+
+
 @task.command("run")
-@click.argument("task_type", metavar="TYPE")
+@click.argument("task_type", metavar="TYPE", shell_complete=_complete_task_type)
 @click.option("--data", "data_json", help='The task\'s data as JSON, e.g. \'{"input": "x"}\'.')
 @click.option("--wait/--no-wait", default=False, help="Follow the task to its end.")
 @click.option("--timeout", type=float, default=None, help="Seconds --wait gives up after (exit 1).")
@@ -422,7 +444,7 @@ def scrape(
 def _show_scrape(status: TaskStatus) -> None:
     result = status.result if isinstance(status.result, dict) else {}
     if result.get("extraction") is not None:
-        out.print_json(json.dumps(result["extraction"]))
+        _show_json(result["extraction"])
         return
     if not out.is_terminal:
         click.echo(result.get("markdown", ""))

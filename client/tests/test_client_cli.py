@@ -215,9 +215,12 @@ def test_notify_send_and_inbox_follow_streams_new_notifications(
         assert client.inbox().items[0].notification_id == notification_id
 
 
-def test_completion_script_is_printed_for_bash(tmp_path) -> None:
-    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path)}
-    done = subprocess.run(
-        [SMARTAPP, "completion", "bash"], env=env, capture_output=True, text=True, check=False
-    )
-    assert done.returncode == 0 and "_SMARTAPP_COMPLETE=bash_complete" in done.stdout
+def test_shell_completion_offers_the_platforms_task_types(platform: Platform, new_user, tmp_path) -> None:
+    env = cli_env(platform, new_user().token, tmp_path)
+    script = run_cli(["completion", "bash"], env)
+    assert script.returncode == 0 and "_SMARTAPP_COMPLETE=bash_complete" in script.stdout
+    env.update({"_SMARTAPP_COMPLETE": "bash_complete", "COMP_WORDS": "smartapp task run ", "COMP_CWORD": "3"})
+    offered = run_cli([], env)
+    assert offered.returncode == 0, offered.stderr
+    names = {line.split(",", 1)[1] for line in offered.stdout.splitlines()}
+    assert {"data_processing", "noop", "long-running"} <= names
