@@ -141,9 +141,27 @@ class TaskHandle:
 class Client:
     """The platform's API over httpx, blocking. Use as a context manager, or call `close()`."""
 
-    def __init__(self, base_url: str = DEFAULT_URL, token: str | None = None, **options: Any) -> None:
-        transport = options.pop("transport", None)
-        self._base = _Base(base_url, token, **options)
+    def __init__(
+        self,
+        base_url: str = DEFAULT_URL,
+        token: str | None = None,
+        *,
+        timeout: float = 30.0,
+        max_retries: int = 3,
+        max_retry_wait: float = 30.0,
+        stream: StreamPolicy | None = None,
+        headers: dict[str, str] | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._base = _Base(
+            base_url,
+            token,
+            timeout=timeout,
+            max_retries=max_retries,
+            max_retry_wait=max_retry_wait,
+            stream=stream,
+            headers=headers,
+        )
         self._http = httpx.Client(
             base_url=self._base.base_url,
             headers=self._base._headers,
@@ -474,9 +492,27 @@ class AsyncTaskHandle:
 class AsyncClient:
     """`Client` for asyncio: the same methods as coroutines. Use `async with`, or `aclose()`."""
 
-    def __init__(self, base_url: str = DEFAULT_URL, token: str | None = None, **options: Any) -> None:
-        transport = options.pop("transport", None)
-        self._base = _Base(base_url, token, **options)
+    def __init__(
+        self,
+        base_url: str = DEFAULT_URL,
+        token: str | None = None,
+        *,
+        timeout: float = 30.0,
+        max_retries: int = 3,
+        max_retry_wait: float = 30.0,
+        stream: StreamPolicy | None = None,
+        headers: dict[str, str] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._base = _Base(
+            base_url,
+            token,
+            timeout=timeout,
+            max_retries=max_retries,
+            max_retry_wait=max_retry_wait,
+            stream=stream,
+            headers=headers,
+        )
         self._http = httpx.AsyncClient(
             base_url=self._base.base_url,
             headers=self._base._headers,
