@@ -276,3 +276,14 @@ def test_events_reconnect_after_a_drop_then_fall_back_to_polling(flaky_events, n
     assert events[0].kind == "progress" and events[0].current == 0  # from the first, dropped stream
     assert events[-1].final is not None and events[-1].final.status == "SUCCESS"
     assert events[-1].final.result["completed_steps"] == 3
+
+
+async def test_async_events_reconnect_after_a_drop_then_fall_back_to_polling(flaky_events, new_user) -> None:
+    url, seen = flaky_events
+    policy = smartapp.StreamPolicy(reconnects=3, poll_interval=0.1)
+    async with AsyncClient(url, token=new_user().token, stream=policy) as client:
+        task = await client.submit_long_running(steps=3, step_seconds=0.2)
+        final = await task.wait(timeout=60)
+    assert sum("/task-events/" in p for p in seen) == 3
+    assert any("/task-progress/" in p for p in seen)
+    assert final.status == "SUCCESS" and final.result["completed_steps"] == 3
