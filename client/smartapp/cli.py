@@ -184,7 +184,8 @@ class RateColumn(ProgressColumn):
 
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
-        return Text("" if speed is None else f"{speed:.1f} steps/s", style="progress.data.speed")
+        shown = "?" if speed is None else f"{speed:.1f}"  # "?" until two steps give a rate, as rich does
+        return Text(f"{shown} steps/s", style="progress.data.speed")
 
 
 def _bar() -> Progress:
