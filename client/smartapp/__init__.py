@@ -1,0 +1,106 @@
+"""smartapp: the Python SDK of the smart_application platform.
+
+from smartapp import Client
+
+with Client("http://localhost:8000", token=TOKEN) as client:
+    task = client.submit_long_running(steps=5, step_seconds=0.2)
+    for event in task.events():
+        print(event.percent, event.message)
+    print(task.wait(timeout=60).result)
+"""
+
+from smartapp._client import API_PREFIX, DEFAULT_URL, AsyncClient, AsyncTaskHandle, Client, TaskHandle
+from smartapp._errors import (
+    APIError,
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    ServerError,
+    ServiceUnavailable,
+    SmartappError,
+    TransportError,
+    Unauthorized,
+    ValidationError,
+    WaitTimeout,
+)
+from smartapp._models import (
+    TERMINAL,
+    BatchAccepted,
+    BatchFailure,
+    BatchStatus,
+    CacheEntry,
+    CancelAccepted,
+    Delivery,
+    DeliveryAttempt,
+    Device,
+    DeviceList,
+    InboxItem,
+    InboxPage,
+    Links,
+    NotificationAccepted,
+    NotificationStatus,
+    ReadResult,
+    TaskAccepted,
+    TaskError,
+    TaskEvent,
+    TaskList,
+    TaskProgress,
+    TaskState,
+    TaskStatus,
+    TaskType,
+    VapidPublicKey,
+)
+from smartapp._stream import RetryPolicy, StreamPolicy
+
+__all__ = [
+    "API_PREFIX",
+    "DEFAULT_URL",
+    "TERMINAL",
+    "APIError",
+    "AsyncClient",
+    "AsyncTaskHandle",
+    "BadRequest",
+    "BatchAccepted",
+    "BatchFailure",
+    "BatchStatus",
+    "CacheEntry",
+    "CancelAccepted",
+    "Client",
+    "Conflict",
+    "Delivery",
+    "DeliveryAttempt",
+    "Device",
+    "DeviceList",
+    "Forbidden",
+    "InboxItem",
+    "InboxPage",
+    "Links",
+    "NotFound",
+    "NotificationAccepted",
+    "NotificationStatus",
+    "PayloadTooLarge",
+    "RateLimited",
+    "ReadResult",
+    "RetryPolicy",
+    "ServerError",
+    "ServiceUnavailable",
+    "SmartappError",
+    "StreamPolicy",
+    "TaskAccepted",
+    "TaskError",
+    "TaskEvent",
+    "TaskHandle",
+    "TaskList",
+    "TaskProgress",
+    "TaskState",
+    "TaskStatus",
+    "TaskType",
+    "TransportError",
+    "Unauthorized",
+    "ValidationError",
+    "VapidPublicKey",
+    "WaitTimeout",
+]

@@ -1,0 +1,235 @@
+"""Typed views of the platform's answers, field for field the services' OpenAPI schemas.
+
+`extra="allow"`: a server newer than this package may add fields; they are kept, not refused.
+client/tests/test_models_match_openapi.py fails when these drift from the live schemas.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, PrivateAttr
+
+TaskState = Literal["PENDING", "STARTED", "PROGRESS", "RETRY", "SUCCESS", "FAILURE", "REVOKED", "EXPIRED"]
+TERMINAL: frozenset[str] = frozenset({"SUCCESS", "FAILURE", "REVOKED", "EXPIRED"})
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+# --- tasks -------------------------------------------------------------------------------------
+
+
+class Links(_Model):
+    status: str
+    progress: str
+    events: str
+    cancel: str
+
+
+class TaskAccepted(_Model):
+    """The `202` answer of every submission (`background-task`, `long-running-task`, scraping)."""
+
+    task_id: str
+    status: TaskState
+    task_type: str
+    queue: str
+    links: Links
+    _request_id: str | None = PrivateAttr(default=None)
+
+    @property
+    def request_id(self) -> str | None:
+        """The submission's `X-Request-ID`: the platform's logs of this task carry it."""
+        return self._request_id
+
+
+class TaskError(_Model):
+    type: str
+    message: str
+
+
+class TaskStatus(_Model):
+    task_id: str
+    status: TaskState
+    task_type: str | None
+    queue: str | None
+    created_at: str | None
+    started_at: str | None
+    finished_at: str | None
+    result: Any = None
+    error: TaskError | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "SUCCESS"
+
+
+class TaskProgress(_Model):
+    task_id: str
+    status: TaskState
+    current: int
+    total: int
+    percent: float
+    message: str | None
+    updated_at: str | None
+
+
+class TaskList(_Model):
+    tasks: list[TaskStatus]
+    count: int
+
+
+class CancelAccepted(_Model):
+    task_id: str
+    status: TaskState
+    cancel_requested: bool
+
+
+class TaskType(_Model):
+    name: str
+    description: str
+
+
+class TaskEvent(_Model):
+    """One event of `GET /task-events/{id}` (or of the polling that stands in for it).
+
+    `kind` is `progress` (with `current`, `total`, `percent`, `message`) or `status`; the
+    last event of a task carries its final status in `final`.
+    """
+
+    kind: Literal["progress", "status"]
+    task_id: str
+    status: TaskState
+    current: int | None = None
+    total: int | None = None
+    percent: float | None = None
+    message: str | None = None
+    final: TaskStatus | None = None
+
+
+# --- cache -------------------------------------------------------------------------------------
+
+
+class CacheEntry(_Model):
+    key: str
+    value: Any
+    ttl: int | None
+
+
+# --- notifications -----------------------------------------------------------------------------
+
+Channel = Literal["webpush", "webhook"]
+DeliveryState = Literal["queued", "sending", "delivered", "failed", "gone", "expired"]
+NotificationState = Literal["queued", "sending", "delivered", "partially_delivered", "failed", "inbox_only"]
+
+
+class Device(_Model):
+    device_id: str
+    channel: Channel
+    name: str | None = None
+    created_at: str
+    status: Literal["active", "disabled"]
+    endpoint: str | None = None
+    url: str | None = None
+    disabled_reason: str | None = None
+    secret: str | None = None
+
+
+class DeviceList(_Model):
+    devices: list[Device]
+    count: int
+
+
+class VapidPublicKey(_Model):
+    public_key: str
+
+
+class NotificationAccepted(_Model):
+    notification_id: str
+    task_id: str
+    status: Literal["queued"]
+
+
+class BatchAccepted(_Model):
+    batch_id: str
+    task_id: str
+    count: int
+    notification_ids: list[str]
+
+
+class DeliveryAttempt(_Model):
+    n: int
+    at: str
+    http_status: int | None
+    error: str | None
+    latency_ms: float
+    outcome: str
+
+
+class Delivery(_Model):
+    device_id: str
+    channel: Channel
+    status: DeliveryState
+    attempts: int
+    error: str | None
+    http_status: int | None = None
+    next_attempt_at: str | None = None
+    updated_at: str | None = None
+    history: list[DeliveryAttempt] = []
+
+
+class NotificationStatus(_Model):
+    notification_id: str
+    status: NotificationState
+    user_id: str
+    created_at: str
+    expires_at: str
+    batch_id: str | None
+    deliveries: list[Delivery]
+
+
+class BatchFailure(_Model):
+    notification_id: str
+    device_id: str
+    channel: str
+    status: DeliveryState
+    error: str | None
+    http_status: int | None = None
+
+
+class BatchStatus(_Model):
+    batch_id: str
+    status: Literal["in_progress", "done"]
+    count: int
+    planned: int
+    created_at: str
+    counts: dict[str, int]
+    failures: list[BatchFailure]
+
+
+class InboxItem(_Model):
+    notification_id: str
+    seq: int
+    title: str
+    message: str
+    data: dict[str, Any]
+    sender: str
+    created_at: str
+    read: bool
+
+
+class InboxPage(_Model):
+    items: list[InboxItem]
+    unread_count: int
+    next_before: int | None
+
+
+class ReadResult(_Model):
+    notification_id: str | None = None
+    read: bool
+    unread_count: int
