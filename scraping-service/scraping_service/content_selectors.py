@@ -99,5 +99,11 @@ def apply_selectors(html: str, include: Sequence[str], exclude: Sequence[str]) -
     if not nodes:
         raise NoSelectorMatch("include_selectors matched nothing on the page.")
     content = "".join(_inner(n) if n.tag == "body" else n.html or "" for n in nodes)
-    head = tree.head.html if tree.head is not None else "<head></head>"
+    head = "<head></head>"
+    if tree.head is not None:
+        # The head's scripts would make a short selection look like a JavaScript shell to
+        # extract()'s non-content checks; the user chose the content, so they go.
+        for script in tree.head.css("script, noscript, template"):
+            script.decompose()
+        head = tree.head.html or head
     return f"<!doctype html><html>{head}<body><article>{content}</article></body></html>"
