@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -14,6 +14,10 @@ MAX_URL_LENGTH = 2048
 MAX_PROMPT_CHARS = 4000
 MAX_SCHEMA_BYTES = 32_000
 MAX_AGE_SECONDS = 30 * 24 * 3600
+
+Selector = Annotated[str, Field(min_length=1, max_length=MAX_SELECTOR_CHARS)]
+HeaderName = Annotated[str, Field(min_length=1, max_length=MAX_HEADER_NAME_CHARS)]
+HeaderValue = Annotated[SecretStr, Field(max_length=MAX_HEADER_VALUE_CHARS)]
 
 
 class ScrapeIn(BaseModel):
@@ -57,7 +61,7 @@ class ScrapeIn(BaseModel):
         description="Seconds a cached fetch of this URL may be reused (0: always fetch anew). "
         "Default: one hour.",
     )
-    include_selectors: list[str] | None = Field(
+    include_selectors: list[Selector] | None = Field(
         default=None,
         max_length=MAX_SELECTORS,
         description=f"CSS selectors (at most {MAX_SELECTORS}, each at most {MAX_SELECTOR_CHARS} "
@@ -65,7 +69,7 @@ class ScrapeIn(BaseModel):
         "Applied to HTML before main-content extraction. A selector that does not parse is 422.",
         examples=[["article", ".post-body"]],
     )
-    exclude_selectors: list[str] | None = Field(
+    exclude_selectors: list[Selector] | None = Field(
         default=None,
         max_length=MAX_SELECTORS,
         description=f"CSS selectors (at most {MAX_SELECTORS}, each at most {MAX_SELECTOR_CHARS} "
@@ -73,7 +77,7 @@ class ScrapeIn(BaseModel):
         examples=[[".comments", "aside.related"]],
     )
     # Values are SecretStr: never in a repr, a log line or a validation error.
-    headers: dict[str, SecretStr] | None = Field(
+    headers: dict[HeaderName, HeaderValue] | None = Field(
         default=None,
         max_length=MAX_HEADERS,
         description=f"Request headers for the page (at most {MAX_HEADERS}; names are HTTP tokens of "

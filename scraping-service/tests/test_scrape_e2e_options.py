@@ -175,7 +175,8 @@ async def test_pdf_selectors_and_cost_through_the_api(
         ({"headers": {"X-A": "line\r\nInjected: yes"}}, "invalid_header", "X-A"),
         ({"headers": {"Bad Name": "v"}}, "invalid_header", "Bad Name"),
         ({"headers": {f"X-{i}": "v" for i in range(11)}}, "validation_error", "headers"),
-        ({"headers": {"Cookie": "c" * 5000}}, "invalid_header", "Cookie"),
+        ({"headers": {"Cookie": "c" * 5000}}, "validation_error", "Cookie"),
+        ({"include_selectors": ["p" * 300]}, "validation_error", "include_selectors"),
     ],
 )
 async def test_invalid_selectors_and_headers_are_422_without_echoing_values(
