@@ -25,6 +25,7 @@ __all__ = [
     "check_headers",
     "open_headers",
     "seal_headers",
+    "secret_values",
 ]
 
 HEADERS_PURPOSE = "smart_application/scraping/request-headers/v1"
@@ -92,6 +93,17 @@ def check_headers(headers: Mapping[str, str]) -> dict[str, str]:
         if not _VALUE_RE.match(value):
             raise HeaderError(f"header {name!r} holds characters a header value may not hold.")
     return dict(headers)
+
+
+def secret_values(headers: Mapping[str, str]) -> list[str]:
+    """What to scrub: each value, and each cookie's own value (a page may echo just that)."""
+    values = set(headers.values())
+    for name, value in headers.items():
+        if name.lower() == "cookie":
+            for pair in value.split(";"):
+                _, _, cookie = pair.partition("=")
+                values.add(cookie.strip())
+    return sorted((v for v in values if v), key=len, reverse=True)
 
 
 async def seal_headers(vault: KeyVault, headers: Mapping[str, str]) -> str:

@@ -31,7 +31,7 @@ from shared import (
 from .fetch import Fetcher
 from .keyvault import KeyVault, KeyVaultError, forget_secret, remember_secret, scrub
 from .politeness import HostThrottle
-from .request_headers import HEADERS_PURPOSE, open_headers
+from .request_headers import HEADERS_PURPOSE, open_headers, secret_values
 from .robots import RobotsCache
 from .scrape import ScrapeDeps, ScrapeError, ScrapeJob, scrape
 from .settings import ScrapingSettings
@@ -182,7 +182,7 @@ def scrape_page(
             opened = await open_headers(rt.header_vault, headers_ref)
         except KeyVaultError as exc:
             raise ScrapeError(str(exc), code="headers_unavailable") from None
-        for value in opened.values():
+        for value in secret_values(opened):
             plaintext.append(value)
             remember_secret(value)
         return opened
@@ -203,7 +203,7 @@ def scrape_page(
         result = rt.loop.run_until_complete(scrape(job, rt.deps, api_key, progress))
         if job.headers:
             # A page may echo what it was sent; the result store must not hold it either.
-            result = _without(result, list(job.headers.values()))
+            result = _without(result, secret_values(job.headers))
         report_progress(self, 1, 1, "done", seq=next(seq) + 1000)
         return result
     except ScrapeError as exc:

@@ -87,6 +87,7 @@ class PageServer(_Server):
         r.add_get("/to", self._redirect_to)
         r.add_get("/x/{name}", self._extra)
         r.add_get("/members", self._members)
+        r.add_get("/whoami", self._whoami)
 
     @web.middleware
     async def _count(self, request: web.Request, handler: Any) -> web.StreamResponse:
@@ -131,6 +132,12 @@ class PageServer(_Server):
         if request.headers.get("Cookie", "") not in self.member_cookies:
             return web.Response(text="<h1>Please sign in</h1>", status=401, content_type="text/html")
         body = pages.article_page().replace("</article>", "<p>Members-only appendix.</p></article>")
+        return web.Response(text=body, content_type="text/html", charset="utf-8")
+
+    async def _whoami(self, request: web.Request) -> web.Response:
+        """A careless page that prints the session cookie it was sent."""
+        session = request.cookies.get("session", "none")
+        body = pages.article_page().replace("</article>", f"<p>Your session id is {session}.</p></article>")
         return web.Response(text=body, content_type="text/html", charset="utf-8")
 
     async def _numbered(self, request: web.Request) -> web.Response:

@@ -15,6 +15,7 @@ from scrape_fakes import FakeOpenAI, PageServer
 from scraping_service.content_selectors import SelectorError, check_selectors
 from scraping_service.fetch import Fetcher
 from scraping_service.model import ModelConfig
+from scraping_service.pdf import PdfError, read_pdf
 from scraping_service.politeness import HostThrottle, ThrottlePolicy
 from scraping_service.prices import PRICES_AS_OF, estimated_cost_usd, price_for
 from scraping_service.request_headers import HeaderError, check_headers
@@ -221,6 +222,13 @@ async def test_pdf_pages_become_markdown_and_bad_pdfs_fail_with_codes(
         with pytest.raises(ScrapeError) as caught:
             await scrape(job(url), deps, _key, _progress)
         assert caught.value.code == code and "PDF" in str(caught.value)
+
+
+async def test_a_pdf_read_past_its_deadline_is_stopped_with_pdf_timeout() -> None:
+    # The child cannot even start pypdf in 10 ms: it is killed and reaped, the caller gets a code.
+    with pytest.raises(PdfError) as caught:
+        await read_pdf(make_pdf([["Some text."]]), timeout_s=0.01)
+    assert caught.value.code == "pdf_timeout"
 
 
 # --- cost -----------------------------------------------------------------------------------

@@ -68,9 +68,16 @@ async def test_header_values_are_never_readable_in_broker_redis_or_logs(
             openai_key=E2E_KEY,
             headers={"Cookie": cookie, "X-Token": token},
         )
+        echoed = await submit(
+            scraping_client, h, url=f"{e2e_pages.base}/whoami", openai_key=E2E_KEY, headers={"Cookie": cookie}
+        )
         done = await wait_done(scraping_stack, accepted["task_id"], h)
         assert done["status"] == "SUCCESS", done
         assert "Members-only appendix" in done["result"]["markdown"]
+        careless = await wait_done(scraping_stack, echoed["task_id"], h)
+        assert careless["status"] == "SUCCESS", careless
+        # The page printed the cookie's value; the result store gets it masked.
+        assert "Your session id is ***." in careless["result"]["markdown"]
         assert done["result"]["cache"] == {"page": False, "result": False}
         gone = await wait_done(scraping_stack, redirected["task_id"], h)
         assert gone["status"] == "FAILURE" and "401" in gone["error"]["message"]
@@ -102,7 +109,7 @@ async def test_header_values_are_never_readable_in_broker_redis_or_logs(
     for value in (secret, token):
         assert value.encode() not in broker
     refs = set(re.findall(rb"kref_[A-Za-z0-9_-]{32,64}", broker))
-    assert len(refs) == 4, refs  # a key and a headers reference per task
+    assert len(refs) == 6, refs  # a key and a headers reference per task
 
     stored = _redis_dump(os.environ["REDIS_URL"])
     assert stored
@@ -116,8 +123,9 @@ async def test_header_values_are_never_readable_in_broker_redis_or_logs(
     assert secret not in logs and token not in logs
 
     async with httpx.AsyncClient(base_url=scraping_stack.urls["task"]) as client:
-        status = await client.get(f"{P}/task-status/{accepted['task_id']}", headers=h)
-    assert secret not in status.text and token not in status.text
+        for task in (accepted, echoed):
+            status = await client.get(f"{P}/task-status/{task['task_id']}", headers=h)
+            assert secret not in status.text and token not in status.text
 
 
 async def test_pdf_selectors_and_cost_through_the_api(
