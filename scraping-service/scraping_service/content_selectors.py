@@ -26,6 +26,9 @@ __all__ = [
 MAX_SELECTORS = 20
 MAX_SELECTOR_CHARS = 256
 
+# Containers extract() drops as site chrome; inside a selection they are just containers.
+_CHROME_TAGS = "nav, aside, footer, header, dialog"
+
 _PROBE = LexborHTMLParser("<html><body><p>probe</p></body></html>")
 
 
@@ -106,4 +109,30 @@ def apply_selectors(html: str, include: Sequence[str], exclude: Sequence[str]) -
         for script in tree.head.css("script, noscript, template"):
             script.decompose()
         head = tree.head.html or head
-    return f"<!doctype html><html>{head}<body><article>{content}</article></body></html>"
+    doc = LexborHTMLParser(f"<!doctype html><html>{head}<body><article>{content}</article></body></html>")
+    article = doc.css_first("body > article")
+    if article is not None:
+        _as_content(article)
+    return doc.html or ""
+
+
+def _as_content(root: LexborNode) -> None:
+    """Make what the user chose look like content to extract()'s boilerplate heuristics.
+
+    A selected `<aside>`, `<nav>` or `.comments` block would otherwise be dropped as chrome by
+    tag, ARIA role or class name, and the page would come out empty. Their containers are
+    unwrapped and their class/id/role removed; `language-*` classes stay for code fences.
+    """
+    for node in root.css("[class], [id], [role]"):
+        attrs = node.attrs
+        for name in ("id", "role"):
+            if name in attrs:
+                del attrs[name]
+        if "class" in attrs:
+            keep = [c for c in (attrs["class"] or "").split() if c.startswith(("language-", "lang-"))]
+            if keep:
+                attrs["class"] = " ".join(keep)
+            else:
+                del attrs["class"]
+    for node in root.css(_CHROME_TAGS):
+        node.unwrap()

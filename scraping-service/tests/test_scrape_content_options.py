@@ -31,8 +31,8 @@ RECIPES = """<!doctype html><html><head><title>Two breakfasts</title></head><bod
 <p>Mix flour, eggs and milk into a smooth batter, rest it for half an hour, then fry thin
 rounds in a little butter until they are golden on both sides.</p>
 <p class="ad">BUY NONSTICK PANS TODAY</p></div>
-<div class="comments"><p>Great recipe, I added blueberries to the batter and it was lovely,
-my children asked for a second plate straight away.</p></div>
+<aside class="comments" role="complementary"><p>Great recipe, I added blueberries to the batter
+and it was lovely, my children asked for a second plate straight away.</p></aside>
 <div class="recipe"><h2>Waffles</h2>
 <p>Whisk the batter until no lumps remain, let it rest ten minutes, and cook it in a hot waffle
 iron until the steam stops and the edges are crisp.</p></div>
@@ -105,6 +105,10 @@ async def test_selectors_narrow_the_content_and_key_their_own_cache_entries(
     again = await scrape(narrowed, deps, _key, _progress)
     assert again["cache"] == {"page": True, "result": True} and again["markdown"] == md
     assert len(fake_openai.requests) == before + 1
+
+    # What the user chose counts even where extract() would see chrome (aside, .comments).
+    chosen = await scrape(job(url, owner=owner, include_selectors=("aside.comments",)), deps, _key, _progress)
+    assert "blueberries" in chosen["markdown"] and "Pancakes" not in chosen["markdown"]
 
 
 async def test_include_selectors_that_match_nothing_fail_before_any_model_call(
