@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from shared import create_service_app
 
 from .keyvault import KeyVault
+from .request_headers import HEADERS_PURPOSE
 from .routes import router
 from .settings import ScrapingSettings
 from .worker import install_scrub_filter
@@ -19,6 +20,9 @@ def create_app(settings: ScrapingSettings | None = None) -> FastAPI:
     async def startup(app: FastAPI) -> None:
         install_scrub_filter()
         app.state.key_vault = KeyVault(app.state.redis, settings.secret_key, settings.scrape_key_ttl_seconds)
+        app.state.header_vault = KeyVault(
+            app.state.redis, settings.secret_key, settings.scrape_key_ttl_seconds, purpose=HEADERS_PURPOSE
+        )
 
     return create_service_app(
         settings,

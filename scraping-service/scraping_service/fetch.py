@@ -11,6 +11,7 @@ for every worker.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
@@ -135,21 +136,24 @@ class Fetcher:
             )
         return decision.crawl_delay
 
-    async def fetch(self, url: str) -> FetchedPage:
+    async def fetch(self, url: str, user_headers: Mapping[str, str] | None = None) -> FetchedPage:
+        """GET a page. `user_headers` go to the URL's own origin only, never to robots.txt."""
         crawl_delay = await self._robots_allow(url)
         host = _host(url)
         try:
             await self.throttle.acquire(host, crawl_delay)
         except PolitenessTimeout as exc:
             raise FetchError(str(exc), retryable=True, code="host_busy", retry_after=exc.wait_s) from None
+        own = {"User-Agent": self.user_agent, "Accept": ACCEPT, "Accept-Language": "en;q=0.9, *;q=0.5"}
+        if user_headers:
+            # The user's Accept or Accept-Language replaces ours rather than being sent twice.
+            taken = {name.lower() for name in user_headers}
+            own = {name: value for name, value in own.items() if name.lower() not in taken}
         try:
             response = await self.client.get(
                 url,
-                headers={
-                    "User-Agent": self.user_agent,
-                    "Accept": ACCEPT,
-                    "Accept-Language": "en;q=0.9, *;q=0.5",
-                },
+                headers=own,
+                origin_headers=user_headers or None,
                 max_bytes=self.max_bytes,
                 max_redirects=self.max_redirects,
                 timeout=self.timeout_s,

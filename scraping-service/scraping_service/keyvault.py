@@ -90,9 +90,12 @@ class ScrubFilter(logging.Filter):
 
 
 class KeyVault:
-    def __init__(self, redis: Redis, server_secret: str, ttl_seconds: int = 3600) -> None:
+    def __init__(
+        self, redis: Redis, server_secret: str, ttl_seconds: int = 3600, *, purpose: str = _PURPOSE
+    ) -> None:
+        # A vault per kind of secret (purpose): one kind's ciphertext never opens as another's.
         self._redis = redis
-        self._sealer = Sealer(server_secret, _PURPOSE)
+        self._sealer = Sealer(server_secret, purpose)
         self.ttl_seconds = ttl_seconds
 
     @staticmethod

@@ -25,8 +25,10 @@ from shared import (
 )
 
 from .budget import BudgetExceeded, ServerKeyBudget, seconds_to_midnight
+from .content_selectors import SelectorError, check_selectors
 from .keyvault import KeyVault
 from .merge import strict_schema
+from .request_headers import HeaderError, check_headers, seal_headers
 from .schema_validation import SchemaInvalidError, check_schema
 from .schemas import MAX_SCHEMA_BYTES, ScrapeAccepted, ScrapeIn
 from .settings import ScrapingSettings
@@ -45,6 +47,17 @@ def _settings(request: Request) -> ScrapingSettings:
 def _vault(request: Request) -> KeyVault:
     vault: KeyVault = request.app.state.key_vault
     return vault
+
+
+def _header_vault(request: Request) -> KeyVault:
+    vault: KeyVault = request.app.state.header_vault
+    return vault
+
+
+def _plain_headers(body: ScrapeIn) -> dict[str, str] | None:
+    if not body.headers:
+        return None
+    return {name: value.get_secret_value() for name, value in body.headers.items()}
 
 
 def _validate(body: ScrapeIn, settings: ScrapingSettings) -> None:
@@ -74,6 +87,18 @@ def _validate(body: ScrapeIn, settings: ScrapingSettings) -> None:
             check_schema(strict_schema(body.schema_)[0])
         except SchemaInvalidError as exc:
             raise Unprocessable(str(exc), code="invalid_schema") from None
+    for field, selectors in (
+        ("include_selectors", body.include_selectors),
+        ("exclude_selectors", body.exclude_selectors),
+    ):
+        try:
+            check_selectors(field, selectors or [])
+        except SelectorError as exc:
+            raise Unprocessable(str(exc), code="invalid_selector") from None
+    try:
+        check_headers(_plain_headers(body) or {})
+    except HeaderError as exc:
+        raise Unprocessable(str(exc), code="invalid_header") from None
     if body.openai_key is None and not settings.openai_api_key:
         raise Unprocessable(
             "openai_key is required: this server has no OPENAI_API_KEY of its own, so send "
@@ -89,7 +114,7 @@ def _validate(body: ScrapeIn, settings: ScrapingSettings) -> None:
     status_code=202,
     response_model=ScrapeAccepted,
     responses={
-        422: {"description": "Invalid URL, model, prompt, schema or max_age, or no key."},
+        422: {"description": "Invalid URL, model, prompt, schema, max_age, selector or header, or no key."},
         429: {"description": "model_budget_exceeded: today's tokens on the server's key are spent."},
     },
 )
@@ -104,6 +129,9 @@ async def background_scraping(
     The answer is a summary (steered by `prompt`) or, with `schema`, an `extraction` that
     conforms to it. Poll `links.status` for the result. Your `openai_key` is encrypted at rest
     under a short-lived reference and deleted when the task ends; it is never on the queue.
+    `include_selectors` / `exclude_selectors` decide what counts as content; `headers` (a login
+    cookie, say) are sealed the same way as the key, sent only to the URL's own origin, and
+    make the result uncached. PDF pages are read as text.
     """
     settings = _settings(request)
     _validate(body, settings)
@@ -119,6 +147,13 @@ async def background_scraping(
             ) from None
     vault = _vault(request)
     key_ref = await vault.put(body.openai_key.get_secret_value()) if body.openai_key is not None else None
+    plain_headers = _plain_headers(body)
+    try:
+        headers_ref = await seal_headers(_header_vault(request), plain_headers) if plain_headers else None
+    except BaseException:
+        if key_ref is not None:
+            await vault.delete(key_ref)
+        raise
     kwargs: dict[str, Any] = {
         "url": body.url,
         "model": body.model,
@@ -127,10 +162,15 @@ async def background_scraping(
         "schema": body.schema_,
         "max_age": body.max_age,
         "key_ref": key_ref,
+        "include_selectors": check_selectors("include_selectors", body.include_selectors or []) or None,
+        "exclude_selectors": check_selectors("exclude_selectors", body.exclude_selectors or []) or None,
+        "headers_ref": headers_ref,
     }
     task_id = str(uuid.uuid4())
-    # The fingerprint leaves the key out: a repeat is the same request whichever key it carries.
-    fingerprint = body.model_dump(mode="json", exclude={"openai_key"}, by_alias=True)
+    # The fingerprint leaves the key and header values out: a repeat is the same request
+    # whichever secrets it carries (the header names still count).
+    fingerprint = body.model_dump(mode="json", exclude={"openai_key", "headers"}, by_alias=True)
+    fingerprint["header_names"] = sorted(n.lower() for n in (plain_headers or {}))
     try:
         accepted = await submit_task(
             celery_app=request.app.state.celery,
@@ -140,7 +180,7 @@ async def background_scraping(
             task_type="scraping",
             queue=QueueName.SCRAPING.value,
             kwargs=kwargs,
-            secret_kwargs=frozenset({"key_ref"}),
+            secret_kwargs=frozenset({"key_ref", "headers_ref"}),
             idempotency=Idempotency(request.app.state.redis, "scraping"),
             idempotency_key=idempotency_key,
             fingerprint_body=[TASK_NAME, fingerprint],
@@ -149,7 +189,13 @@ async def background_scraping(
     except BaseException:
         if key_ref is not None:
             await vault.delete(key_ref)
+        if headers_ref is not None:
+            await _header_vault(request).delete(headers_ref)
         raise
-    if key_ref is not None and accepted["task_id"] != task_id:
-        await vault.delete(key_ref)  # a repeat: the earlier task holds its own reference
+    if accepted["task_id"] != task_id:
+        # A repeat: the earlier task holds its own references.
+        if key_ref is not None:
+            await vault.delete(key_ref)
+        if headers_ref is not None:
+            await _header_vault(request).delete(headers_ref)
     return accepted

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from shared import HTTP_URL_PATTERN
+
+from .content_selectors import MAX_SELECTOR_CHARS, MAX_SELECTORS
+from .request_headers import MAX_HEADER_NAME_CHARS, MAX_HEADER_VALUE_CHARS, MAX_HEADERS
 
 MODEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,99}$"
 MAX_URL_LENGTH = 2048
 MAX_PROMPT_CHARS = 4000
 MAX_SCHEMA_BYTES = 32_000
 MAX_AGE_SECONDS = 30 * 24 * 3600
+
+Selector = Annotated[str, Field(min_length=1, max_length=MAX_SELECTOR_CHARS)]
+HeaderName = Annotated[str, Field(min_length=1, max_length=MAX_HEADER_NAME_CHARS)]
+HeaderValue = Annotated[SecretStr, Field(max_length=MAX_HEADER_VALUE_CHARS)]
 
 
 class ScrapeIn(BaseModel):
@@ -57,6 +64,33 @@ class ScrapeIn(BaseModel):
         description="Seconds a cached fetch of this URL may be reused (0: always fetch anew). "
         "Default: one hour.",
     )
+    include_selectors: list[Selector] | None = Field(
+        default=None,
+        max_length=MAX_SELECTORS,
+        description=f"CSS selectors (at most {MAX_SELECTORS}, each at most {MAX_SELECTOR_CHARS} "
+        "characters): only the matching elements, in document order, count as the page's content. "
+        "Applied to HTML before main-content extraction. A selector that does not parse is 422.",
+        examples=[["article", ".post-body"]],
+    )
+    exclude_selectors: list[Selector] | None = Field(
+        default=None,
+        max_length=MAX_SELECTORS,
+        description=f"CSS selectors (at most {MAX_SELECTORS}, each at most {MAX_SELECTOR_CHARS} "
+        "characters) whose elements are removed before extraction (applied before include_selectors).",
+        examples=[[".comments", "aside.related"]],
+    )
+    # Values are SecretStr: never in a repr, a log line or a validation error.
+    headers: dict[HeaderName, HeaderValue] | None = Field(
+        default=None,
+        max_length=MAX_HEADERS,
+        description=f"Request headers for the page (at most {MAX_HEADERS}; names are HTTP tokens of "
+        f"at most {MAX_HEADER_NAME_CHARS} characters, values at most {MAX_HEADER_VALUE_CHARS}), e.g. "
+        "a Cookie for a page behind a login. Sent only to the URL's own origin (dropped on a redirect "
+        "elsewhere, never sent for robots.txt). Hop-by-hop, framing, Host, User-Agent and proxy headers "
+        "are refused (422). A result fetched with headers is never cached or reused, and the headers "
+        "are sealed like openai_key: never stored in the clear, queued, logged or returned.",
+        examples=[{"Cookie": "session=..."}],
+    )
 
 
 class Links(BaseModel):
@@ -77,6 +111,11 @@ class ScrapeAccepted(BaseModel):
 class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
+    estimated_cost_usd: float | None = Field(
+        default=None,
+        description="The tokens at the model's list price (scraping_service/prices.json, with the "
+        "date its prices were taken). Absent when the model's price is unknown.",
+    )
 
 
 class ScrapeResult(BaseModel):

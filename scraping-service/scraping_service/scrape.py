@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -19,9 +19,19 @@ from redis.asyncio import Redis
 
 from shared import SCRAPE_PAGES
 
-from .extract import ExtractedPage, NonContentError, UnsupportedContentError, extract
+from .content_selectors import NoSelectorMatch, apply_selectors, is_html
+from .extract import (
+    ContentKind,
+    ExtractedPage,
+    NonContentError,
+    UnsupportedContentError,
+    decode_body,
+    extract,
+)
 from .fetch import Fetcher, FetchError
 from .model import ModelConfig, ModelError, PageInput, SpendGuard, run_model
+from .pdf import PdfError, is_pdf, pdf_markdown, read_pdf
+from .prices import estimated_cost_usd
 from .schema_validation import SchemaInvalidError, check_schema
 
 __all__ = ["ScrapeDeps", "ScrapeError", "ScrapeJob", "scrape"]
@@ -63,6 +73,15 @@ class ScrapeJob:
     prompt: str | None = None
     schema: dict[str, Any] | None = None
     max_age: int | None = None
+    include_selectors: tuple[str, ...] = ()
+    exclude_selectors: tuple[str, ...] = ()
+    # The user's own request headers: secrets, so never in a repr, and never cached with.
+    headers: Mapping[str, str] | None = field(default=None, repr=False)
+
+    @property
+    def private(self) -> bool:
+        """A fetch with the user's headers may show what only they may see: no cache at all."""
+        return bool(self.headers)
 
 
 @dataclass(slots=True)
@@ -81,14 +100,25 @@ def _sha(data: bytes | str) -> str:
     return hashlib.sha256(raw).hexdigest()
 
 
-def page_key(url: str) -> str:
-    return PAGE_PREFIX + _sha(url)
+def page_key(url: str, include: tuple[str, ...] = (), exclude: tuple[str, ...] = ()) -> str:
+    # The entry holds the extracted page, so selectors are part of what it is.
+    if not include and not exclude:
+        return PAGE_PREFIX + _sha(url)
+    return PAGE_PREFIX + _sha(orjson.dumps([url, list(include), list(exclude)]))
 
 
 def result_key(owner: str, content_hash: str, job: ScrapeJob) -> str:
     # The owner is part of the key: one user's paid answer is never served to another.
+    # The selectors change what the page's content is: another answer, another key.
     what = orjson.dumps(
-        [content_hash, job.model, (job.prompt or "").strip(), job.schema],
+        [
+            content_hash,
+            job.model,
+            (job.prompt or "").strip(),
+            job.schema,
+            list(job.include_selectors),
+            list(job.exclude_selectors),
+        ],
         option=orjson.OPT_SORT_KEYS,
     )
     return f"{RESULT_PREFIX}{quote(owner, safe='')}:{_sha(what)}"
@@ -107,8 +137,8 @@ def _page_entry(page: ExtractedPage, fetched: dict[str, Any]) -> dict[str, Any]:
 
 async def _load_page(job: ScrapeJob, deps: ScrapeDeps, progress: Progress) -> tuple[dict[str, Any], bool]:
     max_age = deps.default_max_age if job.max_age is None else job.max_age
-    key = page_key(job.url)
-    if max_age > 0:
+    key = page_key(job.url, job.include_selectors, job.exclude_selectors)
+    if max_age > 0 and not job.private:
         raw = await deps.redis.get(key)
         if raw is not None:
             entry: dict[str, Any] = orjson.loads(raw)
@@ -116,18 +146,13 @@ async def _load_page(job: ScrapeJob, deps: ScrapeDeps, progress: Progress) -> tu
                 return entry, True
     await progress(1, 4, "fetching")
     try:
-        fetched = await deps.fetcher.fetch(job.url)
+        fetched = await deps.fetcher.fetch(job.url, job.headers)
     except FetchError as exc:
         raise ScrapeError(
             str(exc), code=exc.code, retryable=exc.retryable, retry_after=exc.retry_after
         ) from None
     await progress(2, 4, "extracting")
-    try:
-        page = extract(fetched.body, fetched.content_type, fetched.final_url)
-    except NonContentError as exc:
-        raise ScrapeError(str(exc), code=exc.reason.value) from None
-    except UnsupportedContentError as exc:
-        raise ScrapeError(str(exc), code="unsupported_content") from None
+    page, page_warnings = await _extract_page(job, fetched.body, fetched.content_type, fetched.final_url)
     entry = _page_entry(
         page,
         {
@@ -136,11 +161,50 @@ async def _load_page(job: ScrapeJob, deps: ScrapeDeps, progress: Progress) -> tu
             "content_type": fetched.content_type,
             "fetched_at": fetched.fetched_at,
             "fetched_ts": time.time(),
+            "warnings": page_warnings,
         },
     )
-    if deps.page_cache_ttl > 0:
+    if deps.page_cache_ttl > 0 and not job.private:
         await deps.redis.set(key, orjson.dumps(entry), ex=deps.page_cache_ttl)
     return entry, False
+
+
+async def _extract_page(
+    job: ScrapeJob, body: bytes, content_type: str | None, url: str
+) -> tuple[ExtractedPage, list[str]]:
+    """The fetched body as markdown: PDF text, or HTML narrowed by the job's selectors first."""
+    selectors = bool(job.include_selectors or job.exclude_selectors)
+    if is_pdf(content_type, body):
+        try:
+            text = await read_pdf(body)
+        except PdfError as exc:
+            raise ScrapeError(str(exc), code=exc.code) from None
+        page = ExtractedPage(kind=ContentKind.TEXT, markdown=pdf_markdown(text), title=text.title)
+        warnings = list(text.warnings)
+        if selectors:
+            warnings.append("include_selectors and exclude_selectors apply to HTML pages; this is a PDF.")
+        return page, warnings
+    if not selectors:
+        return _extract(body, content_type, url), []
+    if not is_html(content_type, body):
+        return _extract(body, content_type, url), [
+            "include_selectors and exclude_selectors apply to HTML pages; this page is not HTML."
+        ]
+    html, _ = decode_body(body, content_type)
+    try:
+        narrowed = apply_selectors(html, job.include_selectors, job.exclude_selectors)
+    except NoSelectorMatch as exc:
+        raise ScrapeError(str(exc), code="no_selector_match") from None
+    return _extract(narrowed, "text/html; charset=utf-8", url), []
+
+
+def _extract(body: bytes | str, content_type: str | None, url: str) -> ExtractedPage:
+    try:
+        return extract(body, content_type, url)
+    except NonContentError as exc:
+        raise ScrapeError(str(exc), code=exc.reason.value) from None
+    except UnsupportedContentError as exc:
+        raise ScrapeError(str(exc), code="unsupported_content") from None
 
 
 async def scrape(
@@ -167,14 +231,15 @@ async def scrape(
         raise
     SCRAPE_PAGES.labels("cached" if page_cached else "fetched").inc()
     markdown: str = entry["markdown"]
-    warnings: list[str] = []
+    warnings: list[str] = list(entry.get("warnings") or [])
     shown_markdown = markdown
     if len(shown_markdown) > deps.max_markdown_chars:
         shown_markdown = shown_markdown[: deps.max_markdown_chars]
         warnings.append(f"The markdown in this result is cut to {deps.max_markdown_chars} characters.")
 
     rkey = result_key(job.owner, entry["content_hash"], job)
-    cached_answer = await deps.redis.get(rkey) if deps.result_cache_ttl > 0 else None
+    use_result_cache = deps.result_cache_ttl > 0 and not job.private
+    cached_answer = await deps.redis.get(rkey) if use_result_cache else None
     if cached_answer is not None:
         answer: dict[str, Any] = orjson.loads(cached_answer)
         usage = {"prompt_tokens": 0, "completion_tokens": 0}  # nothing was spent this time
@@ -216,7 +281,7 @@ async def scrape(
         }
         usage = outcome.usage.as_dict()
         result_cached = False
-        if deps.result_cache_ttl > 0:
+        if use_result_cache:
             await deps.redis.set(rkey, orjson.dumps(answer), ex=deps.result_cache_ttl)
 
     result: dict[str, Any] = {
@@ -230,10 +295,11 @@ async def scrape(
         result["extraction"] = answer["extraction"]
     else:
         result["summary"] = answer["summary"]
+    cost = estimated_cost_usd(job.model, usage["prompt_tokens"], usage["completion_tokens"])
     result.update(
         {
             "model": job.model,
-            "usage": usage,
+            "usage": usage if cost is None else {**usage, "estimated_cost_usd": cost},
             "fetched_at": entry["fetched_at"],
             "from_cache": page_cached or result_cached,
             "cache": {"page": page_cached, "result": result_cached},

@@ -32,6 +32,7 @@ from .budget import OwnerMeter, ServerKeyBudget
 from .fetch import Fetcher
 from .keyvault import KeyVault, KeyVaultError, forget_secret, remember_secret, scrub
 from .politeness import HostThrottle
+from .request_headers import HEADERS_PURPOSE, open_headers, secret_values
 from .robots import RobotsCache
 from .scrape import ScrapeDeps, ScrapeError, ScrapeJob, scrape
 from .settings import ScrapingSettings
@@ -48,6 +49,7 @@ class _Runtime:
     loop: asyncio.AbstractEventLoop
     redis: Redis
     vault: KeyVault
+    header_vault: KeyVault
     deps: ScrapeDeps
     budget: ServerKeyBudget
 
@@ -103,6 +105,9 @@ def runtime() -> _Runtime:
             loop=loop,
             redis=redis,
             vault=KeyVault(redis, settings.secret_key, settings.scrape_key_ttl_seconds),
+            header_vault=KeyVault(
+                redis, settings.secret_key, settings.scrape_key_ttl_seconds, purpose=HEADERS_PURPOSE
+            ),
             deps=build_deps(settings, redis),
             budget=ServerKeyBudget(redis, settings.openai_server_key_daily_tokens_per_user),
         )
@@ -115,9 +120,24 @@ def _retry_countdown(exc: ScrapeError, retries: int) -> float:
     return min(300.0, 10.0 * 2.0**retries) * (0.75 + random.random() / 2)
 
 
+def _without(value: Any, secrets: list[str]) -> Any:
+    """The result with every header value of 8+ characters replaced (shorter ones are too
+    common to remove from page text without mangling it)."""
+    if isinstance(value, str):
+        for secret in secrets:
+            if len(secret) >= 8:
+                value = value.replace(secret, "***")
+        return value
+    if isinstance(value, dict):
+        return {k: _without(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without(v, secrets) for v in value]
+    return value
+
+
 class ScrapeTask(PlatformTask):
     abstract = True
-    secret_kwargs = frozenset({"key_ref"})
+    secret_kwargs = frozenset({"key_ref", "headers_ref"})
 
 
 @app.task(name="scraping.scrape_page", bind=True, base=ScrapeTask, max_retries=None)
@@ -130,6 +150,9 @@ def scrape_page(
     schema: dict[str, Any] | None = None,
     max_age: int | None = None,
     key_ref: str | None = None,
+    include_selectors: list[str] | None = None,
+    exclude_selectors: list[str] | None = None,
+    headers_ref: str | None = None,
 ) -> dict[str, Any]:
     rt = runtime()
     # Progress from a retried delivery must outrank the earlier delivery's (older seq loses).
@@ -155,22 +178,48 @@ def scrape_page(
             code="key_missing",
         )
 
-    job = ScrapeJob(url=url, model=model, owner=owner, prompt=prompt, schema=schema, max_age=max_age)
+    async def user_headers() -> dict[str, str] | None:
+        if not headers_ref:
+            return None
+        try:
+            opened = await open_headers(rt.header_vault, headers_ref)
+        except KeyVaultError as exc:
+            raise ScrapeError(str(exc), code="headers_unavailable") from None
+        for value in secret_values(opened):
+            plaintext.append(value)
+            remember_secret(value)
+        return opened
+
     final = True
     try:
+        job = ScrapeJob(
+            url=url,
+            model=model,
+            owner=owner,
+            prompt=prompt,
+            schema=schema,
+            max_age=max_age,
+            include_selectors=tuple(include_selectors or ()),
+            exclude_selectors=tuple(exclude_selectors or ()),
+            headers=rt.loop.run_until_complete(user_headers()),
+        )
         # The server's key is metered per user and day; a user's own key is theirs to spend.
         guard = None if key_ref else OwnerMeter(rt.budget, owner)
         result = rt.loop.run_until_complete(scrape(job, rt.deps, api_key, progress, guard))
+        if job.headers:
+            # A page may echo what it was sent; the result store must not hold it either.
+            result = _without(result, secret_values(job.headers))
         report_progress(self, 1, 1, "done", seq=next(seq) + 1000)
         return result
     except ScrapeError as exc:
         if exc.retryable and self.request.retries < settings.scrape_task_max_retries:
             final = False
             countdown = _retry_countdown(exc, self.request.retries)
-            if key_ref:
-                rt.loop.run_until_complete(
-                    rt.vault.extend(key_ref, int(countdown) + settings.scrape_key_ttl_seconds)
-                )
+            for vault, ref in ((rt.vault, key_ref), (rt.header_vault, headers_ref)):
+                if ref:
+                    rt.loop.run_until_complete(
+                        vault.extend(ref, int(countdown) + settings.scrape_key_ttl_seconds)
+                    )
             message = scrub(str(exc), plaintext)
             raise self.retry(countdown=countdown, exc=PublicTaskError(message)) from None
         raise PublicTaskError(scrub(str(exc), plaintext)) from None
@@ -186,8 +235,9 @@ def scrape_page(
     finally:
         for key in plaintext:
             forget_secret(key)
-        if final and key_ref:
-            try:
-                rt.loop.run_until_complete(rt.vault.delete(key_ref))
-            except Exception:  # the TTL removes it anyway
-                log.warning("could not delete the key reference of a finished task")
+        for vault, ref in ((rt.vault, key_ref), (rt.header_vault, headers_ref)):
+            if final and ref:
+                try:
+                    rt.loop.run_until_complete(vault.delete(ref))
+                except Exception:  # the TTL removes it anyway
+                    log.warning("could not delete a secret reference of a finished task")

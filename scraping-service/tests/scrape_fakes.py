@@ -59,6 +59,10 @@ class PageServer(_Server):
         )
         self.robots_status = 200
         self.extra: dict[str, tuple[int, str, bytes, dict[str, str]]] = {}
+        # (path_qs, request headers) of every request, to see who was sent which header.
+        self.seen: list[tuple[str, dict[str, str]]] = []
+        # The Cookie values /members accepts; anything else gets a 401.
+        self.member_cookies: set[str] = set()
         self.app.middlewares.append(self._count)
         r = self.app.router
         r.add_get("/robots.txt", self._robots)
@@ -82,10 +86,13 @@ class PageServer(_Server):
         r.add_get("/redirect/{n}", self._redirect)
         r.add_get("/to", self._redirect_to)
         r.add_get("/x/{name}", self._extra)
+        r.add_get("/members", self._members)
+        r.add_get("/whoami", self._whoami)
 
     @web.middleware
     async def _count(self, request: web.Request, handler: Any) -> web.StreamResponse:
         self.hits.append(request.path_qs)
+        self.seen.append((request.path_qs, dict(request.headers)))
         response: web.StreamResponse = await handler(request)
         return response
 
@@ -119,6 +126,19 @@ class PageServer(_Server):
             raise web.HTTPNotFound()
         status, content_type, data, headers = item
         return web.Response(body=data, status=status, headers={"Content-Type": content_type, **headers})
+
+    async def _members(self, request: web.Request) -> web.Response:
+        """A page behind a login: the article only for a known session cookie."""
+        if request.headers.get("Cookie", "") not in self.member_cookies:
+            return web.Response(text="<h1>Please sign in</h1>", status=401, content_type="text/html")
+        body = pages.article_page().replace("</article>", "<p>Members-only appendix.</p></article>")
+        return web.Response(text=body, content_type="text/html", charset="utf-8")
+
+    async def _whoami(self, request: web.Request) -> web.Response:
+        """A careless page that prints the session cookie it was sent."""
+        session = request.cookies.get("session", "none")
+        body = pages.article_page().replace("</article>", f"<p>Your session id is {session}.</p></article>")
+        return web.Response(text=body, content_type="text/html", charset="utf-8")
 
     async def _numbered(self, request: web.Request) -> web.Response:
         """The article with a line of its own, so every page has distinct content."""

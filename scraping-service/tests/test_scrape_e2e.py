@@ -85,7 +85,7 @@ async def test_seed_example_summary(
     )
     done2 = await wait_done(scraping_stack, again["task_id"], h)
     assert done2["result"]["from_cache"] is True
-    assert done2["result"]["usage"] == {"prompt_tokens": 0, "completion_tokens": 0}
+    assert done2["result"]["usage"] == {"prompt_tokens": 0, "completion_tokens": 0, "estimated_cost_usd": 0.0}
     assert len(e2e_openai.requests) == before + 1
 
 

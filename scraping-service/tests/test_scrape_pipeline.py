@@ -93,7 +93,8 @@ async def test_fresh_scrape_then_caches(
     hits = len(page_server.hits)
     again = await scrape(job(url, owner=owner), deps, rec2.key, rec2.progress)
     assert again["from_cache"] is True and again["cache"] == {"page": True, "result": True}
-    assert again["usage"] == {"prompt_tokens": 0, "completion_tokens": 0}
+    # Nothing was spent this time, and gpt-4o has a price: the estimate is a real zero.
+    assert again["usage"] == {"prompt_tokens": 0, "completion_tokens": 0, "estimated_cost_usd": 0.0}
     assert again["summary"] == result["summary"]
     assert len(page_server.hits) == hits and len(fake_openai.requests) == 1
     assert rec2.key_reads == 0  # the key is not even decrypted

@@ -619,10 +619,15 @@ def _exchange(
     max_redirects: int,
     allowlist: Allowlist,
     allow_private: bool,
+    origin_headers: list[tuple[str, str]] | None = None,
 ) -> Generator[_Step, object, SafeResponse]:
     checked = check_url(url, allowlist, allow_private=allow_private)
     method = method.upper()
     redirects: list[str] = []
+    # A caller's own headers (a user's cookie, say) go to the first URL's origin only: once a
+    # redirect leaves it they are dropped for good, even if a later hop comes back.
+    first_origin = _origin(checked.url)
+    origin_only = list(origin_headers or [])
     while True:
         if checked.ip is not None:
             addresses: list[IPAddress] = [checked.ip]  # judged by check_url
@@ -631,7 +636,7 @@ def _exchange(
             assert isinstance(answer, list)
             addresses = _vet_addresses(checked.host, checked.port, answer, allowlist, allow_private)
 
-        send_headers = [*headers, ("Host", checked.host_header)]
+        send_headers = [*headers, *origin_only, ("Host", checked.host_header)]
         extensions: dict[str, Any] = {}
         if checked.scheme == "https":
             if checked.ip is None:
@@ -685,6 +690,8 @@ def _exchange(
             headers = [(k, v) for k, v in headers if k.lower() not in _BODY_HEADERS]
         if _origin(following.url) != _origin(checked.url):
             headers = [(k, v) for k, v in headers if k.lower() not in _CREDENTIAL_HEADERS]
+        if _origin(following.url) != first_origin:
+            origin_only = []
         checked = following
 
 
@@ -764,8 +771,10 @@ class _SafeClientBase:
         content: bytes | str | None,
         json: Any,
         max_redirects: int,
+        origin_headers: Mapping[str, str] | None = None,
     ) -> Generator[_Step, object, SafeResponse]:
         own_headers, body = _prepare_body(headers, content, json)
+        origin_only = [(k, v) for k, v in (origin_headers or {}).items() if k.lower() not in _OWN_HEADERS]
         return _exchange(
             method,
             url,
@@ -774,6 +783,7 @@ class _SafeClientBase:
             max_redirects=max_redirects,
             allowlist=self.allowlist,
             allow_private=self.allow_private,
+            origin_headers=origin_only,
         )
 
     def _timeouts(self, remaining: float) -> httpx.Timeout:
@@ -819,14 +829,17 @@ class SafeAsyncClient(_SafeClientBase):
         max_bytes: int = 5_000_000,
         # The contract is a per-call total deadline; it is enforced inside with asyncio.timeout.
         timeout: float | None = None,  # noqa: ASYNC109
+        origin_headers: Mapping[str, str] | None = None,
     ) -> SafeResponse:
         """Send a request, following up to `max_redirects` checked redirects.
 
+        `origin_headers` are sent only while the request stays on the first URL's origin
+        (scheme, host, port); a redirect elsewhere drops them for the rest of the chain.
         Raises OutboundRefused (BodyTooLarge past `max_bytes`), OutboundTimeout when
         `timeout` seconds (default: the client's) pass, OutboundUnreachable.
         """
         total = self.timeout if timeout is None else timeout
-        gen = self._start(method, url, headers, content, json, max_redirects)
+        gen = self._start(method, url, headers, content, json, max_redirects, origin_headers)
         try:
             async with asyncio.timeout(total):
                 step = _advance(gen, None)

@@ -567,6 +567,32 @@ def test_core_rewrites_method_and_drops_credentials_across_origins() -> None:
     assert "content-type" not in names
 
 
+def test_core_sends_origin_headers_only_until_the_chain_leaves_the_first_origin() -> None:
+    gen = _exchange(
+        "GET",
+        "https://a.example/",
+        [("Accept", "*/*")],
+        None,
+        max_redirects=5,
+        allowlist=Allowlist(),
+        allow_private=False,
+        origin_headers=[("X-Token", "t1"), ("Cookie", "s=1")],
+    )
+    next(gen)
+    first = gen.send([ip("93.184.216.34")])
+    assert ("X-Token", "t1") in first.headers and ("Cookie", "s=1") in first.headers
+    gen.send(_Received(302, httpx.Headers({"location": "/same"}), b""))
+    same = gen.send([ip("93.184.216.34")])
+    assert ("X-Token", "t1") in same.headers  # same scheme, host and port
+    gen.send(_Received(302, httpx.Headers({"location": "http://a.example/"}), b""))
+    other_scheme = gen.send([ip("93.184.216.34")])
+    assert {k.lower() for k, _ in other_scheme.headers} == {"accept", "host"}
+    # Back on the first origin: still dropped, the chain has been elsewhere.
+    gen.send(_Received(302, httpx.Headers({"location": "https://a.example/back"}), b""))
+    back = gen.send([ip("93.184.216.34")])
+    assert {k.lower() for k, _ in back.headers} == {"accept", "host", "connection"}
+
+
 # ------------------------------------------------------------------ loopback servers
 
 
