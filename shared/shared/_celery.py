@@ -18,7 +18,7 @@ from celery.utils.saferepr import saferepr
 from kombu import Connection, Exchange, Queue
 
 from shared._context import request_id_var, task_id_var
-from shared._fairq import FairPump, FairQueue, settle
+from shared._fairq import FairPump, FairQueue, Settler, settle
 from shared._metrics import (
     TASK_DURATION,
     TASK_QUEUE_WAIT,
@@ -189,6 +189,8 @@ class PlatformCelery(Celery):  # type: ignore[misc]
     _records_store: SyncTaskRecords | None = None
     _fairq_pid: int | None = None
     _fairq_store: FairQueue | None = None
+    _settler_pid: int | None = None
+    _settler: Settler | None = None
 
     @property
     def records(self) -> SyncTaskRecords:
@@ -207,6 +209,19 @@ class PlatformCelery(Celery):  # type: ignore[misc]
             self._fairq_store = FairQueue(self.records.r, self.settings, self.conf.task_default_queue)
             self._fairq_pid = os.getpid()
         return self._fairq_store
+
+    @property
+    def settler(self) -> Settler:
+        if self._settler is None or self._settler_pid != os.getpid():
+            self._settler = Settler(self, self.fairq)
+            self._settler_pid = os.getpid()
+        return self._settler
+
+    def close_settler(self) -> None:
+        """Record the ends still queued in this process before it exits."""
+        if self._settler is not None and self._settler_pid == os.getpid():
+            self._settler.close()
+            self._settler = None
 
 
 def make_queue(queue: QueueName) -> Queue:
@@ -349,14 +364,14 @@ def install_worker_hooks(app: PlatformCelery, queue: QueueName) -> None:
     @signals.task_postrun.connect(weak=False)
     def _postrun(sender: Any = None, task_id: str | None = None, state: str | None = None, **_: Any) -> None:
         if task_id and getattr(sender, "app", None) is app:
-            settle(app, app.fairq, task_id, finished=state in _SETTLED_STATES)
+            app.settler.put(task_id, finished=state in _SETTLED_STATES)
 
     @signals.task_revoked.connect(weak=False)
     def _revoked(request: Any = None, **_: Any) -> None:
         # A message dropped unrun (revoked by id): no postrun follows.
         tid = getattr(request, "id", None)
         if tid and getattr(getattr(request, "task", None), "app", app) is app:
-            settle(app, app.fairq, tid, finished=True)
+            settle(app, app.fairq, [tid], finished=True)
 
     @signals.setup_logging.connect(weak=False)
     def _logging(**_: Any) -> None:
@@ -364,6 +379,7 @@ def install_worker_hooks(app: PlatformCelery, queue: QueueName) -> None:
 
     @signals.worker_process_shutdown.connect(weak=False)
     def _dead(pid: int | None = None, **_: Any) -> None:
+        app.close_settler()
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             from prometheus_client import multiprocess
 

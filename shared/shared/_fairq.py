@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import queue
 import threading
 import time
 from collections.abc import Iterable
@@ -267,14 +268,53 @@ class FairQueue:
         return ended
 
 
-def settle(app: Celery, fq: FairQueue, task_id: str, *, finished: bool) -> None:
-    """A task left the window in this process: record it and publish what is next in turn."""
+def settle(app: Celery, fq: FairQueue, task_ids: list[str], *, finished: bool) -> None:
+    """Tasks left the window in this process: record it and publish what is next in turn."""
     try:
-        nxt = fq.complete([task_id], finished=finished)
-    except redis.RedisError as exc:  # the pass will notice the finished task within seconds
+        nxt = fq.complete(task_ids, finished=finished, max_pop=max(POP_ON_COMPLETE, len(task_ids)))
+    except redis.RedisError as exc:  # the pass finds the finished tasks within a minute
         log.warning("fair queue: could not record a task's end: %s", type(exc).__name__)
         return
     _publish_and_confirm(app, fq, nxt)
+
+
+class Settler:
+    """Hands a finished task's turn on without keeping its pool process waiting.
+
+    The pool process only queues the task id; a thread of that process records the end and
+    publishes what is next in turn (a publish waits for the broker's confirm) while the process
+    already runs its next task. Ends not recorded when the process dies are found by the pass.
+    """
+
+    def __init__(self, app: Celery, fq: FairQueue) -> None:
+        self.app = app
+        self.fq = fq
+        self._q: queue.SimpleQueue[tuple[str, bool] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="fair-queue-settle", daemon=True)
+        self._thread.start()
+
+    def put(self, task_id: str, *, finished: bool) -> None:
+        self._q.put((task_id, finished))
+
+    def close(self, timeout: float = 5.0) -> None:
+        self._q.put(None)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._q.get()]
+            while not self._q.empty() and len(batch) < 100:
+                batch.append(self._q.get_nowait())
+            items = [item for item in batch if item is not None]
+            for finished in (True, False):
+                ids = [tid for tid, fin in items if fin is finished]
+                if ids:
+                    try:
+                        settle(self.app, self.fq, ids, finished=finished)
+                    except Exception:
+                        log.exception("fair queue: settling failed")
+            if len(items) < len(batch):
+                return
 
 
 def _publish_and_confirm(app: Celery, fq: FairQueue, messages: list[bytes]) -> None:
