@@ -15,6 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = [
     ("tasks", ROOT / "bench" / "bench_tasks.py"),
+    ("noisy-neighbour", ROOT / "bench" / "bench_fairness.py"),
     ("gateway", ROOT / "gateway" / "bench" / "bench_gateway.py"),
     ("scraping", ROOT / "scraping-service" / "bench" / "bench_scrape.py"),
     ("notifications", ROOT / "notification-service" / "bench" / "bench_notify.py"),

@@ -165,6 +165,7 @@ async def submit_task(
     fq = fair_queue(celery_app, records.r, queue)
     prio = DEFAULT_PRIORITY if priority is None else priority
     message = build_message(
+        celery_app,
         name=task_name,
         task_id=task_id,
         queue=queue,

@@ -15,6 +15,7 @@ for _, id in ipairs(a.ids) do
     redis.call('DEL', mkey)
   end
 end
+redis.call('INCRBY', P .. 'done', #a.ids)
 local room = fq_room(P)
 if room <= 0 then return {} end
 return fq_pop(P, math.min(room, a.max_pop), a.now)

@@ -13,6 +13,7 @@
 --   P..'window'     how many may be in flight: the live worker slots times a few
 --   P..'workers'    zset: node -> heartbeat expiry; P..'slots' hash: node -> slots;
 --   P..'total'      the live slots summed
+--   P..'done'       counter of tasks that left the window; P..'rate' hash: at, done, per_second
 --   O..user         zset: the user's unfinished task ids -> submit time (all queues)
 -- Users are quoted by the caller, so no user can reach another key. The scripts build the
 -- per-user keys themselves: they need one Redis (not Redis Cluster).
