@@ -20,8 +20,7 @@ import aiohttp
 import orjson
 import redis
 
-from shared import mint_token, testing
-from shared._settings import BaseServiceSettings
+from shared import BaseServiceSettings, mint_token, testing
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))

@@ -349,7 +349,10 @@ def install_worker_hooks(app: PlatformCelery, queue: QueueName) -> None:
 
     @signals.worker_ready.connect(weak=False)
     def _ready(sender: Any = None, **_: Any) -> None:
-        # The fair queue's pass runs in the main process, started once the pool has forked.
+        # The fair queue's pass runs in the main process, started once the pool has forked
+        # (and once only: the consumer may become ready again after a broker reconnect).
+        if "pass" in pump and pump["pass"].is_alive():
+            return
         slots = int(getattr(getattr(sender, "controller", None), "concurrency", 0) or 1)
         node = str(getattr(sender, "hostname", None) or f"{queue.value}@{os.getpid()}")
         pump["pass"] = FairPump(app, app.fairq, node, slots)
