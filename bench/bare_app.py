@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 from celery import Celery
 
@@ -15,3 +16,11 @@ app.conf.broker_connection_retry_on_startup = True
 @app.task(name="bare.noop")
 def noop(**kwargs: object) -> dict[str, object]:
     return {"echo": kwargs}
+
+
+@app.task(name="bare.sleep")
+def sleep(seconds: float) -> dict[str, float]:
+    """The noisy-neighbour baseline: a task of known length that says when it started."""
+    started = time.time()
+    time.sleep(seconds)
+    return {"started": started}

@@ -36,6 +36,11 @@ SECTIONS = {
         ("--tasks", "20"),
         ("bare Celery apply_async + worker", "task-service over HTTP + worker", "ratio"),
     ),
+    "noisy-neighbour": Section(
+        ROOT / "bench" / "bench_fairness.py",
+        ("--flood", "60"),
+        ("B's queue wait", "behind A's flood (fair queues)", "ratio"),
+    ),
     "gateway": Section(
         ROOT / "gateway" / "bench" / "bench_gateway.py",
         ("--duration", "1", "--rounds", "1", "--warmup", "0"),

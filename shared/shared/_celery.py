@@ -18,6 +18,7 @@ from celery.utils.saferepr import saferepr
 from kombu import Exchange, Queue
 
 from shared._context import request_id_var, task_id_var
+from shared._fairq import FairPump, FairQueue, Settler, settle
 from shared._metrics import (
     TASK_DURATION,
     TASK_QUEUE_WAIT,
@@ -187,6 +188,10 @@ class PlatformCelery(Celery):  # type: ignore[misc]
     settings: BaseServiceSettings
     _records_pid: int | None = None
     _records_store: SyncTaskRecords | None = None
+    _fairq_pid: int | None = None
+    _fairq_store: FairQueue | None = None
+    _settler_pid: int | None = None
+    _settler: Settler | None = None
 
     @property
     def records(self) -> SyncTaskRecords:
@@ -197,6 +202,27 @@ class PlatformCelery(Celery):  # type: ignore[misc]
             )
             self._records_pid = os.getpid()
         return self._records_store
+
+    @property
+    def fairq(self) -> FairQueue:
+        """This queue's fair queue (the workers' side), per process like the records."""
+        if self._fairq_store is None or self._fairq_pid != os.getpid():
+            self._fairq_store = FairQueue(self.records.r, self.settings, self.conf.task_default_queue)
+            self._fairq_pid = os.getpid()
+        return self._fairq_store
+
+    @property
+    def settler(self) -> Settler:
+        if self._settler is None or self._settler_pid != os.getpid():
+            self._settler = Settler(self, self.fairq)
+            self._settler_pid = os.getpid()
+        return self._settler
+
+    def close_settler(self) -> None:
+        """Record the ends still queued in this process before it exits."""
+        if self._settler is not None and self._settler_pid == os.getpid():
+            self._settler.close()
+            self._settler = None
 
 
 def make_queue(queue: QueueName) -> Queue:
@@ -297,12 +323,48 @@ def start_worker_metrics(settings: BaseServiceSettings, queue: QueueName) -> Non
     log.info("worker metrics on %s:%s", settings.host, port)
 
 
+# A task that ends in one of these left the broker for good; RETRY means Celery published its
+# next attempt itself (outside the fair window), so it frees only its place in the window.
+_SETTLED_STATES = frozenset({*TERMINAL, "IGNORED", "REJECTED"})
+
+
 def install_worker_hooks(app: PlatformCelery, queue: QueueName) -> None:
     from shared._logging import configure_logging
+
+    pump: dict[str, FairPump] = {}
 
     @signals.worker_init.connect(weak=False)
     def _init(**_: Any) -> None:
         start_worker_metrics(app.settings, queue)
+
+    @signals.worker_ready.connect(weak=False)
+    def _ready(sender: Any = None, **_: Any) -> None:
+        # The fair queue's pass runs in the main process, started once the pool has forked
+        # (and once only: the consumer may become ready again after a broker reconnect).
+        if "pass" in pump and pump["pass"].is_alive():
+            return
+        slots = int(getattr(getattr(sender, "controller", None), "concurrency", 0) or 1)
+        node = str(getattr(sender, "hostname", None) or f"{queue.value}@{os.getpid()}")
+        pump["pass"] = FairPump(app, app.fairq, node, slots)
+        pump["pass"].start()
+        log.info("fair queue pass started: %s with %s slots", node, slots)
+
+    @signals.worker_shutdown.connect(weak=False)
+    def _shutdown(**_: Any) -> None:
+        if "pass" in pump:
+            pump.pop("pass").stop()
+
+    @signals.task_postrun.connect(weak=False)
+    def _postrun(sender: Any = None, task_id: str | None = None, state: str | None = None, **_: Any) -> None:
+        if task_id and getattr(sender, "app", None) is app:
+            app.settler.put(task_id, finished=state in _SETTLED_STATES)
+
+    @signals.task_revoked.connect(weak=False)
+    def _revoked(request: Any = None, **_: Any) -> None:
+        # A message dropped unrun (revoked by id): no postrun follows.
+        tid = getattr(request, "id", None)
+        if tid and getattr(getattr(request, "task", None), "app", app) is app:
+            settle(app, app.fairq, [tid], finished=True)
 
     @signals.setup_logging.connect(weak=False)
     def _logging(**_: Any) -> None:
@@ -310,6 +372,7 @@ def install_worker_hooks(app: PlatformCelery, queue: QueueName) -> None:
 
     @signals.worker_process_shutdown.connect(weak=False)
     def _dead(pid: int | None = None, **_: Any) -> None:
+        app.close_settler()
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             from prometheus_client import multiprocess
 

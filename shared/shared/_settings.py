@@ -69,6 +69,12 @@ class BaseServiceSettings(BaseSettings):
     task_soft_time_limit: int = 25 * 60
     task_time_limit: int = 28 * 60  # below RabbitMQ's 30 min consumer_timeout
 
+    # Fair share of the queues (shared/_fairq.py): the unfinished tasks one user may have (one
+    # more is 429 too_many_tasks), and the messages per live worker slot let into the broker
+    # (more keeps workers busier between passes; fewer lets a newcomer's task run sooner).
+    max_queued_tasks_per_user: int = Field(default=10_000, ge=1)
+    fair_window_per_slot: int = Field(default=2, ge=1, le=100)
+
     @model_validator(mode="after")
     def _refuse_default_secrets(self) -> BaseServiceSettings:
         if self.environment == "production":

@@ -1,4 +1,4 @@
-"""Submitting work: record first, then publish off the event loop; idempotent on request."""
+"""Submitting work: record first, then queue it fairly (publishing off the event loop); idempotent."""
 
 from __future__ import annotations
 
@@ -18,9 +18,11 @@ from celery import Celery
 from shared._auth import Principal
 from shared._celery import DEFAULT_PRIORITY, redacted_repr
 from shared._context import request_id_var
-from shared._errors import Conflict, ServiceUnavailable, Unprocessable
+from shared._errors import Conflict, ServiceUnavailable, TooManyRequests, Unprocessable
+from shared._fairq import TOO_MANY_RETRY_AFTER, AsyncFairQueue, build_message, message_id, publish_messages
 from shared._metrics import TASKS_SUBMITTED
 from shared._records import TaskRecords, now_iso
+from shared._settings import BaseServiceSettings
 
 log = logging.getLogger("shared.submit")
 
@@ -100,6 +102,26 @@ async def publish(celery_app: Celery, name: str, **options: Any) -> None:
         ) from None
 
 
+async def _publish_popped(celery_app: Celery, messages: list[bytes]) -> None:
+    try:
+        await anyio.to_thread.run_sync(publish_messages, celery_app, messages)
+    except (kombu.exceptions.OperationalError, OSError) as exc:
+        log.warning("publish failed: %s", type(exc).__name__)
+        raise ServiceUnavailable(
+            "The message broker (RabbitMQ) is unavailable.", code="broker_unavailable"
+        ) from None
+
+
+def fair_queue(celery_app: Celery, client: aioredis.Redis, queue: str) -> AsyncFairQueue:
+    """The fair queue of `queue` on this Redis client, made once per app, client and queue."""
+    cache: dict[tuple[int, str], AsyncFairQueue] = celery_app.__dict__.setdefault("_fair_queues", {})
+    fq = cache.get((id(client), queue))
+    if fq is None:
+        settings: BaseServiceSettings = celery_app.settings  # type: ignore[attr-defined]  # PlatformCelery
+        fq = cache[(id(client), queue)] = AsyncFairQueue(client, settings, queue)
+    return fq
+
+
 async def submit_task(
     *,
     celery_app: Celery,
@@ -140,23 +162,52 @@ async def submit_task(
             "request_id": request_id_var.get(),
         }
     )
-    try:
-        await publish(
-            celery_app,
-            task_name,
-            task_id=task_id,
-            kwargs=kwargs,
-            queue=queue,
-            routing_key=queue,
-            countdown=countdown,
-            priority=DEFAULT_PRIORITY if priority is None else priority,
-            kwargsrepr=redacted_repr(kwargs, secret_kwargs),
-            headers={"request_id": request_id_var.get()},
-        )
-    except ServiceUnavailable:
+    fq = fair_queue(celery_app, records.r, queue)
+    prio = DEFAULT_PRIORITY if priority is None else priority
+    message = build_message(
+        celery_app,
+        name=task_name,
+        task_id=task_id,
+        queue=queue,
+        kwargs=kwargs,
+        priority=prio,
+        kwargsrepr=redacted_repr(kwargs, secret_kwargs),
+        request_id=request_id_var.get(),
+    )
+
+    async def take_back() -> None:
         await records.discard(task_id, user.sub)
         if idempotency is not None and idempotency_key:
             await idempotency.release(user.sub, idempotency_key)
+
+    async def enter() -> Any:
+        return await fq.submit(
+            task_id=task_id, owner=user.sub, priority=prio, message=message, countdown=countdown
+        )
+
+    try:
+        queued = await enter()
+        if queued.status == "too_many" and await fq.prune_open(user.sub):
+            queued = await enter()
+    except BaseException:
+        await take_back()
         raise
+    if queued.status == "too_many":
+        await take_back()
+        raise TooManyRequests(
+            f"You have {fq.limit} unfinished tasks, the most one user may have; submit more as they finish.",
+            code="too_many_tasks",
+            headers={"Retry-After": TOO_MANY_RETRY_AFTER},
+        )
+    if queued.publish:
+        popped = [message_id(m) for m in queued.publish]
+        try:
+            await _publish_popped(celery_app, queued.publish)
+        except ServiceUnavailable:
+            # Put back what was popped and take this task out: the broker is needed now.
+            await fq.abort(task_id, popped)
+            await take_back()
+            raise
+        await fq.confirm(popped)
     TASKS_SUBMITTED.labels(task_name, queue).inc()
     return accepted_view(task_id, task_type, queue)

@@ -14,8 +14,8 @@ class TaskSettings(BaseServiceSettings):
     service_name: str = "task-service"
     port: int = 8001
     worker_metrics_port: int | None = 9101
-    # ETA tasks wait unacknowledged inside a worker; past RabbitMQ's consumer_timeout (30 min)
-    # the broker would close the channel, so countdowns stay well below it.
+    # Countdowns wait in Redis (the fair queue's delayed set), not in a worker; the cap keeps
+    # the API's promise (README: countdown <= 900 s).
     max_countdown_seconds: int = 900
     max_data_bytes: int = 1_000_000
     # A long-running task hands itself over to a fresh delivery after this long, so no single

@@ -1,0 +1,409 @@
+"""Fair queues: each queue's users are served in turn, and delayed work waits in Redis.
+
+RabbitMQ serves a queue first come, first served, and a worker holds every message with an
+ETA it has taken. So one user's backlog, or their countdowns, would stand in front of
+everyone else's new tasks. Here a submitted task goes into Redis instead: into its owner's
+own queue (highest priority first, then oldest), the owner into a round-robin ring of the
+users with queued work, or, with a countdown, into a set of delayed tasks by due time. Only a
+small window of messages (FAIR_WINDOW_PER_SLOT per live worker slot) is ever in the broker.
+When a task finishes, its worker pops the next task in turn and publishes it; an API does the
+same on submit while the window has room. A pass in each worker's main process, once a
+second, keeps the worker's heartbeat (the window follows the live slots), moves due delayed
+tasks into their owners' turn, re-publishes tasks popped but never confirmed published (their
+publisher died in between), drops in-flight entries whose task ended unseen, and fills the
+window. The task record stays the guard against running a task twice. The scripts are in
+lua/fairq_*.lua (the key layout is in fairq_lib.lua).
+
+Why not the library: Celery has no fairness between users and RabbitMQ none between
+messages of one queue; Hatchet-style group round robin needs its own scheduler and database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, unquote, urlsplit
+
+import orjson
+import redis
+import redis.asyncio as aioredis
+
+from shared._records import CELERY_META_PREFIX, TERMINAL, rec_key
+from shared._settings import BaseServiceSettings
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+log = logging.getLogger("shared.fairq")
+
+LUA_DIR = Path(__file__).with_name("lua")
+PASS_SECONDS = 1.0  # how often each worker's pass runs: the precision of a countdown
+HEARTBEAT_TTL = 15.0  # a worker not heard from for this long no longer counts in the window
+REPUBLISH_AFTER = 60.0  # popped and not confirmed published for this long: its publisher died
+SWEEP_EVERY = 10  # passes between checks of in-flight tasks against their records
+SWEEP_AFTER = 30.0  # in flight this long before the check looks at it
+PROMOTE_MAX = 1000  # due delayed tasks moved per script call
+# The window also holds what the workers get through in this long (a publish and its confirm,
+# a pass): short tasks then never wait for a publish. It delays another user's task this much.
+LATENCY_BUDGET = 0.1
+POP_ON_SUBMIT = 1
+POP_ON_COMPLETE = 8
+POP_ON_PASS = 500
+TOO_MANY_RETRY_AFTER = "30"
+PRUNE_EVERY = 60  # seconds between rechecks of one user's unfinished set when at the limit
+
+
+def _source(name: str) -> str:
+    lib = (LUA_DIR / "fairq_lib.lua").read_text()
+    return lib + "\n" + (LUA_DIR / f"fairq_{name}.lua").read_text()
+
+
+# Read once at import; each Redis client registers them once (EVALSHA afterwards).
+SCRIPTS = {name: _source(name) for name in ("submit", "complete", "abort", "pump")}
+
+
+def broker_namespace(broker_url: str) -> str:
+    """The vhost: a fair queue fronts one broker queue, and a queue is named within its vhost."""
+    path = urlsplit(broker_url).path
+    return quote(unquote(path[1:]) if len(path) > 1 else "/", safe="")
+
+
+@dataclass(frozen=True)
+class FairKeys:
+    prefix: str  # this queue's keys
+    open: str  # the users' unfinished sets, across the vhost's queues
+
+    @classmethod
+    def of(cls, settings: BaseServiceSettings, queue: str) -> FairKeys:
+        ns = broker_namespace(settings.broker_url)
+        return cls(prefix=f"t:fq:{ns}:{queue}:", open=f"t:fq:{ns}:open:")
+
+
+def _dumps(value: Any) -> bytes:
+    try:
+        return orjson.dumps(value)
+    except TypeError:  # an integer past 64 bits: the standard library writes any
+        return json.dumps(value, separators=(",", ":")).encode()
+
+
+def build_message(
+    app: Celery,
+    *,
+    name: str,
+    task_id: str,
+    queue: str,
+    kwargs: dict[str, Any],
+    priority: int,
+    kwargsrepr: str,
+    request_id: str | None,
+) -> bytes:
+    """The broker message, made once at submit and kept while the task waits its turn.
+
+    Celery's own message (protocol 2): its headers and properties as JSON, a newline, then the
+    body already serialized, so publishing it later is a bare publish (a third of send_task's CPU).
+    """
+    # ignore_result None, as send_task sends it: the task's own setting applies (False would
+    # make the worker store every result itself, four more Redis round trips per task).
+    m = app.amqp.as_task_v2(
+        task_id, name, kwargs=kwargs, argsrepr="()", kwargsrepr=kwargsrepr, ignore_result=None
+    )
+    meta = {
+        "id": task_id,
+        "queue": queue,
+        "priority": priority,
+        "headers": {**m.headers, "request_id": request_id},
+        "properties": m.properties,
+    }
+    return _dumps(meta) + b"\n" + _dumps(m.body)
+
+
+def _split(raw: bytes | str) -> tuple[dict[str, Any], bytes]:
+    data = raw.encode() if isinstance(raw, str) else raw
+    meta, body = data.split(b"\n", 1)
+    return orjson.loads(meta), body
+
+
+def message_id(raw: bytes | str) -> str:
+    return str(_split(raw)[0]["id"])
+
+
+def publish_messages(app: Celery, messages: Iterable[bytes | str]) -> list[str]:
+    """Publish stored messages (blocking, each confirmed by the broker); the ids published."""
+    done: list[str] = []
+    policy = app.conf.task_publish_retry_policy
+    with app.producer_or_acquire() as producer:
+        for raw in messages:
+            meta, body = _split(raw)
+            queue = meta["queue"]
+            entity = app.amqp.queues.get(queue)
+            producer.publish(
+                body,
+                exchange=queue,
+                routing_key=queue,
+                content_type="application/json",
+                content_encoding="utf-8",
+                headers=meta["headers"],
+                priority=meta["priority"],
+                delivery_mode=2,
+                retry=True,
+                retry_policy=policy,
+                declare=[entity] if entity is not None else [],
+                **meta["properties"],
+            )
+            done.append(meta["id"])
+    return done
+
+
+def _text(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+@dataclass(frozen=True)
+class Submitted:
+    status: str  # queued | delayed | too_many
+    publish: list[bytes]
+
+
+class AsyncFairQueue:
+    """The APIs' side: submit, confirm a publish, or take a submission back."""
+
+    def __init__(self, client: aioredis.Redis, settings: BaseServiceSettings, queue: str) -> None:
+        self.r = client
+        self.keys = FairKeys.of(settings, queue)
+        self.limit = settings.max_queued_tasks_per_user
+        self.keep = settings.result_expires_seconds
+        self._submit = client.register_script(SCRIPTS["submit"])
+        self._abort = client.register_script(SCRIPTS["abort"])
+
+    async def submit(
+        self, *, task_id: str, owner: str, priority: int, message: bytes, countdown: float | None
+    ) -> Submitted:
+        now = time.time()
+        args = {
+            "prefix": self.keys.prefix,
+            "open": self.keys.open,
+            "id": task_id,
+            "user": quote(owner, safe=""),
+            "priority": priority,
+            "msg": message.decode(),
+            "now": now,
+            "due": now + countdown if countdown else 0,
+            "limit": self.limit,
+            "keep": self.keep,
+            "max_pop": POP_ON_SUBMIT,
+        }
+        out = await self._submit(args=[orjson.dumps(args)])
+        return Submitted(_text(out[0]), list(out[1:]))
+
+    async def confirm(self, ids: list[str]) -> None:
+        if ids:
+            await self.r.zrem(self.keys.prefix + "claimed", *ids)
+
+    async def abort(self, task_id: str, popped: list[str]) -> None:
+        args = {"prefix": self.keys.prefix, "open": self.keys.open, "id": task_id, "popped": popped}
+        await self._abort(args=[orjson.dumps(args)])
+
+    async def prune_open(self, owner: str) -> int:
+        """Drop finished tasks from the owner's unfinished set (a finish no worker reported).
+
+        At most once a minute per user: it reads up to MAX_QUEUED_TASKS_PER_USER records.
+        """
+        user = quote(owner, safe="")
+        if not await self.r.set(f"{self.keys.open}{user}:pruned", "1", nx=True, ex=PRUNE_EVERY):
+            return 0
+        okey = self.keys.open + user
+        ids = [_text(i) for i in await self.r.zrange(okey, 0, -1)]
+        gone: list[str] = []
+        for start in range(0, len(ids), 1000):
+            chunk = ids[start : start + 1000]
+            async with self.r.pipeline(transaction=False) as pipe:
+                for tid in chunk:
+                    pipe.hget(rec_key(tid), "status")
+                statuses = await pipe.execute()
+            gone += [
+                tid for tid, st in zip(chunk, statuses, strict=True) if st is None or _text(st) in TERMINAL
+            ]
+        if gone:
+            await self.r.zrem(okey, *gone)
+        return len(gone)
+
+
+class FairQueue:
+    """The workers' side: a task left the window, the periodic pass."""
+
+    def __init__(self, client: redis.Redis, settings: BaseServiceSettings, queue: str) -> None:
+        self.r = client
+        self.keys = FairKeys.of(settings, queue)
+        self.per_slot = settings.fair_window_per_slot
+        self._complete = client.register_script(SCRIPTS["complete"])
+        self._pump = client.register_script(SCRIPTS["pump"])
+
+    def complete(self, ids: list[str], *, finished: bool, max_pop: int = POP_ON_COMPLETE) -> list[bytes]:
+        args = {
+            "prefix": self.keys.prefix,
+            "open": self.keys.open,
+            "ids": ids,
+            "finished": finished,
+            "now": time.time(),
+            "max_pop": max_pop,
+        }
+        return list(self._complete(args=[orjson.dumps(args)]))
+
+    def confirm(self, ids: list[str]) -> None:
+        if ids:
+            self.r.zrem(self.keys.prefix + "claimed", *ids)
+
+    def pump(self, node: str, slots: int, *, leave: bool = False) -> tuple[dict[str, Any], list[bytes]]:
+        now = time.time()
+        args = {
+            "prefix": self.keys.prefix,
+            "node": node,
+            "slots": slots,
+            "per_slot": self.per_slot,
+            "latency": LATENCY_BUDGET,
+            "ttl": HEARTBEAT_TTL,
+            "leave": leave,
+            "now": now,
+            "promote_max": PROMOTE_MAX,
+            "reclaim_before": now - REPUBLISH_AFTER,
+            "max_pop": POP_ON_PASS,
+        }
+        out = self._pump(args=[orjson.dumps(args)])
+        return orjson.loads(out[0]), list(out[1:])
+
+    def ended_in_flight(self, older_than: float = SWEEP_AFTER) -> list[str]:
+        """In-flight tasks whose record (or Celery's result) is final, or gone."""
+        ids = [
+            _text(i)
+            for i in self.r.zrangebyscore(self.keys.prefix + "inflight", "-inf", time.time() - older_than)
+        ]
+        if not ids:
+            return []
+        pipe = self.r.pipeline(transaction=False)
+        for tid in ids:
+            pipe.hget(rec_key(tid), "status")
+            pipe.get(CELERY_META_PREFIX + tid)
+        res = pipe.execute()
+        ended = []
+        for i, tid in enumerate(ids):
+            status, meta = res[2 * i], res[2 * i + 1]
+            meta_status = orjson.loads(meta).get("status") if meta else None
+            if status is None or _text(status) in TERMINAL or meta_status in TERMINAL:
+                ended.append(tid)
+        return ended
+
+
+def settle(app: Celery, fq: FairQueue, task_ids: list[str], *, finished: bool) -> None:
+    """Tasks left the window in this process: record it and publish what is next in turn."""
+    try:
+        nxt = fq.complete(task_ids, finished=finished, max_pop=max(POP_ON_COMPLETE, len(task_ids)))
+    except redis.RedisError as exc:  # the pass finds the finished tasks within a minute
+        log.warning("fair queue: could not record a task's end: %s", type(exc).__name__)
+        return
+    _publish_and_confirm(app, fq, nxt)
+
+
+def _publish_and_confirm(app: Celery, fq: FairQueue, messages: list[bytes]) -> None:
+    if not messages:
+        return
+    done: list[str] = []
+    try:
+        for raw in messages:  # one at a time: a failure leaves the rest claimed, for the pass
+            done += publish_messages(app, [raw])
+    except Exception as exc:  # the broker: left claimed, the pass re-publishes them later
+        log.warning("fair queue: publish failed, the pass will retry: %s", type(exc).__name__)
+    finally:
+        if done:
+            fq.confirm(done)
+
+
+class Settler:
+    """Hands a finished task's turn on without keeping its pool process waiting.
+
+    The pool process only queues the task id; threads of that process record the end and
+    publish what is next in turn while the process already runs its next task. A publish waits
+    for the broker's confirm (a disk write: milliseconds), so a few threads keep several
+    publishes under way. Ends not recorded when the process dies are found by the pass.
+    """
+
+    THREADS = 4
+
+    def __init__(self, app: Celery, fq: FairQueue) -> None:
+        self.app = app
+        self.fq = fq
+        self._q: queue.SimpleQueue[tuple[str, bool] | None] = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._run, name=f"fair-queue-settle-{i}", daemon=True)
+            for i in range(self.THREADS)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def put(self, task_id: str, *, finished: bool) -> None:
+        self._q.put((task_id, finished))
+
+    def close(self, timeout: float = 5.0) -> None:
+        for _ in self._threads:
+            self._q.put(None)
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def _run(self) -> None:
+        while True:
+            item = self._q.get()
+            if item is None:
+                return
+            try:
+                settle(self.app, self.fq, [item[0]], finished=item[1])
+            except Exception:
+                log.exception("fair queue: settling failed")
+
+
+class FairPump(threading.Thread):
+    """The periodic pass, in a worker's main process (a thread: the pass blocks on I/O)."""
+
+    def __init__(self, app: Celery, fq: FairQueue, node: str, slots: int) -> None:
+        super().__init__(name="fair-queue-pass", daemon=True)
+        self.app = app
+        self.fq = fq
+        self.node = node
+        self.slots = slots
+        self._stop_event = threading.Event()
+        self._passes = 0
+
+    def run(self) -> None:
+        while True:
+            try:
+                self.run_once()
+            except Exception:
+                log.exception("fair queue pass failed; next in %ss", PASS_SECONDS)
+            if self._stop_event.wait(PASS_SECONDS):
+                return
+
+    def run_once(self) -> dict[str, Any]:
+        self._passes += 1
+        if self._passes % SWEEP_EVERY == 0:
+            ended = self.fq.ended_in_flight()
+            if ended:
+                log.info("fair queue: %d in-flight tasks ended unseen", len(ended))
+                _publish_and_confirm(self.app, self.fq, self.fq.complete(ended, finished=True))
+        while True:
+            summary, messages = self.fq.pump(self.node, self.slots)
+            _publish_and_confirm(self.app, self.fq, messages)
+            if not summary.get("more_due"):
+                return summary
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=5)
+        with contextlib.suppress(redis.RedisError):  # else its heartbeat expires instead
+            self.fq.pump(self.node, self.slots, leave=True)

@@ -1,0 +1,28 @@
+-- A new task: counted against its owner's limit, then held until due (countdown) or queued in
+-- its owner's turn; when the broker window has room, the next task in turn (not necessarily
+-- this one) is popped for the caller to publish.
+-- In (JSON): prefix, open, id, user, priority, msg, now, due, limit, keep, max_pop
+-- Out: {'too_many'} | {'delayed'} | {'queued', msg, ...}
+local a = cjson.decode(ARGV[1])
+local P = a.prefix
+local okey = a.open .. a.user
+redis.call('ZREMRANGEBYSCORE', okey, '-inf', a.now - a.keep)
+if redis.call('ZCARD', okey) >= a.limit then return {'too_many'} end
+redis.call('ZADD', okey, a.now, a.id)
+redis.call('EXPIRE', okey, a.keep)
+local seq = redis.call('INCR', P .. 'seq')
+local score = string.format('%.0f', (9 - a.priority) * 1e12 + seq)
+local mkey = P .. 'm:' .. a.id
+redis.call('HSET', mkey, 'user', a.user, 'score', score, 'msg', a.msg)
+redis.call('EXPIRE', mkey, a.keep)
+if a.due > a.now then
+  redis.call('ZADD', P .. 'delayed', a.due, a.id)
+  return {'delayed'}
+end
+fq_enqueue(P, a.id, a.user, score)
+local out = {'queued'}
+local room = fq_room(P)
+if room > 0 then
+  for _, msg in ipairs(fq_pop(P, math.min(room, a.max_pop), a.now)) do out[#out + 1] = msg end
+end
+return out
