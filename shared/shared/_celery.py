@@ -309,6 +309,9 @@ def start_worker_metrics(settings: BaseServiceSettings, queue: QueueName) -> Non
 
 def install_worker_hooks(app: PlatformCelery, queue: QueueName) -> None:
     from shared._logging import configure_logging
+    from shared._pool_guard import install_pool_fd_guard
+
+    install_pool_fd_guard()  # a broker restart must not stop the worker (see _pool_guard)
 
     @signals.worker_init.connect(weak=False)
     def _init(**_: Any) -> None:
