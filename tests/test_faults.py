@@ -1,4 +1,5 @@
-"""Fault drills against real servers: a worker SIGKILLed mid-task, Redis down, RabbitMQ down."""
+"""Fault drills against real servers: a worker SIGKILLed mid-task, Redis down, a private RabbitMQ
+stopped and restarted, and a cancel that races a running step."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import orjson
 import psutil
 import pytest
 import redis
+import redis.asyncio as aioredis
 
 from shared import testing
 from shared.testing import Stack
@@ -114,6 +117,54 @@ async def test_pool_child_killed_task_redelivered(fault_stack: Stack, auth) -> N
             await asyncio.sleep(0.1)
         assert s["status"] == "SUCCESS", s
         assert s["result"]["resumed_from"] >= 2
+
+
+async def test_cancelled_task_writes_no_progress_or_event_after_it_is_final(fault_stack: Stack, auth) -> None:
+    """Cancel a running long task: once the cancel is accepted its progress stands still, and
+    its event stream ends with REVOKED, though its step was running at that moment."""
+    h = auth("faults")
+    # Two replicas: the one not running the task hears the revoke broadcast too (as under
+    # `--scale task-worker=2`) and writes REVOKED into Celery's result at once.
+    fault_stack.worker("task_service.worker", "default", concurrency=1)
+    fault_stack.worker("task_service.worker", "default", concurrency=1)
+    step = 0.4
+    events: list[dict] = []
+    async with httpx.AsyncClient(base_url=fault_stack.urls["task"], timeout=30) as client:
+        r = await client.post(f"{P}/long-running-task/", json={"steps": 30, "step_seconds": step}, headers=h)
+        tid = r.json()["task_id"]
+        async with aioredis.Redis.from_url(os.environ["REDIS_URL"]) as rc, rc.pubsub() as ps:
+            await ps.subscribe(f"t:ev:{tid}")
+            # Cancel just as step 3 begins: the step is sleeping, past any cancel check, when the
+            # cancel is accepted; before the fix its progress write still went through.
+            deadline = time.monotonic() + 60
+            while not events or events[-1].get("current", 0) < 2:
+                assert time.monotonic() < deadline, events
+                if msg := await ps.get_message(ignore_subscribe_messages=True, timeout=1):
+                    events.append(orjson.loads(msg["data"]))
+            r = await client.post(f"{P}/task-cancel/{tid}", headers=h)
+            assert r.status_code == 202, r.text
+            at_cancel = (await client.get(f"{P}/task-progress/{tid}", headers=h)).json()["current"]
+            deadline = time.monotonic() + 30
+            while (s := await status_of(client, tid, h))["status"] != "REVOKED":
+                assert s["status"] in {"STARTED", "PROGRESS"}, s
+                assert time.monotonic() < deadline, s
+                await asyncio.sleep(0.05)
+            seen = set()
+            watch_until = time.monotonic() + 4 * step  # a few step durations after REVOKED
+            while time.monotonic() < watch_until:
+                seen.add((await client.get(f"{P}/task-progress/{tid}", headers=h)).json()["current"])
+                while msg := await ps.get_message(ignore_subscribe_messages=True, timeout=0.05):
+                    events.append(orjson.loads(msg["data"]))
+            while msg := await ps.get_message(ignore_subscribe_messages=True, timeout=0.5):
+                events.append(orjson.loads(msg["data"]))
+    assert seen == {at_cancel}, (at_cancel, seen)
+    final = [i for i, e in enumerate(events) if e.get("status") in {"SUCCESS", "FAILURE", "REVOKED"}]
+    assert len(final) == 1 and events[final[0]]["status"] == "REVOKED", events
+    assert final[0] == len(events) - 1, f"written after REVOKED: {events[final[0] + 1 :]}"
+    assert all(e["current"] <= at_cancel for e in events if e["event"] == "progress"), (at_cancel, events)
+    with redis.Redis.from_url(os.environ["REDIS_URL"]) as rc:
+        assert rc.hget(f"t:rec:{tid}", "status") == b"REVOKED"
+        assert int(rc.hget(f"t:prog:{tid}", "current")) == at_cancel
 
 
 @pytest.fixture
