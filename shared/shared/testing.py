@@ -118,174 +118,6 @@ def ensure_vhost(vhost: str = TEST_VHOST) -> None:
         time.sleep(1)
 
 
-@dataclass
-class Proc:
-    name: str
-    argv: list[str]
-    env: dict[str, str]
-    log_path: Path
-    popen: subprocess.Popen[bytes] | None = None
-    _log: object = field(default=None, repr=False)
-
-    def start(self) -> Proc:
-        full_env = {**os.environ, **self.env}
-        log = self.log_path.open("ab")
-        self._log = log
-        self.popen = subprocess.Popen(
-            self.argv, env=full_env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
-        )
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.popen is not None
-        return self.popen.pid
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def alive(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        if self.popen is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.popen.pid, sig)
-
-    def stop(self, timeout: float = 10.0) -> None:
-        if self.popen is None:
-            return
-        if self.alive():
-            self.kill(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.popen.wait(timeout)
-        self.kill(signal.SIGKILL)  # the whole group: pool children too
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.popen.wait(5)
-        if self._log is not None:
-            self._log.close()  # type: ignore[attr-defined]
-
-    def wait_for_log(self, needle: str, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if needle in self.log_text():
-                return
-            if not self.alive():
-                raise RuntimeError(f"{self.name} exited early:\n{self.log_text()[-4000:]}")
-            time.sleep(0.1)
-        raise TimeoutError(f"{self.name}: no {needle!r} after {timeout}s:\n{self.log_text()[-4000:]}")
-
-    def wait_http(self, url: str, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.alive():
-                raise RuntimeError(f"{self.name} exited early:\n{self.log_text()[-4000:]}")
-            try:
-                if httpx.get(url, timeout=1.0).status_code < 500:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"{self.name}: {url} did not answer in {timeout}s:\n{self.log_text()[-4000:]}")
-
-
-def start_api(module: str, port: int, env: dict[str, str], log_dir: Path) -> Proc:
-    proc = Proc(
-        module,
-        [sys.executable, "-m", module],
-        {**env, "PORT": str(port)},
-        log_dir / f"{module}-{port}.log",
-    ).start()
-    try:
-        proc.wait_http(f"http://127.0.0.1:{port}/health")
-    except BaseException:
-        proc.stop()  # never leave a half-started process behind
-        raise
-    return proc
-
-
-def start_worker(
-    app: str,
-    queue: str,
-    env: dict[str, str],
-    log_dir: Path,
-    *,
-    concurrency: int = 2,
-    metrics_port: int | None = None,
-    name: str | None = None,
-    pool: str = "prefork",
-) -> Proc:
-    node = name or f"{queue}-{os.getpid()}-{time.monotonic_ns()}@localhost"
-    metrics = {"WORKER_METRICS_PORT": str(metrics_port or free_port())}
-    proc = Proc(
-        f"worker-{queue}",
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            app,
-            "worker",
-            "-Q",
-            queue,
-            "-n",
-            node,
-            "--concurrency",
-            str(concurrency),
-            "--pool",
-            pool,
-            "--without-gossip",
-            "--without-mingle",
-            "--loglevel",
-            "INFO",
-        ],
-        {**env, **metrics},
-        log_dir / f"worker-{queue}-{time.monotonic_ns()}.log",
-    ).start()
-    try:
-        proc.wait_for_log(" ready.", timeout=60)
-    except BaseException:
-        proc.stop()
-        raise
-    return proc
-
-
-@contextlib.contextmanager
-def running(*procs: Proc) -> Iterator[tuple[Proc, ...]]:
-    try:
-        yield procs
-    finally:
-        for p in procs:
-            p.stop()
-
-
-@dataclass
-class Stack:
-    """A running set of APIs and workers; base URLs by service name."""
-
-    env: dict[str, str]
-    log_dir: Path
-    urls: dict[str, str] = field(default_factory=dict)
-    procs: list[Proc] = field(default_factory=list)
-
-    def api(self, module: str, name: str, extra_env: dict[str, str] | None = None) -> str:
-        port = free_port()
-        proc = start_api(module, port, {**self.env, **(extra_env or {})}, self.log_dir)
-        self.procs.append(proc)
-        self.urls[name] = f"http://127.0.0.1:{port}"
-        return self.urls[name]
-
-    def worker(self, app: str, queue: str, **kw: object) -> Proc:
-        proc = start_worker(app, queue, self.env, self.log_dir, **kw)  # type: ignore[arg-type]
-        self.procs.append(proc)
-        return proc
-
-    def stop(self) -> None:
-        for proc in reversed(self.procs):
-            proc.stop()
-
-
 # Debian's /usr/sbin/rabbitmq-* wrappers switch to the `rabbitmq` user (as root) or refuse
 # (anyone else); the scripts behind them run as whoever calls them, with our environment.
 RABBITMQ_SCRIPT_DIRS = ("/usr/lib/rabbitmq/bin", "/usr/local/lib/rabbitmq/bin")
@@ -456,3 +288,171 @@ def private_rabbitmq(base: Path) -> Iterator[PrivateRabbit]:
         yield rabbit
     finally:
         rabbit.close()
+
+
+@dataclass
+class Proc:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    popen: subprocess.Popen[bytes] | None = None
+    _log: object = field(default=None, repr=False)
+
+    def start(self) -> Proc:
+        full_env = {**os.environ, **self.env}
+        log = self.log_path.open("ab")
+        self._log = log
+        self.popen = subprocess.Popen(
+            self.argv, env=full_env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
+        )
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None
+        return self.popen.pid
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.popen is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, sig)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.popen is None:
+            return
+        if self.alive():
+            self.kill(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.popen.wait(timeout)
+        self.kill(signal.SIGKILL)  # the whole group: pool children too
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.popen.wait(5)
+        if self._log is not None:
+            self._log.close()  # type: ignore[attr-defined]
+
+    def wait_for_log(self, needle: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if needle in self.log_text():
+                return
+            if not self.alive():
+                raise RuntimeError(f"{self.name} exited early:\n{self.log_text()[-4000:]}")
+            time.sleep(0.1)
+        raise TimeoutError(f"{self.name}: no {needle!r} after {timeout}s:\n{self.log_text()[-4000:]}")
+
+    def wait_http(self, url: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise RuntimeError(f"{self.name} exited early:\n{self.log_text()[-4000:]}")
+            try:
+                if httpx.get(url, timeout=1.0).status_code < 500:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"{self.name}: {url} did not answer in {timeout}s:\n{self.log_text()[-4000:]}")
+
+
+def start_api(module: str, port: int, env: dict[str, str], log_dir: Path) -> Proc:
+    proc = Proc(
+        module,
+        [sys.executable, "-m", module],
+        {**env, "PORT": str(port)},
+        log_dir / f"{module}-{port}.log",
+    ).start()
+    try:
+        proc.wait_http(f"http://127.0.0.1:{port}/health")
+    except BaseException:
+        proc.stop()  # never leave a half-started process behind
+        raise
+    return proc
+
+
+def start_worker(
+    app: str,
+    queue: str,
+    env: dict[str, str],
+    log_dir: Path,
+    *,
+    concurrency: int = 2,
+    metrics_port: int | None = None,
+    name: str | None = None,
+    pool: str = "prefork",
+) -> Proc:
+    node = name or f"{queue}-{os.getpid()}-{time.monotonic_ns()}@localhost"
+    metrics = {"WORKER_METRICS_PORT": str(metrics_port or free_port())}
+    proc = Proc(
+        f"worker-{queue}",
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            app,
+            "worker",
+            "-Q",
+            queue,
+            "-n",
+            node,
+            "--concurrency",
+            str(concurrency),
+            "--pool",
+            pool,
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel",
+            "INFO",
+        ],
+        {**env, **metrics},
+        log_dir / f"worker-{queue}-{time.monotonic_ns()}.log",
+    ).start()
+    try:
+        proc.wait_for_log(" ready.", timeout=60)
+    except BaseException:
+        proc.stop()
+        raise
+    return proc
+
+
+@contextlib.contextmanager
+def running(*procs: Proc) -> Iterator[tuple[Proc, ...]]:
+    try:
+        yield procs
+    finally:
+        for p in procs:
+            p.stop()
+
+
+@dataclass
+class Stack:
+    """A running set of APIs and workers; base URLs by service name."""
+
+    env: dict[str, str]
+    log_dir: Path
+    urls: dict[str, str] = field(default_factory=dict)
+    procs: list[Proc] = field(default_factory=list)
+
+    def api(self, module: str, name: str, extra_env: dict[str, str] | None = None) -> str:
+        port = free_port()
+        proc = start_api(module, port, {**self.env, **(extra_env or {})}, self.log_dir)
+        self.procs.append(proc)
+        self.urls[name] = f"http://127.0.0.1:{port}"
+        return self.urls[name]
+
+    def worker(self, app: str, queue: str, **kw: object) -> Proc:
+        proc = start_worker(app, queue, self.env, self.log_dir, **kw)  # type: ignore[arg-type]
+        self.procs.append(proc)
+        return proc
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            proc.stop()
