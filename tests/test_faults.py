@@ -1,4 +1,5 @@
-"""Fault drills against real servers: a worker SIGKILLed mid-task, Redis down, RabbitMQ down."""
+"""Fault drills against real servers: a worker SIGKILLed mid-task, Redis down, a private RabbitMQ
+stopped and restarted, and a cancel that races a running step."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import orjson
 import psutil
 import pytest
 import redis
+import redis.asyncio as aioredis
 
 from shared import testing
 from shared.testing import Stack
@@ -126,6 +129,51 @@ async def test_pool_child_killed_task_redelivered(fault_stack: Stack, auth) -> N
         assert s["result"]["resumed_from"] >= 2
 
 
+async def test_cancelled_task_writes_no_progress_or_event_after_it_is_final(fault_stack: Stack, auth) -> None:
+    """Cancel a running long task: once the cancel is accepted its progress stands still, and
+    its event stream ends with REVOKED, though its step was running at that moment."""
+    h = auth("faults")
+    fault_stack.worker("task_service.worker", "default", concurrency=1)
+    step = 0.4
+    events: list[dict] = []
+    async with httpx.AsyncClient(base_url=fault_stack.urls["task"], timeout=30) as client:
+        r = await client.post(f"{P}/long-running-task/", json={"steps": 30, "step_seconds": step}, headers=h)
+        tid = r.json()["task_id"]
+        async with aioredis.Redis.from_url(os.environ["REDIS_URL"]) as rc, rc.pubsub() as ps:
+            await ps.subscribe(f"t:ev:{tid}")
+            # Cancel just as step 3 begins: the step is sleeping, past any cancel check, when the
+            # cancel is accepted; before the fix its progress write still went through.
+            deadline = time.monotonic() + 60
+            while not events or events[-1].get("current", 0) < 2:
+                assert time.monotonic() < deadline, events
+                if msg := await ps.get_message(ignore_subscribe_messages=True, timeout=1):
+                    events.append(orjson.loads(msg["data"]))
+            r = await client.post(f"{P}/task-cancel/{tid}", headers=h)
+            assert r.status_code == 202, r.text
+            at_cancel = (await client.get(f"{P}/task-progress/{tid}", headers=h)).json()["current"]
+            deadline = time.monotonic() + 30
+            while (s := await status_of(client, tid, h))["status"] != "REVOKED":
+                assert s["status"] in {"STARTED", "PROGRESS"}, s
+                assert time.monotonic() < deadline, s
+                await asyncio.sleep(0.05)
+            seen = set()
+            watch_until = time.monotonic() + 4 * step  # a few step durations after REVOKED
+            while time.monotonic() < watch_until:
+                seen.add((await client.get(f"{P}/task-progress/{tid}", headers=h)).json()["current"])
+                while msg := await ps.get_message(ignore_subscribe_messages=True, timeout=0.05):
+                    events.append(orjson.loads(msg["data"]))
+            while msg := await ps.get_message(ignore_subscribe_messages=True, timeout=0.5):
+                events.append(orjson.loads(msg["data"]))
+    assert seen == {at_cancel}, (at_cancel, seen)
+    final = [i for i, e in enumerate(events) if e.get("status") in {"SUCCESS", "FAILURE", "REVOKED"}]
+    assert len(final) == 1 and events[final[0]]["status"] == "REVOKED", events
+    assert final[0] == len(events) - 1, f"written after REVOKED: {events[final[0] + 1 :]}"
+    assert all(e["current"] <= at_cancel for e in events if e["event"] == "progress"), (at_cancel, events)
+    with redis.Redis.from_url(os.environ["REDIS_URL"]) as rc:
+        assert rc.hget(f"t:rec:{tid}", "status") == b"REVOKED"
+        assert int(rc.hget(f"t:prog:{tid}", "current")) == at_cancel
+
+
 @pytest.fixture
 def private_redis(infra: Path) -> Iterator[tuple[int, callable]]:
     """A redis-server of the test's own, so stopping it disturbs nothing else."""
@@ -194,18 +242,42 @@ async def test_redis_down_is_503_and_recovers(private_redis, infra: Path, auth) 
         stack.stop()
 
 
-def rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=120)
+# Broker restarts in the drill below; FAULT_DRILL_RESTARTS=20 repeats it for a longer proof.
+BROKER_RESTARTS = int(os.environ.get("FAULT_DRILL_RESTARTS", "2"))
 
 
-async def test_rabbitmq_down_is_503_fast_and_recovers(task_stack: Stack, auth) -> None:
+@pytest.fixture(scope="module")
+def private_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[testing.PrivateRabbit]:
+    """A RabbitMQ node of this module's own: the drills stop it, never the machine's broker."""
+    with testing.private_rabbitmq(tmp_path_factory.mktemp("rabbit")) as rabbit:
+        yield rabbit
+
+
+@pytest.fixture
+def broker_stack(private_broker: testing.PrivateRabbit, infra: Path) -> Iterator[Stack]:
+    """task-service's API on a fresh vhost of the private broker; the test starts the workers."""
+    vhost = f"drill_{time.monotonic_ns()}"
+    env = {**os.environ, "BROKER_URL": private_broker.add_vhost(vhost)}
+    stack = Stack(env, infra)
+    try:
+        stack.api("task_service", "task")
+        yield stack
+    finally:
+        stack.stop()
+        private_broker.start_app()  # a failed drill must not leave the next one without a broker
+
+
+async def test_rabbitmq_down_is_503_fast_and_recovers(
+    broker_stack: Stack, private_broker: testing.PrivateRabbit, auth
+) -> None:
     h = auth("faults")
-    async with httpx.AsyncClient(base_url=task_stack.urls["task"], timeout=30) as client:
+    broker_stack.worker("task_service.worker", "default", concurrency=1)
+    async with httpx.AsyncClient(base_url=broker_stack.urls["task"], timeout=30) as client:
         assert (
             await client.post(f"{P}/background-task/", json={"task_type": "noop", "data": {}}, headers=h)
         ).status_code == 202
         before = (await client.get(f"{P}/tasks/", params={"limit": 500}, headers=h)).json()["count"]
-        rabbitmqctl("stop_app")
+        private_broker.stop_app()
         try:
             t0 = time.monotonic()
             r = await client.post(
@@ -222,8 +294,7 @@ async def test_rabbitmq_down_is_503_fast_and_recovers(task_stack: Stack, auth) -
             ready = await ready_becomes(client, 503)
             assert ready.status_code == 503 and ready.json()["checks"]["rabbitmq"] != "ok"
         finally:
-            rabbitmqctl("start_app")
-            rabbitmqctl("await_startup")
+            private_broker.start_app()
         deadline = time.monotonic() + 30
         while True:
             r = await client.post(f"{P}/background-task/", json={"task_type": "noop", "data": {}}, headers=h)
@@ -235,3 +306,54 @@ async def test_rabbitmq_down_is_503_fast_and_recovers(task_stack: Stack, auth) -
         while (await status_of(client, tid, h))["status"] != "SUCCESS":
             assert time.monotonic() < deadline + 30
             await asyncio.sleep(0.2)
+
+
+async def wait_progress(client: httpx.AsyncClient, tid: str, h: dict, at_least: int) -> int:
+    deadline = time.monotonic() + 60
+    while (current := (await client.get(f"{P}/task-progress/{tid}", headers=h)).json()["current"]) < at_least:
+        assert time.monotonic() < deadline, f"{tid} stuck at {current}"
+        await asyncio.sleep(0.05)
+    return int(current)
+
+
+async def test_worker_survives_broker_restarts_while_tasks_run(
+    broker_stack: Stack, private_broker: testing.PrivateRabbit, auth
+) -> None:
+    """Each restart cancels the running long task (its ack is lost with the connection), kills
+    its pool process, reconnects and runs it again from its last step; the worker lives on."""
+    h = auth("faults")
+    worker = broker_stack.worker("task_service.worker", "default", concurrency=2)
+    long_ids: list[str] = []
+    async with httpx.AsyncClient(base_url=broker_stack.urls["task"], timeout=30) as client:
+        for restart in range(BROKER_RESTARTS):
+            r = await client.post(
+                f"{P}/long-running-task/", json={"steps": 16, "step_seconds": 0.3}, headers=h
+            )
+            assert r.status_code == 202, r.text
+            long_ids.append(tid := r.json()["task_id"])
+            await wait_progress(client, tid, h, 1)  # running in a pool process now
+            lost_before = worker.log_text().count("Connection to broker lost")
+            private_broker.stop_app()
+            try:
+                deadline = time.monotonic() + 30
+                while worker.log_text().count("Connection to broker lost") == lost_before:
+                    assert worker.alive(), worker.log_text()[-4000:]
+                    assert time.monotonic() < deadline, worker.log_text()[-4000:]
+                    await asyncio.sleep(0.1)
+            finally:
+                private_broker.start_app()
+            deadline = time.monotonic() + 90
+            while (s := await status_of(client, tid, h))["status"] != "SUCCESS":
+                assert worker.alive(), f"restart {restart + 1}: worker died\n{worker.log_text()[-4000:]}"
+                assert s["status"] not in {"FAILURE", "REVOKED"}, s
+                assert time.monotonic() < deadline, (s, worker.log_text()[-4000:])
+                await asyncio.sleep(0.2)
+            assert s["result"]["completed_steps"] == 16, s
+            assert s["result"]["resumed_from"] >= 1, (s, worker.log_text()[-3000:])  # from its last step
+    log = worker.log_text()
+    assert worker.alive()
+    assert "Unrecoverable error" not in log, log[-4000:]
+    assert log.count("Connection to broker lost") == BROKER_RESTARTS
+    with redis.Redis.from_url(os.environ["REDIS_URL"]) as r:
+        attempts = [int(r.hget(f"t:rec:{tid}", "attempts") or 0) for tid in long_ids]
+    assert all(a >= 2 for a in attempts), attempts  # each one was cut off and run again

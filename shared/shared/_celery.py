@@ -330,6 +330,9 @@ _SETTLED_STATES = frozenset({*TERMINAL, "IGNORED", "REJECTED"})
 
 def install_worker_hooks(app: PlatformCelery, queue: QueueName) -> None:
     from shared._logging import configure_logging
+    from shared._pool_guard import install_pool_fd_guard
+
+    install_pool_fd_guard()  # a broker restart must not stop the worker (see _pool_guard)
 
     pump: dict[str, FairPump] = {}
 

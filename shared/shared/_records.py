@@ -53,7 +53,7 @@ def now_iso() -> str:
 _UPDATE_LUA = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local st = redis.call('HGET', KEYS[1], 'status')
-if st == 'SUCCESS' or st == 'FAILURE' or st == 'REVOKED' then return 0 end
+if st == 'SUCCESS' or st == 'FAILURE' or st == 'REVOKED' or st == 'EXPIRED' then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 3))
 if ARGV[1] ~= '' then redis.call('HINCRBY', KEYS[1], 'attempts', 1) end
 redis.call('PUBLISH', KEYS[2], ARGV[2])
@@ -89,12 +89,15 @@ if final then return 0 end
 return 1
 """
 
-# Progress carries a sequence number: an older update never overwrites a newer one.
+# Progress carries a sequence number: an older update never overwrites a newer one. Nothing is
+# written or published once the task is final or its owner asked to cancel it: a step that was
+# running when the cancel came must not move the progress the owner was told it stopped at.
 _PROGRESS_LUA = """
 local cur = redis.call('HGET', KEYS[1], 'seq')
 if cur and tonumber(cur) >= tonumber(ARGV[1]) then return 0 end
-local st = redis.call('HGET', KEYS[2], 'status')
-if st == 'SUCCESS' or st == 'FAILURE' or st == 'REVOKED' then return 0 end
+local st, cancel = unpack(redis.call('HMGET', KEYS[2], 'status', 'cancel'))
+if st == 'SUCCESS' or st == 'FAILURE' or st == 'REVOKED' or st == 'EXPIRED' then return 0 end
+if cancel == '1' then return 0 end
 redis.call('HSET', KEYS[1], 'seq', ARGV[1], 'current', ARGV[2], 'total', ARGV[3],
            'message', ARGV[4], 'updated_at', ARGV[5], 'status', 'PROGRESS')
 redis.call('EXPIRE', KEYS[1], ARGV[6])

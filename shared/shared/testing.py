@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -114,6 +116,178 @@ def ensure_vhost(vhost: str = TEST_VHOST) -> None:
         if attempt == 29:
             raise RuntimeError(f"could not prepare vhost {vhost}: {done.stderr.decode(errors='replace')}")
         time.sleep(1)
+
+
+# Debian's /usr/sbin/rabbitmq-* wrappers switch to the `rabbitmq` user (as root) or refuse
+# (anyone else); the scripts behind them run as whoever calls them, with our environment.
+RABBITMQ_SCRIPT_DIRS = ("/usr/lib/rabbitmq/bin", "/usr/local/lib/rabbitmq/bin")
+
+
+def rabbitmq_script(name: str) -> str:
+    for folder in RABBITMQ_SCRIPT_DIRS:
+        path = Path(folder) / name
+        if path.is_file():
+            return str(path)
+    found = shutil.which(name)
+    if found is None:
+        raise RuntimeError(f"{name} is not installed (Debian: apt-get install -y rabbitmq-server)")
+    return found
+
+
+@dataclass
+class PrivateRabbit:
+    """A RabbitMQ node of the caller's own, so a drill may stop it and disturb nothing else.
+
+    Its own node name, AMQP and distribution ports (loopback only), data, logs and Erlang
+    cookie under `base`; no plugins (so no management listener); none of the machine's
+    /etc/rabbitmq files. It registers with the machine's epmd, as every local node does.
+    """
+
+    base: Path
+    node: str = ""
+    port: int = 0
+    dist_port: int = 0
+    popen: subprocess.Popen[bytes] | None = None
+    app_stopped: bool = False
+
+    def __post_init__(self) -> None:
+        self.node = self.node or f"drill_{os.getpid()}_{time.monotonic_ns() % 10**6}@localhost"
+        self.port = self.port or free_port()
+        self.dist_port = self.dist_port or free_port()
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}//"
+
+    @property
+    def log_path(self) -> Path:
+        return self.base / "server.out"
+
+    def env(self) -> dict[str, str]:
+        b = self.base
+        return {
+            **os.environ,
+            "HOME": str(b / "home"),  # the Erlang cookie the node and its CLI calls share
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_MNESIA_BASE": str(b / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(b / "log"),
+            "RABBITMQ_PID_FILE": str(b / "rabbit.pid"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(b / "enabled_plugins"),
+            "RABBITMQ_CONF_ENV_FILE": str(b / "rabbitmq-env.conf"),
+            "RABBITMQ_CONFIG_FILE": str(b / "rabbitmq.conf"),
+            "RABBITMQ_ADVANCED_CONFIG_FILE": str(b / "advanced.config"),
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+        }
+
+    def start(self, timeout: float = 120.0) -> PrivateRabbit:
+        b = self.base
+        for sub in ("home", "mnesia", "log"):
+            (b / sub).mkdir(parents=True, exist_ok=True)
+        cookie = b / "home" / ".erlang.cookie"
+        if not cookie.exists():
+            cookie.write_text(secrets.token_hex(20))
+            cookie.chmod(0o400)
+        (b / "enabled_plugins").write_text("[].\n")
+        (b / "rabbitmq-env.conf").write_text("")
+        (b / "rabbitmq.conf").write_text(
+            f"listeners.tcp.default = 127.0.0.1:{self.port}\nloopback_users.guest = true\n"
+        )
+        log = self.log_path.open("ab")
+        try:
+            self.popen = subprocess.Popen(
+                [rabbitmq_script("rabbitmq-server")],
+                env=self.env(),
+                cwd=b,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+        try:
+            self.wait_ready(timeout)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        """Until the node accepts AMQP connections (after start or start_app)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.popen is not None and self.popen.poll() is not None:
+                raise RuntimeError(f"rabbitmq-server exited:\n{self.log_tail()}")
+            with socket.socket() as s:
+                s.settimeout(1.0)
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    self.ctl("await_startup")
+                    return
+            time.sleep(0.2)
+        raise TimeoutError(f"private RabbitMQ did not start in {timeout}s:\n{self.log_tail()}")
+
+    def log_tail(self) -> str:
+        return self.log_path.read_text(errors="replace")[-3000:] if self.log_path.exists() else ""
+
+    def ctl(self, *args: str, timeout: float = 120.0) -> str:
+        done = subprocess.run(
+            [rabbitmq_script("rabbitmqctl"), "-q", "-n", self.node, *args],
+            env=self.env(),
+            cwd=self.base,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {done.stdout}{done.stderr}")
+        return done.stdout
+
+    def add_vhost(self, vhost: str) -> str:
+        """A vhost guest may use; its broker URL."""
+        self.ctl("add_vhost", vhost)
+        self.ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/{vhost}"
+
+    def stop_app(self) -> None:
+        """The broker goes away (every connection closed); the Erlang node stays up."""
+        self.app_stopped = True
+        self.ctl("stop_app")
+
+    def start_app(self) -> None:
+        """The broker is back (a no-op when it was not stopped)."""
+        if self.app_stopped:
+            self.ctl("start_app")
+            self.wait_ready()
+            self.app_stopped = False
+
+    def close(self) -> None:
+        """Stop the node; kill it if it does not go. Safe to call more than once."""
+        if self.popen is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGTERM)  # the node stops cleanly on SIGTERM
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.popen.wait(20)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.popen.wait(10)
+        self.popen = None
+
+
+@contextlib.contextmanager
+def private_rabbitmq(base: Path) -> Iterator[PrivateRabbit]:
+    """A started PrivateRabbit under `base`, always stopped on the way out."""
+    rabbit = PrivateRabbit(base)
+    rabbit.start()
+    try:
+        yield rabbit
+    finally:
+        rabbit.close()
 
 
 @dataclass
