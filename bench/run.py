@@ -17,6 +17,7 @@ SECTIONS = [
     ("tasks", ROOT / "bench" / "bench_tasks.py"),
     ("gateway", ROOT / "gateway" / "bench" / "bench_gateway.py"),
     ("scraping", ROOT / "scraping-service" / "bench" / "bench_scrape.py"),
+    ("extraction", ROOT / "scraping-service" / "bench" / "bench_extract.py"),
     ("notifications", ROOT / "notification-service" / "bench" / "bench_notify.py"),
 ]
 

@@ -104,7 +104,7 @@ def prf(expected: Counter[str], got: Counter[str]) -> tuple[float, float, float,
 
 
 def load_pages(limit: int | None = None) -> list[Page]:
-    """The test pages in name order, the first `limit` of them when given."""
+    """The test pages in name order; `limit` of them, evenly spaced over the set, when given."""
     sources: dict[str, str] = {}
     expected: dict[str, str] = {}
     with tarfile.open(ARCHIVE, "r:xz") as archive:
@@ -117,7 +117,10 @@ def load_pages(limit: int | None = None) -> list[Page]:
                 continue
             text = handle.read().decode("utf-8", errors="replace")
             (sources if parts[2] == "source.html" else expected)[parts[1]] = text
-    names = sorted(sources.keys() & expected.keys())[:limit]
+    names = sorted(sources.keys() & expected.keys())
+    if limit is not None and limit < len(names):
+        # Evenly spaced, so a subset is not only the small synthetic pages named 00x-*.
+        names = [names[i * len(names) // limit] for i in range(limit)]
     pages = []
     for name in names:
         text = visible_text(expected[name])
@@ -166,7 +169,7 @@ def production(html: str) -> str:
 
 
 def own_heuristics(html: str) -> str:
-    """The previous extractor: own boilerplate stripping and container choice, own renderer."""
+    """Stage 1 alone: own boilerplate stripping and container choice, own renderer."""
     tree = LexborHTMLParser(html)
     container = readable_container(tree)
     return html_to_markdown(container, URL) if container is not None else ""
@@ -212,7 +215,7 @@ def trafilatura_then_own_renderer(html: str) -> str:
 
 CANDIDATES: dict[str, Callable[[str], str]] = {
     "production extract()": production,
-    "own heuristics (v1)": own_heuristics,
+    "own heuristics alone": own_heuristics,
     "trafilatura markdown": trafilatura_markdown,
     "trafilatura txt": trafilatura_text,
     "trafilatura md +comments": trafilatura_markdown_comments,
@@ -239,8 +242,8 @@ def refused_articles(pages: list[Page]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help=f"first {QUICK_PAGES} pages only")
-    parser.add_argument("--limit", type=int, default=None, help="first N pages only")
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK_PAGES} pages only")
+    parser.add_argument("--limit", type=int, default=None, help="N pages only")
     args = parser.parse_args(argv)
     limit = QUICK_PAGES if args.quick else args.limit
     pages = load_pages(limit)

@@ -9,9 +9,9 @@ Stages, one module each:
 4. content.py: the main content: our heuristics pick the region, trafilatura cleans it;
 5. markdown.py: the main content rendered to markdown (headings, lists, links, code, tables).
 
-Chosen by measurement on mozilla/readability's 130 real test pages (bench/bench_extract.py,
-token-level F1 against the expected content, macro average, 2-core machine): see the table
-in bench/pages/README.md and `make bench`.
+Stage 4 was chosen by measurement on mozilla/readability's 130 real test pages
+(bench/bench_extract.py, token F1 against the expected content): see content.py and
+`make bench`.
 """
 
 from __future__ import annotations
