@@ -30,6 +30,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import trafilatura
+from lxml import etree
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 __all__ = [
@@ -266,8 +268,6 @@ def _html_tag(elem: Any) -> str:
 
 
 def _to_html(body: Any) -> str:
-    from lxml import etree
-
     for elem in body.iter():
         if not isinstance(elem.tag, str):
             continue
@@ -296,8 +296,6 @@ def focus_html(html: str, container: LexborNode | None, visible_len: int) -> str
 
 def main_content_html(html: str, url: str) -> str | None:
     """The main content as chosen by trafilatura, as simple HTML; None when it finds none."""
-    import trafilatura
-
     document = trafilatura.bare_extraction(
         html,
         url=url,
