@@ -89,6 +89,33 @@ def test_page_without_semantic_container_picks_the_text_block() -> None:
     assert "[More]" not in md and "[A]" not in md
 
 
+_PARAGRAPH = "The tidal range sets how much energy a barrage can take from each tide. " * 6
+
+
+def test_article_inside_a_layout_wrapper_named_sidebar_is_kept() -> None:
+    # Drupal-style layouts name the wrapper of article and sidebar after the sidebar.
+    html = (
+        "<html><head><title>Tides</title></head><body>"
+        "<div class='panel-two-col-sidebar-right'><main><article><h1>Tides</h1>"
+        f"<p>{_PARAGRAPH}</p><p>{_PARAGRAPH}</p></article></main>"
+        "<div class='sidebar'>Most read today</div></div>"
+        "<script src='/a.js'></script><script src='/b.js'></script></body></html>"
+    )
+    md = extract(html, "text/html", "https://t.example/").markdown
+    assert "The tidal range sets" in md
+    assert "Most read today" not in md
+
+
+def test_formulas_survive_main_content_extraction() -> None:
+    html = (
+        "<html><head><title>Roots</title></head><body><article><h1>Roots</h1>"
+        f"<p>{_PARAGRAPH}</p><p>When <math><mi>a</mi><mo>≠</mo><mn>0</mn></math>, there are two "
+        f"solutions.</p><p>{_PARAGRAPH}</p></article></body></html>"
+    )
+    md = extract(html, "text/html", "https://t.example/").markdown
+    assert "When a ≠ 0 , there are two solutions." in md
+
+
 @pytest.mark.parametrize(
     ("html", "reason"),
     [
