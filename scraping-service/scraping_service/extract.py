@@ -22,7 +22,14 @@ from typing import Any
 import orjson
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
-from .content import focus_html, main_content_html, readable_container, strip_invisible, text_len
+from .content import (
+    focus_html,
+    main_content_html,
+    readable_container,
+    strip_invisible,
+    text_len,
+    too_deep,
+)
 from .decode import ContentKind, UnsupportedContentError, classify_content_type, decode_body
 from .detect import NonContentError, NonContentReason, Signals, detect_non_content
 from .markdown import code_languages, html_to_markdown
@@ -126,12 +133,17 @@ def extract(
     if tree.body is not None:
         strip_invisible(tree.body)
     visible_len = text_len(tree.body) if tree.body is not None else 0
-    container = readable_container(tree)
+    # A pathologically deep page skips our heuristics; detection then judges all visible text.
+    container = None if too_deep(tree) else readable_container(tree)
     if signals is not None:
         # Before trafilatura runs: a refused page costs no more than this parse.
-        detect_non_content(signals, text_len(container) if container is not None else 0)
+        detect_non_content(signals, text_len(container) if container is not None else visible_len)
     focus = focus_html(text, container, visible_len)
     markdown = _main_markdown(focus, url, container, languages)
+    if not markdown and container is None and tree.body is not None:
+        # Too deep for our heuristics and for trafilatura (lxml stops at 255 levels): the
+        # visible text, without structure, is still better than nothing.
+        markdown = " ".join(tree.body.text(deep=True, separator=" ").split())
     return ExtractedPage(
         kind=kind,
         markdown=markdown,

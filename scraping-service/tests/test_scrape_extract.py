@@ -4,7 +4,9 @@ import codecs
 
 import pytest
 import scrape_pages as pages
+from selectolax.lexbor import LexborHTMLParser
 
+from scraping_service.content import too_deep
 from scraping_service.extract import (
     ContentKind,
     NonContentError,
@@ -114,6 +116,15 @@ def test_formulas_survive_main_content_extraction() -> None:
     )
     md = extract(html, "text/html", "https://t.example/").markdown
     assert "When a ≠ 0 , there are two solutions." in md
+
+
+def test_pathologically_nested_page_skips_our_heuristics_and_still_extracts() -> None:
+    depth = 3000  # over content.MAX_DEPTH; our tree walks would be quadratic in it
+    html = f"<html><body>{'<div>' * depth}<p>{_PARAGRAPH}</p>{'</div>' * depth}</body></html>"
+    tree = LexborHTMLParser(html)
+    assert too_deep(tree)
+    assert not too_deep(LexborHTMLParser(pages.article_page()))
+    assert "The tidal range sets" in extract(html, "text/html", "https://t.example/").markdown
 
 
 @pytest.mark.parametrize(
