@@ -20,6 +20,10 @@ Reported: the macro average (mean over pages) of precision, recall and F1, the m
 (token counts summed over all pages first), and the median and p95 milliseconds per page.
 Also for the production extractor: how many of these real articles its non-content check
 would wrongly refuse (should be 0).
+
+Exit status 1 when a real article is refused or, on the full set only, when the production
+F1 is below trafilatura's markdown output. `--quick` (20 pages, a few seconds) never fails on
+the comparison: on a few pages either can win.
 """
 
 from __future__ import annotations
@@ -260,8 +264,12 @@ def main(argv: list[str] | None = None) -> int:
     refused = refused_articles(pages)
     print(f"real articles refused as non-content: {len(refused)} {', '.join(refused)}")
     ours, best_lib = scores["production extract()"], scores["trafilatura markdown"]
-    ok = ours.f1 >= best_lib.f1 - 1e-9 and not refused
-    print(f"production F1 {ours.f1:.3f} vs trafilatura {best_lib.f1:.3f}: {'ok' if ok else 'WORSE'}")
+    verdict = "ok" if ours.f1 >= best_lib.f1 - 1e-9 else "WORSE"
+    if limit is not None:
+        # On a few pages either can win; the claim (and the failure) is about the full set.
+        verdict += " (subset: informative only)"
+    print(f"production F1 {ours.f1:.3f} vs trafilatura {best_lib.f1:.3f}: {verdict}")
+    ok = not refused and (limit is not None or verdict == "ok")
     return 0 if ok else 1
 
 
