@@ -53,8 +53,8 @@ SECTIONS = {
     ),
     "extraction": Section(
         ROOT / "scraping-service" / "bench" / "bench_extract.py",
-        ("--samples", "3"),
-        ("selectolax+own renderer", "kept 6/6", "median"),
+        ("--quick",),
+        ("pages of mozilla/readability test-pages", "token F1", "production F1"),
     ),
     "notifications": Section(
         ROOT / "notification-service" / "bench" / "bench_notify.py",

@@ -37,7 +37,7 @@ from .schema_validation import SchemaInvalidError, check_schema
 __all__ = ["ScrapeDeps", "ScrapeError", "ScrapeJob", "scrape"]
 
 # Bump when extraction output changes, so cached pages made by older code are not reused.
-EXTRACTOR_VERSION = "1"
+EXTRACTOR_VERSION = "2"
 PAGE_PREFIX = f"scrape:page:v{EXTRACTOR_VERSION}:"
 RESULT_PREFIX = f"scrape:result:v{EXTRACTOR_VERSION}:"
 MAX_LINKS_IN_RESULT = 200

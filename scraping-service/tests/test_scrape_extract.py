@@ -4,7 +4,9 @@ import codecs
 
 import pytest
 import scrape_pages as pages
+from selectolax.lexbor import LexborHTMLParser
 
+from scraping_service.content import too_deep
 from scraping_service.extract import (
     ContentKind,
     NonContentError,
@@ -87,6 +89,42 @@ def test_page_without_semantic_container_picks_the_text_block() -> None:
     md = extract(html, "text/html", "https://r.example/").markdown
     assert "Whisk the eggs" in md and "Fold in the flour" in md
     assert "[More]" not in md and "[A]" not in md
+
+
+_PARAGRAPH = "The tidal range sets how much energy a barrage can take from each tide. " * 6
+
+
+def test_article_inside_a_layout_wrapper_named_sidebar_is_kept() -> None:
+    # Drupal-style layouts name the wrapper of article and sidebar after the sidebar.
+    html = (
+        "<html><head><title>Tides</title></head><body>"
+        "<div class='panel-two-col-sidebar-right'><main><article><h1>Tides</h1>"
+        f"<p>{_PARAGRAPH}</p><p>{_PARAGRAPH}</p></article></main>"
+        "<div class='sidebar'>Most read today</div></div>"
+        "<script src='/a.js'></script><script src='/b.js'></script></body></html>"
+    )
+    md = extract(html, "text/html", "https://t.example/").markdown
+    assert "The tidal range sets" in md
+    assert "Most read today" not in md
+
+
+def test_formulas_survive_main_content_extraction() -> None:
+    html = (
+        "<html><head><title>Roots</title></head><body><article><h1>Roots</h1>"
+        f"<p>{_PARAGRAPH}</p><p>When <math><mi>a</mi><mo>≠</mo><mn>0</mn></math>, there are two "
+        f"solutions.</p><p>{_PARAGRAPH}</p></article></body></html>"
+    )
+    md = extract(html, "text/html", "https://t.example/").markdown
+    assert "When a ≠ 0 , there are two solutions." in md
+
+
+def test_pathologically_nested_page_skips_our_heuristics_and_still_extracts() -> None:
+    depth = 3000  # over content.MAX_DEPTH; our tree walks would be quadratic in it
+    html = f"<html><body>{'<div>' * depth}<p>{_PARAGRAPH}</p>{'</div>' * depth}</body></html>"
+    tree = LexborHTMLParser(html)
+    assert too_deep(tree)
+    assert not too_deep(LexborHTMLParser(pages.article_page()))
+    assert "The tidal range sets" in extract(html, "text/html", "https://t.example/").markdown
 
 
 @pytest.mark.parametrize(
