@@ -39,7 +39,7 @@ SECTIONS = {
     "noisy-neighbour": Section(
         ROOT / "bench" / "bench_fairness.py",
         ("--flood", "60"),
-        ("B's queue wait", "behind A's flood (fair queues)", "ratio"),
+        ("behind A's flood (fair queues)", "bare Celery, empty queue", "ratio"),
     ),
     "gateway": Section(
         ROOT / "gateway" / "bench" / "bench_gateway.py",

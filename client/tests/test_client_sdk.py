@@ -129,7 +129,7 @@ def test_a_key_cannot_climb_out_of_its_path_segment(platform: Platform, new_user
 
 
 def test_notifications_devices_and_inbox(platform: Platform, new_user: Callable[..., User]) -> None:
-    user = new_user("tasks")
+    user = new_user("tasks notify:send")  # a batch always needs notify:send
     with Client(platform.url, token=user.token) as client:
         assert len(client.vapid_public_key()) > 80  # an uncompressed P-256 point, base64url
         device = client.register_device(

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-import os
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,7 +87,7 @@ async def read_pdf(body: bytes, timeout_s: float = PDF_TIMEOUT_SECONDS) -> PdfTe
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
-        env={"PATH": os.environ.get("PATH", ""), "PYTHONIOENCODING": "utf-8"},
+        env={"PYTHONIOENCODING": "utf-8"},  # sys.executable is absolute: no PATH needed
     )
     try:
         out, _ = await asyncio.wait_for(proc.communicate(body), timeout_s)
