@@ -817,9 +817,9 @@ class Ledger:
         return sum(int(r) for r in results)
 
     async def expire_index_entries(self, limit: int = 5000) -> int:
-        """Drop due/sending entries whose delivery record has expired away."""
+        """Drop due/sending/deferred entries whose delivery record has expired away."""
         removed = 0
-        for key in (DUE_KEY, SENDING_KEY):
+        for key in (DUE_KEY, SENDING_KEY, DEFERRED_KEY):
             entries = await self.r.zrange(key, 0, limit - 1)
             if not entries:
                 continue

@@ -86,7 +86,7 @@ def _quiet_window_ending_soon() -> tuple[dict[str, str], datetime]:
     now = datetime.now(ZoneInfo(ZONE))
     start = now.replace(second=0, microsecond=0)
     end = start + timedelta(minutes=1)
-    if (end - now).total_seconds() < 8:
+    if (end - now).total_seconds() < 6:
         end += timedelta(minutes=1)
     quiet = {"start": start.strftime("%H:%M"), "end": end.strftime("%H:%M"), "timezone": ZONE}
     return quiet, end.astimezone(UTC)
