@@ -153,8 +153,10 @@ async def test_quiet_hours_defer_then_send_once_and_scheduled_sends_survive_a_wo
     sched_user = _user("sched")
     sh = auth(sched_user, "")
     sched_hook = await _hook(api, sh, webhook_receiver)
-    kept = await _send(api, sh, sched_user, send_at=_iso_in(3))
-    dropped = await _send(api, sh, sched_user, send_at=_iso_in(3))
+    kept = await _send(api, sh, sched_user, send_at=_iso_in(5))
+    dropped = await _send(api, sh, sched_user, send_at=_iso_in(5))
+    worker = notify_stack.procs[1]
+    await asyncio.to_thread(worker.stop)  # before they are due
     assert kept["status"] == "scheduled" and kept["task_id"] is None
     assert (await _status(api, sh, kept["notification_id"]))["status"] == "scheduled"
     # Not in the inbox before it is sent.
@@ -164,10 +166,9 @@ async def test_quiet_hours_defer_then_send_once_and_scheduled_sends_survive_a_wo
     r = await api.post(f"/notification-cancel/{dropped['notification_id']}", headers=sh)
     assert r.status_code == 202 and r.json()["status"] == "cancelled", r.text
     assert (await _status(api, sh, dropped["notification_id"]))["status"] == "cancelled"
-
-    worker = notify_stack.procs[1]
-    await asyncio.to_thread(worker.stop)
-    await asyncio.sleep(4)  # past send_at with no worker: nothing moves
+    due = datetime.fromisoformat(kept["send_at"].replace("Z", "+00:00"))
+    await asyncio.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()) + 1)
+    # Past send_at with no worker: nothing moved.
     assert (await _status(api, sh, kept["notification_id"]))["status"] == "scheduled"
     assert sched_hook.received == []
     notify_stack.procs[1] = await asyncio.to_thread(
