@@ -216,7 +216,10 @@ def _build(
     **ids: str | None,
 ) -> Any:
     if item.send_at is not None:
-        at = item.send_at.timestamp()
+        try:
+            at = item.send_at.timestamp()
+        except (OverflowError, OSError, ValueError):  # e.g. 0001-01-01T00:00:00+14:00
+            at = 0.0
         if at <= now:
             raise Unprocessable(f"{where}send_at must be in the future.", code="invalid_send_at")
         if at > now + MAX_SCHEDULE_DAYS * 86400:
