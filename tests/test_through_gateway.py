@@ -12,6 +12,7 @@ import json
 import os
 import sys
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -172,6 +173,32 @@ async def test_seed_notification_example_through_gateway(gw, third_parties, auth
     # another user's notification is not there to read
     r = await gw.get(f"{P}/notification-status/{sent['notification_id']}", headers=auth("mallory", "tasks"))
     assert r.status_code == 404
+
+
+async def test_notification_preferences_and_cancel_through_gateway(gw, auth) -> None:
+    h = auth("gw-prefs-user", "tasks")  # no notify scope: your own preferences and sends
+    prefs = {
+        "channels": {"webpush": True, "webhook": False},
+        "quiet_hours": {"start": "22:00", "end": "07:00", "timezone": "Europe/Paris"},
+    }
+    r = await gw.put(f"{P}/notification-preferences", json=prefs, headers=h)
+    assert r.status_code == 200 and r.json() == prefs, r.text
+    assert (await gw.get(f"{P}/notification-preferences", headers=h)).json() == prefs
+    other = (await gw.get(f"{P}/notification-preferences", headers=auth("gw-prefs-other", "tasks"))).json()
+    assert other["quiet_hours"] is None
+    send_at = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    r = await gw.post(
+        f"{P}/send-notification/",
+        json={"user_id": "gw-prefs-user", "title": "later", "send_at": send_at},
+        headers=h,
+    )
+    assert r.status_code == 202 and r.json()["status"] == "scheduled", r.text
+    nid = r.json()["notification_id"]
+    r = await gw.post(f"{P}/notification-cancel/{nid}", headers=auth("mallory", "tasks notify:send"))
+    assert r.status_code == 404
+    r = await gw.post(f"{P}/notification-cancel/{nid}", headers=h)
+    assert r.status_code == 202 and r.json()["status"] == "cancelled", r.text
+    assert (await gw.get(f"{P}/notification-status/{nid}", headers=h)).json()["status"] == "cancelled"
 
 
 async def test_cache_etags_listing_and_batch_through_gateway(gw, auth) -> None:

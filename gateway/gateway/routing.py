@@ -56,6 +56,9 @@ ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec("send-notification", Service.NOTIFICATIONS),
     RouteSpec("batch-notifications", Service.NOTIFICATIONS, scope="notify:send", large_body=True),
     RouteSpec("notification-status", Service.NOTIFICATIONS),
+    # The service checks who may: the sender cancels; each user reads and sets their own.
+    RouteSpec("notification-cancel", Service.NOTIFICATIONS),
+    RouteSpec("notification-preferences", Service.NOTIFICATIONS),
     RouteSpec("batch-status", Service.NOTIFICATIONS),
     RouteSpec("inbox", Service.NOTIFICATIONS),
 )

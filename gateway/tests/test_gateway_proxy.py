@@ -66,6 +66,8 @@ async def test_each_segment_reaches_its_service(
             "send-notification/": notify,
             "batch-notifications": notify,
             "notification-status/n1": notify,
+            "notification-cancel/n1": notify,
+            "notification-preferences": notify,
             "batch-status/b1": notify,
             "inbox/": notify,
         }

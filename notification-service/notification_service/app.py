@@ -11,6 +11,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from notification_service.devices import Devices
 from notification_service.inbox import Inbox
 from notification_service.ledger import Ledger
+from notification_service.preferences import PreferenceStore
 from notification_service.routes import router
 from notification_service.settings import NotificationSettings
 from notification_service.webpush import load_vapid_key
@@ -32,6 +33,7 @@ def create_app(settings: NotificationSettings | None = None) -> FastAPI:
         app.state.allowlist = allowlist
         app.state.ledger = Ledger(redis, settings.notify_retention_seconds)
         app.state.inbox = Inbox(redis, settings.notify_retention_seconds, settings.notify_inbox_max_items)
+        app.state.prefs = PreferenceStore(redis)
         app.state.devices = Devices(redis, settings.notify_max_devices_per_user, settings.secret_key)
         app.state.vapid = None
         try:

@@ -15,6 +15,7 @@ import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from notification_service import webpush
@@ -27,17 +28,22 @@ from notification_service.classify import (
 )
 from notification_service.devices import Device, Devices, DeviceSecretError
 from notification_service.ledger import (
+    DEFERRED,
     DELIVERED,
     EXPIRED,
     FAILED,
     GONE,
     QUEUED,
+    SENDING,
+    SKIPPED,
     Claimed,
     Ledger,
     Notification,
+    Target,
 )
 from notification_service.outbound import DeliveryClient, DeliveryError
 from notification_service.payloads import webhook_body, webhook_message_id, webpush_payload_for
+from notification_service.preferences import Preferences, PreferenceStore, quiet_until
 from notification_service.settings import NotificationSettings
 from shared import NOTIFICATION_DELIVERIES, HostPacer, PaceTooFar, webhooks
 
@@ -122,6 +128,8 @@ class Deliverer:
     vapid: webpush.VapidKey
     # Deliveries per second to each destination host, across workers (None: unpaced).
     pacer: HostPacer | None = None
+    # The recipients' channels and quiet hours (None: every channel on, no quiet hours).
+    prefs: PreferenceStore | None = None
 
     async def deliver_notifications(self, nids: Sequence[str]) -> RunResult:
         """Plan (once) and attempt every delivery of these notifications."""
@@ -149,21 +157,35 @@ class Deliverer:
         Reads each device once into `devices`, where the senders find it.
         """
         targets: dict[str, list[tuple[str, str]]] = {}
+        prefs: dict[str, Preferences] = {}
         repeated: dict[str, Notification] = {}
         for start in range(0, len(nids), PLAN_SLICE):
             found = await self.ledger.get_notifications(nids[start : start + PLAN_SLICE])
+            # A scheduled notification whose send_at is still ahead waits for the pump (a
+            # batch's scheduled items are not in n:n until then, so they are not found here).
             # Read once per run: a batch sends many notifications to the same users.
             users = sorted({n.user_id for n in found.values()} - targets.keys())
             if users:
                 targets.update(await self.devices.targets(users))
+                if self.prefs is not None:
+                    prefs.update(await self.prefs.get_many(users))
                 await self._read_devices({dev for user in users for dev, _ in targets[user]}, devices)
-            items = [(notif, targets[notif.user_id]) for notif in found.values()]
+            now = datetime.now(UTC)
+            items = [
+                (notif, self._plan(notif, targets[notif.user_id], prefs.get(notif.user_id), now))
+                for notif in found.values()
+            ]
             work: list[_Work] = []
-            for (notif, _), got in zip(items, await self.ledger.plan_and_claim(items), strict=True):
+            for (notif, plan), got in zip(items, await self.ledger.plan_and_claim(items), strict=True):
                 if got is None:
                     repeated[notif.notification_id] = notif
-                else:
-                    work += ((claim, notif) for claim in got)
+                    continue
+                work += ((claim, notif) for claim in got)
+                for t in plan:
+                    if t.state != SENDING:
+                        # Counted once, when planned; a deferred one is counted again when sent.
+                        NOTIFICATION_DELIVERIES.labels(t.channel, t.state).inc()
+                        result.counts[t.state] += 1
             yield work
         if repeated:
             # A repeated run (redelivered task): whatever is still queued is attempted.
@@ -171,6 +193,24 @@ class Deliverer:
             pairs = [(nid, dev) for nid in repeated for dev in sorted(planned[nid] or {})]
             async for work in self._claims(pairs, repeated, devices, result):
                 yield work
+
+    @staticmethod
+    def _plan(
+        notif: Notification, devices: list[tuple[str, str]], prefs: Preferences | None, now: datetime
+    ) -> list[Target]:
+        """The state each delivery starts in, from the recipient's preferences."""
+        if prefs is None:
+            return [Target(dev, channel) for dev, channel in devices]
+        until = None if notif.priority == "critical" else quiet_until(prefs.quiet_hours, now)
+        out = []
+        for dev, channel in devices:
+            if not prefs.allows(channel):
+                out.append(Target(dev, channel, SKIPPED))
+            elif until is not None:
+                out.append(Target(dev, channel, DEFERRED, until.timestamp()))
+            else:
+                out.append(Target(dev, channel))
+        return out
 
     async def _claims(
         self,

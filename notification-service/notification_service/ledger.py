@@ -2,19 +2,25 @@
 
 Layout (everything under 'n:'; user ids are quoted so ':' cannot cross namespaces):
   n:n:{nid}          string  the notification, JSON, immutable once written
-  n:nd:{nid}         hash    planned deliveries: device_id -> channel ('_planned' marks the plan)
+  n:nd:{nid}         hash    planned deliveries: device_id -> channel ('_planned' marks the plan,
+                             '_cancelled' a cancellation)
   n:d:{nid}:{dev}    hash    one delivery: status channel attempts error http_status
                              created_at updated_at next_at since token batch_id
   n:da:{nid}:{dev}   list    every attempt: JSON {n, at, http_status, error, latency_ms, outcome}
   n:due              zset    "{nid}|{dev}" -> when the next attempt is due (retries, sweeps)
   n:sending          zset    "{nid}|{dev}" -> when it was claimed (the sweeper's index)
+  n:sn:{nid}         string  a scheduled notification, JSON, until its send_at
+  n:sched            zset    nid -> send_at of scheduled notifications
+  n:deferred         zset    "{nid}|{dev}" -> when the recipient's quiet hours end
   n:b:{batch}        hash    batch_id owner count created_at task_id
   n:bn:{batch}       list    the batch's notification ids, in request order
   n:bc:{batch}       hash    deliveries of the batch by status (kept by the scripts below)
   n:bf:{batch}       list    the batch's failed/gone/expired deliveries, JSON, first 1000
 
 A delivery moves queued -> sending -> delivered | failed | gone | expired, or back to
-queued with a next_at for a retry. Every move is one Lua script that checks the state it
+queued with a next_at for a retry. Planned during the recipient's quiet hours it starts
+deferred (claimed like a queued one once they end); on a switched-off channel, skipped;
+a queued or deferred one may be cancelled by its sender. Every move is one Lua script that checks the state it
 moves from (and, leaving `sending`, the claim token), so a redelivered task, a second
 worker or the sweeper can never deliver one message twice or overwrite a final state. The
 two moves every delivery makes (plan-and-claim, finish) take many deliveries per call.
@@ -28,6 +34,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any
 from urllib.parse import quote
 
@@ -42,11 +49,23 @@ DELIVERED = "delivered"
 FAILED = "failed"
 GONE = "gone"
 EXPIRED = "expired"
-DELIVERY_STATES = (QUEUED, SENDING, DELIVERED, FAILED, GONE, EXPIRED)
-FINAL_STATES = frozenset({DELIVERED, FAILED, GONE, EXPIRED})
+# Quiet hours of the recipient: waits in the deferred index until they end.
+DEFERRED = "deferred"
+# The recipient switched the channel off; never sent.
+SKIPPED = "skipped"
+# Its sender cancelled it before it went out.
+CANCELLED = "cancelled"
+DELIVERY_STATES = (QUEUED, SENDING, DELIVERED, FAILED, GONE, EXPIRED, DEFERRED, SKIPPED, CANCELLED)
+FINAL_STATES = frozenset({DELIVERED, FAILED, GONE, EXPIRED, SKIPPED, CANCELLED})
+# Deliveries still to go out: a batch holding any is not done.
+WAITING_STATES = frozenset({QUEUED, SENDING, DEFERRED})
 MAX_BATCH_FAILURES_KEPT = 1000
 DUE_KEY = "n:due"
 SENDING_KEY = "n:sending"
+# Notifications held until their send_at (id -> when due), and deliveries deferred by quiet
+# hours ("{nid}|{dev}" -> when they end). Pumped by the worker's clock and beat's sweeper.
+SCHEDULED_KEY = "n:sched"
+DEFERRED_KEY = "n:deferred"
 # Notifications (plan) or attempts (finish) per script call: Redis runs one call at a time,
 # so a call is kept to a few milliseconds.
 SCRIPT_SLICE = 250
@@ -60,6 +79,11 @@ def q(user: str) -> str:
 
 def notification_key(nid: str) -> str:
     return f"n:n:{nid}"
+
+
+def scheduled_key(nid: str) -> str:
+    """A scheduled notification's record until it is due (then it moves to n:n and the inbox)."""
+    return f"n:sn:{nid}"
 
 
 def plan_key(nid: str) -> str:
@@ -104,66 +128,39 @@ def _s(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-# The first run of notifications plans and claims in one step, a slice of notifications per
-# call: their deliveries are created straight in `sending`, owned by the caller's token,
-# attempt 1. One call for many is what keeps the ledger cheap at thousands a second: a call
-# costs the worker more to encode than the Lua costs Redis to run.
-# KEYS: sending, the batch-count keys, then per notification its plan key followed by one
-# delivery key per device. ARGV: now, retention, token, number of batch-count keys, JSON
-# [[batch-count key number (0: none), batch_id, notification_id, device_id, channel, ...], ...].
-# Answers per notification 1 when planned and claimed now, 0 when already planned.
-_PLAN_CLAIM_LUA = """
-local now, ttl, token = ARGV[1], ARGV[2], ARGV[3]
-local k = 2 + tonumber(ARGV[4])
-local out, claims, planned, sending = {}, {}, {}, {}
-for i, n in ipairs(cjson.decode(ARGV[5])) do
-  local plan, ndev = KEYS[k], (#n - 3) / 2
-  if redis.call('HSETNX', plan, '_planned', now) == 0 then
-    out[i] = 0
-  else
-    out[i] = 1
-    redis.call('EXPIRE', plan, ttl)
-    local c, bid, nid = n[1], n[2], n[3]
-    if c > 0 then
-      planned[c] = (planned[c] or 0) + 1
-      sending[c] = (sending[c] or 0) + ndev
-    end
-    for j = 1, ndev do
-      local dev, channel, dkey = n[2 + 2 * j], n[3 + 2 * j], KEYS[k + j]
-      redis.call('HSET', plan, dev, channel)
-      redis.call('HSET', dkey, 'status', 'sending', 'channel', channel, 'attempts', 1,
-                 'created_at', now, 'updated_at', now, 'batch_id', bid, 'error', '',
-                 'since', now, 'token', token)
-      redis.call('EXPIRE', dkey, ttl)
-      claims[#claims + 1] = now
-      claims[#claims + 1] = nid .. '|' .. dev
-    end
-  end
-  k = k + 1 + ndev
-end
-for s = 1, #claims, 1000 do
-  redis.call('ZADD', KEYS[1], unpack(claims, s, math.min(s + 999, #claims)))
-end
-for c, v in pairs(planned) do
-  redis.call('HINCRBY', KEYS[1 + c], '_planned', v)
-  if sending[c] > 0 then redis.call('HINCRBY', KEYS[1 + c], 'sending', sending[c]) end
-end
-return out
-"""
+def _lua(name: str) -> str:
+    return (resources.files("notification_service") / "lua" / name).read_text(encoding="utf-8")
 
-# KEYS: delivery, due, sending, counts. ARGV: member, now, token, expires_at, has_batch.
+
+# The first run of notifications plans and claims in one step, a slice of notifications per
+# call (lua/plan_claim.lua): one call for many is what keeps the ledger cheap at thousands a
+# second: a call costs the worker more to encode than the Lua costs Redis to run.
+_PLAN_CLAIM_LUA = _lua("plan_claim.lua")
+_SCHEDULE_LUA = _lua("schedule.lua")
+_TAKE_LATER_LUA = _lua("take_later.lua")
+_CANCEL_LUA = _lua("cancel.lua")
+_CANCEL_DELIVERY_LUA = _lua("cancel_delivery.lua")
+
+# KEYS: delivery, due, sending, counts, deferred. ARGV: member, now, token, expires_at, has_batch.
+# A deferred delivery is claimed like a queued one once its next_at (the end of the quiet
+# hours) has come.
 _CLAIM_LUA = """
 local st = redis.call('HGET', KEYS[1], 'status')
-if not st then redis.call('ZREM', KEYS[2], ARGV[1]) return 'missing' end
-if st ~= 'queued' then redis.call('ZREM', KEYS[2], ARGV[1]) return st end
+if not st then redis.call('ZREM', KEYS[2], ARGV[1]) redis.call('ZREM', KEYS[5], ARGV[1]) return 'missing' end
+if st ~= 'queued' and st ~= 'deferred' then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  redis.call('ZREM', KEYS[5], ARGV[1])
+  return st
+end
 local nxt = tonumber(redis.call('HGET', KEYS[1], 'next_at') or '0') or 0
 if nxt > tonumber(ARGV[2]) + 0.5 then return 'not_due' end
 redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[5], ARGV[1])
 if tonumber(ARGV[2]) >= tonumber(ARGV[4]) then
   redis.call('HSET', KEYS[1], 'status', 'expired', 'updated_at', ARGV[2],
              'error', 'the TTL passed before it could be delivered')
   if ARGV[5] == '1' then
-    redis.call('HINCRBY', KEYS[4], 'queued', -1)
+    redis.call('HINCRBY', KEYS[4], st, -1)
     redis.call('HINCRBY', KEYS[4], 'expired', 1)
   end
   return 'expired'
@@ -173,7 +170,7 @@ redis.call('HSET', KEYS[1], 'status', 'sending', 'since', ARGV[2], 'token', ARGV
 local n = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
 if ARGV[5] == '1' then
-  redis.call('HINCRBY', KEYS[4], 'queued', -1)
+  redis.call('HINCRBY', KEYS[4], st, -1)
   redis.call('HINCRBY', KEYS[4], 'sending', 1)
 end
 return n
@@ -278,10 +275,14 @@ class Notification:
     created_ts: float
     batch_id: str | None = None
     task_id: str | None = None
+    # When it is to go out, for a scheduled one (epoch seconds); its TTL counts from then.
+    send_at: float | None = None
+    # "critical" goes out during the recipient's quiet hours too.
+    priority: str = "normal"
 
     @property
     def expires_ts(self) -> float:
-        return self.created_ts + self.ttl
+        return (self.send_at or self.created_ts) + self.ttl
 
     def to_json(self) -> bytes:
         return orjson.dumps(
@@ -299,6 +300,8 @@ class Notification:
                 "created_ts": self.created_ts,
                 "batch_id": self.batch_id,
                 "task_id": self.task_id,
+                "send_at": self.send_at,
+                "priority": self.priority,
             }
         )
 
@@ -306,6 +309,16 @@ class Notification:
     def from_json(cls, raw: bytes | str) -> Notification:
         d = orjson.loads(raw)
         return cls(**d)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One device a notification is planned for, and the state its delivery starts in."""
+
+    dev: str
+    channel: str
+    state: str = SENDING
+    next_at: float | None = None  # deferred: when the recipient's quiet hours end
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,12 +355,107 @@ class Ledger:
         self._finish = client.register_script(_FINISH_LUA)
         self._sweep = client.register_script(_SWEEP_LUA)
         self._take_due = client.register_script(_TAKE_DUE_LUA)
+        self._schedule = client.register_script(_SCHEDULE_LUA)
+        self._take_later = client.register_script(_TAKE_LATER_LUA)
+        self._cancel = client.register_script(_CANCEL_LUA)
+        self._cancel_delivery = client.register_script(_CANCEL_DELIVERY_LUA)
 
     # -- notifications ----------------------------------------------------------------------
 
     async def get_notification(self, nid: str) -> Notification | None:
-        raw = await self.r.get(notification_key(nid))
-        return Notification.from_json(raw) if raw else None
+        """The notification, sent or still scheduled."""
+        raw, held = await self.r.mget([notification_key(nid), scheduled_key(nid)])
+        found = raw or held
+        return Notification.from_json(found) if found else None
+
+    # -- scheduled sends ----------------------------------------------------------------------
+
+    async def schedule(self, notifs: Sequence[Notification]) -> None:
+        """Hold each until its send_at, out of the inbox and off the broker."""
+        for n in notifs:
+            assert n.send_at is not None
+            arg = {
+                "nid": n.notification_id,
+                "record": n.to_json().decode(),
+                "send_at": repr(n.send_at),
+                "retention": int(self.retention + n.send_at - n.created_ts),
+            }
+            await self._schedule(
+                keys=[scheduled_key(n.notification_id), SCHEDULED_KEY], args=[orjson.dumps(arg)]
+            )
+
+    async def unschedule(self, nids: Sequence[str]) -> None:
+        """Undo `schedule` for notifications whose request failed."""
+        if nids:
+            await self.r.zrem(SCHEDULED_KEY, *nids)
+            await self.r.delete(*(scheduled_key(n) for n in nids))
+
+    async def is_scheduled(self, nid: str) -> bool:
+        return await self.r.zscore(SCHEDULED_KEY, nid) is not None
+
+    async def scheduled_records(self, nids: Sequence[str]) -> dict[str, Notification]:
+        """The held records of these scheduled notifications that are neither gone nor cancelled."""
+        if not nids:
+            return {}
+        raws = await self.r.mget([scheduled_key(n) for n in nids])
+        async with self.r.pipeline(transaction=False) as pipe:
+            for nid in nids:
+                pipe.hexists(plan_key(nid), "_cancelled")
+            cancelled = await pipe.execute()
+        return {
+            n: Notification.from_json(raw)
+            for n, raw, gone in zip(nids, raws, cancelled, strict=True)
+            if raw and not gone
+        }
+
+    async def released(self, nids: Sequence[str]) -> None:
+        """These scheduled notifications are planned now: out of the scheduled index."""
+        if nids:
+            await self.r.zrem(SCHEDULED_KEY, *nids)
+
+    async def take_later(self, limit: int = 1000) -> tuple[list[str], list[tuple[str, str]]]:
+        """Scheduled notifications and deferred deliveries that are due, leased (see take_due)."""
+        now = time.time()
+        arg = {"now": repr(now), "lease_until": repr(now + DUE_LEASE_SECONDS), "limit": limit}
+        raw = await self._take_later(keys=[SCHEDULED_KEY, DEFERRED_KEY], args=[orjson.dumps(arg)])
+        got = orjson.loads(raw)
+        return [_s(m) for m in got.get("scheduled") or []], [
+            split_member(m) for m in got.get("deferred") or []
+        ]
+
+    async def cancel(self, notif: Notification) -> tuple[int, dict[str, int]]:
+        """Cancel what has not gone out: (deliveries cancelled or -1 for all, states left alone).
+
+        Before planning the whole notification is cancelled (answer -1); afterwards each
+        queued or deferred delivery is, and those already sending or final are counted by state.
+        """
+        nid, bid = notif.notification_id, notif.batch_id
+        counts = batch_counts_key(bid or "-")
+        now = repr(time.time())
+        arg = {"nid": nid, "now": now, "retention": self.retention, "has_batch": bool(bid)}
+        found = _s(await self._cancel(keys=[plan_key(nid), SCHEDULED_KEY, counts], args=[orjson.dumps(arg)]))
+        if found == CANCELLED:
+            return -1, {}
+        plan = (await self.planned([nid]))[nid] or {}
+        cancelled, left = 0, dict[str, int]()
+        for dev in sorted(plan):
+            m = member(nid, dev)
+            darg = {"member": m, "now": now, "has_batch": bool(bid)}
+            state = _s(
+                await self._cancel_delivery(
+                    keys=[delivery_key(nid, dev), DUE_KEY, DEFERRED_KEY, counts], args=[orjson.dumps(darg)]
+                )
+            )
+            if state == CANCELLED:
+                cancelled += 1
+            else:
+                left[state] = left.get(state, 0) + 1
+        if cancelled:
+            await self.r.hset(plan_key(nid), "_cancelled", now)
+        return cancelled, left
+
+    async def is_cancelled(self, nid: str) -> bool:
+        return bool(await self.r.hexists(plan_key(nid), "_cancelled"))
 
     async def get_notifications(self, nids: Sequence[str]) -> dict[str, Notification]:
         if not nids:
@@ -406,40 +514,54 @@ class Ledger:
     # -- deliveries -----------------------------------------------------------------------------
 
     async def plan_and_claim(
-        self, items: Sequence[tuple[Notification, list[tuple[str, str]]]]
+        self, items: Sequence[tuple[Notification, Sequence[Target | tuple[str, str]]]]
     ) -> list[list[Claimed] | None]:
-        """Plan each notification and claim all its deliveries for a first attempt.
+        """Plan each notification and claim its deliveries that start `sending`.
 
-        None for a notification that was already planned (a repeated run): its deliveries
-        are then claimed the ordinary way, one by one.
+        None for a notification that was already planned (a repeated run, or cancelled):
+        its deliveries are then claimed the ordinary way, one by one. A deferred or skipped
+        delivery is created in that state and not claimed.
         """
         if not items:
             return []
         now = str(time.time())
         token = uuid.uuid4().hex
         made: list[int] = []
+        targets = [[t if isinstance(t, Target) else Target(*t) for t in devs] for _, devs in items]
         # One call at a time, not a pipeline: a pipeline of scripts costs a SCRIPT EXISTS
         # round trip first.
         for start in range(0, len(items), SCRIPT_SLICE):
             batches: dict[str, int] = {}
             entry_keys: list[str] = []
-            spec: list[list[Any]] = []
-            for notif, devices in items[start : start + SCRIPT_SLICE]:
+            spec: list[dict[str, Any]] = []
+            for (notif, _), devs in zip(
+                items[start : start + SCRIPT_SLICE], targets[start : start + SCRIPT_SLICE], strict=False
+            ):
                 nid = notif.notification_id
                 bid = notif.batch_id or ""
-                row: list[Any] = [batches.setdefault(bid, len(batches) + 1) if bid else 0, bid, nid]
                 entry_keys.append(plan_key(nid))
-                for dev, channel in devices:
-                    entry_keys.append(delivery_key(nid, dev))
-                    row += (dev, channel)
-                spec.append(row)
-            keys = [SENDING_KEY, *(batch_counts_key(bid) for bid in batches), *entry_keys]
+                rows = []
+                for t in devs:
+                    entry_keys.append(delivery_key(nid, t.dev))
+                    row = {"dev": t.dev, "channel": t.channel, "state": t.state}
+                    if t.next_at is not None:
+                        row["next_at"] = repr(t.next_at)
+                    rows.append(row)
+                spec.append(
+                    {
+                        "batch": batches.setdefault(bid, len(batches) + 1) if bid else 0,
+                        "bid": bid,
+                        "nid": nid,
+                        "devices": rows,
+                    }
+                )
+            keys = [SENDING_KEY, DEFERRED_KEY, *(batch_counts_key(bid) for bid in batches), *entry_keys]
             args: list[Any] = [now, self.retention, token, len(batches), orjson.dumps(spec)]
             made += await self._plan_claim(keys=keys, args=args)
         out: list[list[Claimed] | None] = []
-        for (notif, devices), res in zip(items, made, strict=True):
+        for (notif, _), devs, res in zip(items, targets, made, strict=True):
             nid = notif.notification_id
-            out.append([Claimed(nid, dev, token, 1) for dev, _ in devices] if res else None)
+            out.append([Claimed(nid, t.dev, token, 1) for t in devs if t.state == SENDING] if res else None)
         return out
 
     async def planned(self, nids: Sequence[str]) -> dict[str, dict[str, str] | None]:
@@ -453,7 +575,7 @@ class Ledger:
             if not raw:
                 out[nid] = None
                 continue
-            out[nid] = {_s(k): _s(v) for k, v in raw.items() if _s(k) != "_planned"}
+            out[nid] = {_s(k): _s(v) for k, v in raw.items() if not _s(k).startswith("_")}
         return out
 
     async def claim(
@@ -473,6 +595,7 @@ class Ledger:
                         DUE_KEY,
                         SENDING_KEY,
                         batch_counts_key(bid or "-"),
+                        DEFERRED_KEY,
                     ],
                     args=[member(nid, dev), now, token, expires, "1" if bid else "0"],
                     client=pipe,
@@ -652,7 +775,7 @@ class Ledger:
                     "error": raw.get("error") or None,
                     "http_status": int(raw["http_status"]) if raw.get("http_status") else None,
                     "next_attempt_at": _iso(float(raw["next_at"]))
-                    if raw.get("status") == QUEUED and raw.get("next_at")
+                    if raw.get("status") in (QUEUED, DEFERRED) and raw.get("next_at")
                     else None,
                     "updated_at": _iso(float(raw["updated_at"])) if raw.get("updated_at") else None,
                     "history": attempts,
@@ -694,9 +817,9 @@ class Ledger:
         return sum(int(r) for r in results)
 
     async def expire_index_entries(self, limit: int = 5000) -> int:
-        """Drop due/sending entries whose delivery record has expired away."""
+        """Drop due/sending/deferred entries whose delivery record has expired away."""
         removed = 0
-        for key in (DUE_KEY, SENDING_KEY):
+        for key in (DUE_KEY, SENDING_KEY, DEFERRED_KEY):
             entries = await self.r.zrange(key, 0, limit - 1)
             if not entries:
                 continue

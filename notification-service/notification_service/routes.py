@@ -16,11 +16,14 @@ from redis.exceptions import RedisError
 from notification_service import webpush
 from notification_service.devices import Devices, DeviceSecretError, RegistrationContended, TooManyDevices
 from notification_service.inbox import Inbox, inbox_channel, sse_event
-from notification_service.ledger import Ledger
+from notification_service.ledger import WAITING_STATES, Ledger, Notification
+from notification_service.preferences import Preferences, PreferenceStore
 from notification_service.schemas import (
+    MAX_SCHEDULE_DAYS,
     BatchAccepted,
     BatchIn,
     BatchStatus,
+    CancelResult,
     DeviceIn,
     DeviceList,
     DeviceOut,
@@ -35,6 +38,7 @@ from notification_service.sending import TooLarge, aggregate_status, build, iso
 from notification_service.settings import NotificationSettings
 from shared import (
     API_PREFIX,
+    NOTIFICATIONS_SCHEDULED,
     STREAM_RESPONSES,
     Conflict,
     CurrentUser,
@@ -85,6 +89,11 @@ def _ledger(request: Request) -> Ledger:
 def _inbox(request: Request) -> Inbox:
     inbox: Inbox = request.app.state.inbox
     return inbox
+
+
+def _prefs(request: Request) -> PreferenceStore:
+    prefs: PreferenceStore = request.app.state.prefs
+    return prefs
 
 
 def _devices(request: Request) -> Devices:
@@ -206,6 +215,17 @@ def _build(
     where: str,
     **ids: str | None,
 ) -> Any:
+    if item.send_at is not None:
+        try:
+            at = item.send_at.timestamp()
+        except (OverflowError, OSError, ValueError):  # e.g. 0001-01-01T00:00:00+14:00
+            at = 0.0
+        if at <= now:
+            raise Unprocessable(f"{where}send_at must be in the future.", code="invalid_send_at")
+        if at > now + MAX_SCHEDULE_DAYS * 86400:
+            raise Unprocessable(
+                f"{where}send_at may be at most {MAX_SCHEDULE_DAYS} days ahead.", code="invalid_send_at"
+            )
     try:
         return build(
             item,
@@ -218,6 +238,17 @@ def _build(
         raise Unprocessable(f"{where}{exc}", code="payload_too_large") from None
 
 
+def _accepted(notif: Notification, task_id: str | None) -> dict[str, Any]:
+    if notif.send_at is not None:
+        return {
+            "notification_id": notif.notification_id,
+            "task_id": None,
+            "status": "scheduled",
+            "send_at": iso(notif.send_at),
+        }
+    return {"notification_id": notif.notification_id, "task_id": task_id, "status": "queued"}
+
+
 @route(router, "POST", "/send-notification/", status_code=202, response_model=NotificationAccepted)
 async def send_notification(
     request: Request,
@@ -228,7 +259,8 @@ async def send_notification(
     """Send a notification to every device of `user_id`, and file it in their inbox.
 
     Another user than yourself needs scope `notify:send`. With `Idempotency-Key`, a repeat
-    answers the first notification and sends nothing again.
+    answers the first notification and sends nothing again. With `send_at` it is held
+    (status `scheduled`, cancellable) and sent, and filed in the inbox, at that time.
     """
     _require_send(user, {body.user_id})
     task_id = str(uuid.uuid4())
@@ -241,7 +273,15 @@ async def send_notification(
         )
         if earlier is not None:
             nid, _, tid = earlier.partition(" ")
+            first = await _ledger(request).get_notification(nid)
+            if first is not None and first.send_at is not None:
+                return _accepted(first, None)
             return {"notification_id": nid, "task_id": tid, "status": "queued"}
+    if notif.send_at is not None:
+        # Held in Redis, not on the broker: the workers' pump publishes it when it is due.
+        await _ledger(request).schedule([notif])
+        NOTIFICATIONS_SCHEDULED.labels("scheduled").inc()
+        return _accepted(notif, None)
     inbox = _inbox(request)
     await inbox.land([notif])
     try:
@@ -317,7 +357,12 @@ async def batch_notifications(
             return {"batch_id": bid, "task_id": tid, "count": len(ids), "notification_ids": ids}
     await ledger.create_batch(batch_id, user.sub, nids, task_id, iso(now))
     inbox = _inbox(request)
+    later = [n for n in notifs if n.send_at is not None]
+    notifs = [n for n in notifs if n.send_at is None]
     await inbox.land(notifs)
+    if later:
+        await ledger.schedule(later)
+        NOTIFICATIONS_SCHEDULED.labels("scheduled").inc(len(later))
     try:
         await submit_task(
             celery_app=request.app.state.celery,
@@ -331,6 +376,7 @@ async def batch_notifications(
         )
     except ServiceUnavailable:
         await inbox.discard(notifs)
+        await ledger.unschedule([n.notification_id for n in later])
         await ledger.discard_batch(batch_id)
         if idempotency_key is not None:
             await idem.release(user.sub, idempotency_key)
@@ -349,15 +395,65 @@ async def notification_status(request: Request, notification_id: str, user: Curr
     if notif is None or not (user.sub in (notif.sender, notif.user_id) or user.is_admin):
         raise NotFound("No such notification.", code="notification_not_found")
     planned, deliveries = await ledger.deliveries(notification_id)
+    scheduled = notif.send_at is not None and await ledger.is_scheduled(notification_id)
+    status = aggregate_status(
+        planned, deliveries, scheduled=scheduled, cancelled=await ledger.is_cancelled(notification_id)
+    )
     return {
         "notification_id": notification_id,
-        "status": aggregate_status(planned, deliveries),
+        "status": status,
         "user_id": notif.user_id,
         "created_at": notif.created_at,
         "expires_at": iso(notif.expires_ts),
         "batch_id": notif.batch_id,
+        "send_at": iso(notif.send_at) if notif.send_at is not None else None,
+        "priority": notif.priority,
         "deliveries": deliveries,
     }
+
+
+@route(router, "POST", "/notification-cancel/{notification_id}", status_code=202, response_model=CancelResult)
+async def cancel_notification(request: Request, notification_id: str, user: CurrentUser) -> dict[str, Any]:
+    """Cancel a notification you sent that has not gone out: a scheduled one, or deliveries
+    still queued or deferred by quiet hours. Nothing left to cancel (every delivery already
+    sent or in flight) is 409; another user's notification is 404.
+    """
+    ledger = _ledger(request)
+    notif = await ledger.get_notification(notification_id)
+    if notif is None or not (user.sub == notif.sender or user.is_admin):
+        raise NotFound("No such notification.", code="notification_not_found")
+    cancelled, left = await ledger.cancel(notif)
+    if cancelled == 0 and not await ledger.is_cancelled(notification_id):
+        states = ", ".join(f"{n} {state}" for state, n in sorted(left.items())) or "none"
+        raise Conflict(
+            f"Nothing left to cancel: its deliveries are already out ({states}).",
+            code="notification_already_sent",
+        )
+    if cancelled == -1 and notif.send_at is not None:
+        NOTIFICATIONS_SCHEDULED.labels("cancelled").inc()
+    return {
+        "notification_id": notification_id,
+        "status": "cancelled",
+        "cancelled_deliveries": max(0, cancelled),
+    }
+
+
+@route(router, "GET", "/notification-preferences", response_model=Preferences)
+async def get_preferences(request: Request, user: CurrentUser) -> dict[str, Any]:
+    """Your channels (on or off) and quiet hours; the defaults until you set them."""
+    return PreferenceStore.view(await _prefs(request).get(user.sub))
+
+
+@route(router, "PUT", "/notification-preferences", response_model=Preferences)
+async def put_preferences(request: Request, body: Preferences, user: CurrentUser) -> dict[str, Any]:
+    """Set your preferences, for notifications planned from now on.
+
+    A channel switched off is skipped (`skipped`). During quiet hours, in your own time
+    zone, deliveries wait (`deferred`) until they end; the inbox gets the notification at
+    once, and `priority: critical` goes out anyway. `quiet_hours: null` removes them.
+    """
+    await _prefs(request).put(user.sub, body)
+    return PreferenceStore.view(body)
 
 
 @route(router, "GET", "/batch-status/{batch_id}", response_model=BatchStatus)
@@ -375,7 +471,7 @@ async def batch_status(
     counts = await ledger.batch_counts(batch_id)
     planned = counts.pop("_planned")
     count = int(batch["count"])
-    in_flight = counts.get("queued", 0) + counts.get("sending", 0)
+    in_flight = sum(counts.get(state, 0) for state in WAITING_STATES)
     return {
         "batch_id": batch_id,
         "status": "done" if planned >= count and in_flight == 0 else "in_progress",

@@ -16,6 +16,7 @@ from notification_service.devices import Devices
 from notification_service.inbox import Inbox
 from notification_service.ledger import Ledger
 from notification_service.outbound import DeliveryClient
+from notification_service.preferences import PreferenceStore
 from notification_service.settings import NotificationSettings
 from notification_service.webpush import load_vapid_key
 from shared import HostPacer, Pacer, create_async_redis
@@ -32,6 +33,7 @@ class Runtime:
         self.ledger = Ledger(self.redis, settings.notify_retention_seconds)
         self.devices = Devices(self.redis, settings.notify_max_devices_per_user, settings.secret_key)
         self.inbox = Inbox(self.redis, settings.notify_retention_seconds, settings.notify_inbox_max_items)
+        self.prefs = PreferenceStore(self.redis)
         self._deliverer: Deliverer | None = None
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -55,7 +57,7 @@ class Runtime:
                 settings.notify_max_per_host_per_second,
                 max_wait_s=settings.notify_stuck_after_seconds / 4,
             )
-            self._deliverer = Deliverer(settings, self.ledger, self.devices, http, vapid, pacer)
+            self._deliverer = Deliverer(settings, self.ledger, self.devices, http, vapid, pacer, self.prefs)
         return self._deliverer
 
 

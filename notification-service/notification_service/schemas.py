@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from notification_service.webpush import MAX_TTL_SECONDS
 from shared import HTTP_URL_PATTERN
@@ -10,8 +10,23 @@ from shared import HTTP_URL_PATTERN
 HTTPS_URL_PATTERN = HTTP_URL_PATTERN.replace("https?", "https")
 
 Urgency = Literal["very-low", "low", "normal", "high"]
-DeliveryState = Literal["queued", "sending", "delivered", "failed", "gone", "expired"]
-NotificationState = Literal["queued", "sending", "delivered", "partially_delivered", "failed", "inbox_only"]
+DeliveryState = Literal[
+    "queued", "sending", "delivered", "failed", "gone", "expired", "deferred", "skipped", "cancelled"
+]
+NotificationState = Literal[
+    "scheduled",
+    "queued",
+    "sending",
+    "deferred",
+    "delivered",
+    "partially_delivered",
+    "failed",
+    "skipped",
+    "cancelled",
+    "inbox_only",
+]
+Priority = Literal["normal", "critical"]
+MAX_SCHEDULE_DAYS = 30
 
 
 class PushKeys(BaseModel):
@@ -126,12 +141,30 @@ class NotificationIn(BaseModel):
         "retries stop when it has passed. Default one day.",
     )
     urgency: Urgency = Field(default="normal", description="Web Push Urgency.")
+    send_at: AwareDatetime | None = Field(
+        default=None,
+        description=f"Send later: an ISO 8601 time with its offset, in the future and at most "
+        f"{MAX_SCHEDULE_DAYS} days ahead. Until then the status is `scheduled` and it can be "
+        "cancelled; it reaches the inbox when it is sent.",
+    )
+    priority: Priority = Field(
+        default="normal", description="`critical` goes out during the recipient's quiet hours too."
+    )
 
 
 class NotificationAccepted(BaseModel):
     notification_id: str
-    task_id: str
-    status: Literal["queued"]
+    task_id: str | None = Field(description="The delivery task; null while scheduled.")
+    status: Literal["queued", "scheduled"]
+    send_at: str | None = None
+
+
+class CancelResult(BaseModel):
+    notification_id: str
+    status: Literal["cancelled"]
+    cancelled_deliveries: int = Field(
+        description="Deliveries stopped; 0 when it was cancelled before any was planned."
+    )
 
 
 class BatchIn(BaseModel):
@@ -162,7 +195,9 @@ class DeliveryOut(BaseModel):
     attempts: int
     error: str | None
     http_status: int | None = None
-    next_attempt_at: str | None = None
+    next_attempt_at: str | None = Field(
+        default=None, description="queued: the next retry; deferred: when quiet hours end."
+    )
     updated_at: str | None = None
     history: list[Attempt] = Field(default_factory=list)
 
@@ -170,14 +205,18 @@ class DeliveryOut(BaseModel):
 class NotificationStatus(BaseModel):
     notification_id: str
     status: NotificationState = Field(
-        description="queued (not yet planned), sending (deliveries in flight or waiting for a "
-        "retry), delivered (every device), partially_delivered, failed (no device), "
-        "inbox_only (the recipient has no devices)."
+        description="scheduled (waiting for send_at), queued (not yet planned), sending "
+        "(deliveries in flight or waiting for a retry), deferred (waiting for the recipient's "
+        "quiet hours to end), delivered (every device not skipped), partially_delivered, "
+        "failed (no device), skipped (every channel switched off), cancelled, inbox_only "
+        "(the recipient has no devices)."
     )
     user_id: str
     created_at: str
     expires_at: str
     batch_id: str | None
+    send_at: str | None = None
+    priority: Priority = "normal"
     deliveries: list[DeliveryOut]
 
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from notification_service import webpush
-from notification_service.ledger import FINAL_STATES, Notification
+from notification_service.ledger import CANCELLED, DEFERRED, DELIVERED, FINAL_STATES, SKIPPED, Notification
 from notification_service.payloads import topic, webpush_payload
 from notification_service.schemas import NotificationIn
 
@@ -58,19 +58,35 @@ def build(
         created_ts=now,
         batch_id=batch_id,
         task_id=task_id,
+        send_at=item.send_at.timestamp() if item.send_at is not None else None,
+        priority=item.priority,
     )
 
 
-def aggregate_status(planned: bool, deliveries: Sequence[dict[str, Any]]) -> str:
+def aggregate_status(
+    planned: bool,
+    deliveries: Sequence[dict[str, Any]],
+    *,
+    scheduled: bool = False,
+    cancelled: bool = False,
+) -> str:
     """One word for a notification from its deliveries' states."""
+    if cancelled and not any(d["status"] == DELIVERED for d in deliveries):
+        return "cancelled"
     if not planned:
-        return "queued"
+        return "scheduled" if scheduled else "queued"
     if not deliveries:
         return "inbox_only"
     states = [d["status"] for d in deliveries]
-    if any(s not in FINAL_STATES for s in states):
+    waiting = [d for d in deliveries if d["status"] not in FINAL_STATES]
+    if waiting:
+        if all(d["status"] == DEFERRED for d in waiting):
+            return "deferred"
         return "sending" if any(d["attempts"] for d in deliveries) else "queued"
-    delivered = sum(1 for s in states if s == "delivered")
-    if delivered == len(states):
+    counted = [s for s in states if s not in (SKIPPED, CANCELLED)]
+    if not counted:
+        return "cancelled" if CANCELLED in states else "skipped"
+    delivered = sum(1 for s in counted if s == DELIVERED)
+    if delivered == len(counted):
         return "delivered"
     return "partially_delivered" if delivered else "failed"

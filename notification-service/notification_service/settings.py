@@ -45,6 +45,10 @@ class NotificationSettings(BaseServiceSettings):
     # (at the defaults, 4 processes: 13 s against 120 s).
     notify_max_per_host_per_second: float = Field(default=50.0, gt=0)
 
+    # How often each worker moves due scheduled notifications and deliveries deferred by quiet
+    # hours from Redis to the queue (0: only beat's sweeper does, once a minute).
+    notify_later_poll_seconds: float = Field(default=1.0, ge=0, le=60)
+
     @field_validator("vapid_subject")
     @classmethod
     def _subject(cls, value: str) -> str:

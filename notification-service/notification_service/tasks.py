@@ -6,17 +6,24 @@ claimed in Redis before they are sent, so a second run finds nothing left to sen
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
+import threading
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 import redis.exceptions
+from celery import signals
 
 from notification_service.delivery import RunResult, chunk_size
-from notification_service.ledger import member, split_member
+from notification_service.ledger import Ledger, member, split_member
 from notification_service.runtime import runtime
 from notification_service.worker import app, settings
-from shared import PlatformTask
+from shared import NOTIFICATIONS_SCHEDULED, PlatformTask, create_async_redis
+
+log = logging.getLogger(__name__)
 
 # Retries due within this many seconds ride a countdown message; later ones wait in the
 # due index for the sweeper (ETA messages sit unacknowledged, and RabbitMQ's
@@ -112,6 +119,88 @@ def retry_deliveries(self: PlatformTask, pairs: list[str]) -> dict[str, Any]:
     return _summary(result)
 
 
+@app.task(name="notifications.release_scheduled", bind=True, **_redis_retry)
+def release_scheduled(self: PlatformTask, notification_ids: list[str]) -> dict[str, Any]:
+    """Send scheduled notifications whose send_at has come: inbox, then every device.
+
+    Safe to run twice: the inbox files a notification once (its record is written with NX)
+    and the ledger plans it once; it leaves the scheduled index only after both, so a run
+    lost halfway is run again when its lease ends.
+    """
+    rt = runtime(settings)
+
+    async def go() -> RunResult:
+        held = await rt.ledger.scheduled_records(notification_ids)
+        if held:
+            await rt.inbox.land(list(held.values()))
+        result = await (await rt.deliverer()).deliver_notifications(list(held))
+        await rt.ledger.released(notification_ids)
+        return result
+
+    result = rt.run(go())
+    _schedule_retries(result.retries)
+    return _summary(result)
+
+
+def publish_later(scheduled: Sequence[str], deferred: Sequence[tuple[str, str]]) -> None:
+    """Hand due scheduled notifications and deferred deliveries to the workers."""
+    for start in range(0, len(scheduled), RETRY_GROUP):
+        release_scheduled.apply_async(
+            kwargs={"notification_ids": list(scheduled[start : start + RETRY_GROUP])}
+        )
+    if scheduled:
+        NOTIFICATIONS_SCHEDULED.labels("released").inc(len(scheduled))
+    members = [member(nid, dev) for nid, dev in deferred]
+    for start in range(0, len(members), RETRY_GROUP):
+        retry_deliveries.apply_async(kwargs={"pairs": members[start : start + RETRY_GROUP]})
+
+
+class LaterPump(threading.Thread):
+    """The worker's clock for scheduled sends and quiet hours: every NOTIFY_LATER_POLL_SECONDS
+    it takes what has come due from Redis (leased, so workers side by side never take the
+    same entry) and publishes it. Held in Redis, not as ETA messages: a worker holds an ETA
+    message unacknowledged until it is due, which blocks the queue behind it and dies with
+    the broker channel; this survives any restart. Beat's sweeper pumps the same indexes."""
+
+    def __init__(self, interval: float) -> None:
+        super().__init__(name="notify-later-pump", daemon=True)
+        self.interval = interval
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        # A loop and a Redis client of its own: the task runtime's loop belongs to the tasks.
+        loop = asyncio.new_event_loop()
+        ledger = Ledger(create_async_redis(settings), settings.notify_retention_seconds)
+        try:
+            while not self.halt.wait(self.interval):
+                try:
+                    scheduled, deferred = loop.run_until_complete(ledger.take_later())
+                    publish_later(scheduled, deferred)
+                except Exception as exc:  # Redis or the broker away: the next tick tries again
+                    log.warning("pumping due notifications failed: %s", type(exc).__name__)
+        finally:
+            loop.run_until_complete(ledger.r.aclose())
+            loop.close()
+
+
+_later_pump: LaterPump | None = None
+
+
+@signals.worker_ready.connect(weak=False)
+def _start_later_pump(**_: Any) -> None:
+    global _later_pump
+    if settings.notify_later_poll_seconds > 0 and _later_pump is None:
+        _later_pump = LaterPump(settings.notify_later_poll_seconds)
+        _later_pump.start()
+
+
+@signals.worker_shutdown.connect(weak=False)
+def _stop_later_pump(**_: Any) -> None:
+    if _later_pump is not None:
+        _later_pump.halt.set()
+        _later_pump.join(timeout=5)
+
+
 def _pump(limit: int = 5000) -> int:
     """Hand overdue entries of the due index to workers."""
     rt = runtime(settings)
@@ -124,7 +213,8 @@ def _pump(limit: int = 5000) -> int:
 
 @app.task(name="notifications.sweep_stuck", bind=True, **_redis_retry)
 def sweep_stuck(self: PlatformTask) -> dict[str, Any]:
-    """Beat: free deliveries whose worker was lost mid-send, and pump overdue retries."""
+    """Beat: free deliveries whose worker was lost mid-send, pump overdue retries, and (as
+    the workers' own pump does) due scheduled notifications and deferred deliveries."""
     rt = runtime(settings)
     freed = rt.run(rt.ledger.sweep_stuck(settings.notify_stuck_after_seconds))
     # Freed deliveries are due now; send them without waiting for the grace period.
@@ -133,7 +223,9 @@ def sweep_stuck(self: PlatformTask) -> dict[str, Any]:
     for start in range(0, len(members), RETRY_GROUP):
         retry_deliveries.apply_async(kwargs={"pairs": members[start : start + RETRY_GROUP]})
     pumped = _pump()
-    return {"freed": freed, "pumped": pumped + len(members)}
+    scheduled, deferred = rt.run(rt.ledger.take_later(limit=5000))
+    publish_later(scheduled, deferred)
+    return {"freed": freed, "pumped": pumped + len(members), "later": len(scheduled) + len(deferred)}
 
 
 @app.task(name="notifications.expire_records", bind=True, **_redis_retry)

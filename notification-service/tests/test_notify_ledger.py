@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -12,7 +13,16 @@ import pytest
 import redis.asyncio as aioredis
 
 from notification_service.delivery import chunk_size
-from notification_service.ledger import DUE_KEY, SENDING_KEY, Ledger, Notification, split_member
+from notification_service.ledger import (
+    DEFERRED,
+    DUE_KEY,
+    SENDING_KEY,
+    SKIPPED,
+    Ledger,
+    Notification,
+    Target,
+    split_member,
+)
 from notification_service.sending import aggregate_status
 
 
@@ -194,3 +204,59 @@ async def test_attempts_ending_together_are_recorded_in_one_call(ledger: Ledger)
 )
 def test_batches_are_split_for_the_processes_within_bounds(size: int, chunk: int) -> None:
     assert chunk_size(size, largest=2500, spread=4) == chunk
+
+
+async def test_deferred_and_skipped_deliveries_start_in_their_state_and_cancel_stops_only_unsent(
+    ledger: Ledger,
+) -> None:
+    notif = _notif(batch_id=f"b-{uuid.uuid4().hex[:8]}")
+    nid = notif.notification_id
+    await ledger.create_batch(notif.batch_id or "", "s", [nid], "t", "2024-01-01T00:00:00.000Z")
+    later = time.time() + 3600
+    (claims,) = await ledger.plan_and_claim(
+        [
+            (
+                notif,
+                [
+                    Target("d1", "webhook"),
+                    Target("d2", "webhook", DEFERRED, later),
+                    Target("d3", "webpush", SKIPPED),
+                ],
+            )
+        ]
+    )
+    assert claims is not None and [c.dev for c in claims] == ["d1"]
+    _, rows = await ledger.deliveries(nid)
+    states = {r["device_id"]: (r["status"], r["attempts"]) for r in rows}
+    assert states == {"d1": ("sending", 1), "d2": ("deferred", 0), "d3": ("skipped", 0)}
+    counts = await ledger.batch_counts(notif.batch_id or "")
+    assert (counts["sending"], counts["deferred"], counts["skipped"], counts["_planned"]) == (1, 1, 1, 1)
+    # Not due yet: the pump does not hand it out, and a claim refuses it.
+    _, deferred = await ledger.take_later()
+    assert (nid, "d2") not in deferred
+    claimed, skipped = await ledger.claim([(nid, "d2")], {nid: notif})
+    assert claimed == [] and skipped == {"not_due": 1}
+    # Cancelling stops the deferred one only: the one being sent and the skipped one stay.
+    cancelled, left = await ledger.cancel(notif)
+    assert cancelled == 1 and left == {"sending": 1, "skipped": 1}
+    assert await ledger.is_cancelled(nid)
+    counts = await ledger.batch_counts(notif.batch_id or "")
+    assert (counts["deferred"], counts["cancelled"]) == (0, 1)
+
+
+async def test_a_scheduled_notification_is_taken_once_per_lease_and_cancel_wins_before_planning(
+    ledger: Ledger,
+) -> None:
+    notif = dataclasses.replace(_notif(), send_at=time.time() - 0.1)
+    other = dataclasses.replace(_notif(), send_at=time.time() - 0.1)
+    await ledger.schedule([notif, other])
+    first, _ = await ledger.take_later()
+    second, _ = await ledger.take_later()
+    assert {notif.notification_id, other.notification_id} <= set(first)
+    assert not {notif.notification_id, other.notification_id} & set(second), "leased: not handed out twice"
+    assert await ledger.cancel(other) == (-1, {})
+    held = await ledger.scheduled_records([notif.notification_id, other.notification_id])
+    assert list(held) == [notif.notification_id]
+    # The cancelled one is planned with nothing: a delivery task still running for it sends nothing.
+    assert await ledger.plan_and_claim([(other, [("d1", "webhook")])]) == [None]
+    assert (await ledger.planned([other.notification_id]))[other.notification_id] == {}

@@ -55,6 +55,7 @@ from shared._errors import (
 from shared._logging import configure_logging
 from shared._metrics import (
     NOTIFICATION_DELIVERIES,
+    NOTIFICATIONS_SCHEDULED,
     OPENAI_TOKENS,
     SCRAPE_PAGES,
     ObservabilityMiddleware,
@@ -113,6 +114,7 @@ __all__ = [
     "MAX_JSON_INT",
     "MAX_PRIORITY",
     "MIN_JSON_INT",
+    "NOTIFICATIONS_SCHEDULED",
     "NOTIFICATION_DELIVERIES",
     "OPENAI_TOKENS",
     "SCRAPE_PAGES",

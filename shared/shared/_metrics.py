@@ -62,8 +62,14 @@ TASK_QUEUE_WAIT = Histogram(
 # Domain metrics, defined once here so every process registers each name once.
 NOTIFICATION_DELIVERIES = Counter(
     f"{NS}_notifications_deliveries_total",
-    "Notification delivery attempts by outcome (delivered, gone, retry, failed, expired)",
+    "Notification delivery attempts by outcome (delivered, gone, retry, failed, expired), "
+    "and deliveries planned deferred (quiet hours) or skipped (channel switched off)",
     ["channel", "outcome"],
+)
+NOTIFICATIONS_SCHEDULED = Counter(
+    f"{NS}_notifications_scheduled_total",
+    "Scheduled notifications by event (scheduled, released when due, cancelled)",
+    ["event"],
 )
 SCRAPE_PAGES = Counter(f"{NS}_scrape_pages_total", "Pages fetched by outcome", ["outcome"])
 OPENAI_TOKENS = Counter(f"{NS}_openai_tokens_total", "Model tokens used", ["model", "kind"])

@@ -1,0 +1,61 @@
+-- Plans notifications and claims their deliveries for a first attempt, a slice per call.
+-- A delivery is created in the state its recipient's preferences give it: `sending` (claimed
+-- by the caller's token, attempt 1), `deferred` (quiet hours: due at next_at, in the
+-- deferred index) or `skipped` (its channel is switched off; final).
+-- KEYS: sending, deferred, the batch-count keys, then per notification its plan key followed
+-- by one delivery key per device.
+-- ARGV: now, retention, token, number of batch-count keys, JSON
+-- [{batch (0: none), bid, nid, devices: [{dev, channel, state, next_at}]}, ...].
+-- Answers per notification 1 when planned now, 0 when already planned (or cancelled).
+local now, ttl, token = ARGV[1], ARGV[2], ARGV[3]
+local k = 3 + tonumber(ARGV[4])
+local out, claims, later, counts = {}, {}, {}, {}
+for i, n in ipairs(cjson.decode(ARGV[5])) do
+  local plan, devices = KEYS[k], n.devices
+  if redis.call('HSETNX', plan, '_planned', now) == 0 then
+    out[i] = 0
+  else
+    out[i] = 1
+    redis.call('EXPIRE', plan, ttl)
+    local tally = nil
+    if n.batch > 0 then
+      tally = counts[n.batch] or {_planned = 0}
+      counts[n.batch] = tally
+      tally._planned = tally._planned + 1
+    end
+    for j, d in ipairs(devices) do
+      local dkey = KEYS[k + j]
+      redis.call('HSET', plan, d.dev, d.channel)
+      redis.call('HSET', dkey, 'status', d.state, 'channel', d.channel, 'created_at', now,
+                 'updated_at', now, 'batch_id', n.bid, 'error', '')
+      if d.state == 'sending' then
+        redis.call('HSET', dkey, 'attempts', 1, 'since', now, 'token', token)
+        claims[#claims + 1] = now
+        claims[#claims + 1] = n.nid .. '|' .. d.dev
+      elseif d.state == 'deferred' then
+        redis.call('HSET', dkey, 'attempts', 0, 'next_at', d.next_at,
+                   'error', 'quiet hours of the recipient')
+        later[#later + 1] = d.next_at
+        later[#later + 1] = n.nid .. '|' .. d.dev
+      else
+        redis.call('HSET', dkey, 'attempts', 0,
+                   'error', 'the channel is switched off in the recipient\'s preferences')
+      end
+      redis.call('EXPIRE', dkey, ttl)
+      if tally then tally[d.state] = (tally[d.state] or 0) + 1 end
+    end
+  end
+  k = k + 1 + #devices
+end
+for s = 1, #claims, 1000 do
+  redis.call('ZADD', KEYS[1], unpack(claims, s, math.min(s + 999, #claims)))
+end
+for s = 1, #later, 1000 do
+  redis.call('ZADD', KEYS[2], unpack(later, s, math.min(s + 999, #later)))
+end
+for c, tally in pairs(counts) do
+  for state, v in pairs(tally) do
+    if v > 0 then redis.call('HINCRBY', KEYS[2 + c], state, v) end
+  end
+end
+return out
