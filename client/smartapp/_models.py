@@ -124,8 +124,21 @@ class CacheEntry(_Model):
 # --- notifications -----------------------------------------------------------------------------
 
 Channel = Literal["webpush", "webhook"]
-DeliveryState = Literal["queued", "sending", "delivered", "failed", "gone", "expired"]
-NotificationState = Literal["queued", "sending", "delivered", "partially_delivered", "failed", "inbox_only"]
+DeliveryState = Literal[
+    "queued", "sending", "delivered", "failed", "gone", "expired", "deferred", "skipped", "cancelled"
+]
+NotificationState = Literal[
+    "scheduled",
+    "queued",
+    "sending",
+    "deferred",
+    "delivered",
+    "partially_delivered",
+    "failed",
+    "skipped",
+    "cancelled",
+    "inbox_only",
+]
 
 
 class Device(_Model):
@@ -151,8 +164,9 @@ class VapidPublicKey(_Model):
 
 class NotificationAccepted(_Model):
     notification_id: str
-    task_id: str
-    status: Literal["queued"]
+    task_id: str | None  # None while a send_at notification waits
+    status: Literal["queued", "scheduled"]
+    send_at: str | None = None
 
 
 class BatchAccepted(_Model):
