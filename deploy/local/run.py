@@ -1,4 +1,4 @@
-"""`make run`: every API, one worker per queue and beat, in the foreground.
+"""`make run`: every API, one worker per queue, beat and the scheduler, in the foreground.
 
 Each line of output is prefixed with its process name. Ctrl-C or SIGTERM stops them all
 (each runs in its own process group, so pool children go too): no orphans.
@@ -67,6 +67,8 @@ PROCESSES: list[tuple[str, list[str], dict[str, str]]] = [
         [PY, "-m", "celery", "-A", "task_service.beat", "beat", "-s", str(RUN_DIR / "celerybeat-schedule")],
         {},
     ),
+    # Schedules made through the API; any number may run (each tick is claimed once).
+    ("scheduler", [PY, "-m", "task_service.scheduler"], {"SCHEDULER_METRICS_PORT": "9104"}),
 ]
 COLORS = [31, 32, 33, 34, 35, 36, 91, 92, 93, 94]
 
