@@ -143,7 +143,10 @@ async def patch_schedule(
     if body.target is not None:
         _check_target(body.target, user, settings)
         changes["target"] = body.target.model_dump(mode="json")
-    return view(await _store(request).update(doc, changes, timing_changed))
+    new = await _store(request).update(schedule_id, user.sub, changes, timing_changed)
+    if new is None:
+        raise NotFound("No schedule of yours has this id.")
+    return view(new)
 
 
 @route(router, "DELETE", "/schedules/{schedule_id}", status_code=204, response_class=Response)

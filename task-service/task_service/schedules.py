@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import orjson
 import redis.asyncio as aioredis
 from cronsim import CronSim, CronSimError
+from redis.exceptions import WatchError
 
 from shared import Unprocessable, now_iso
 
@@ -72,8 +73,8 @@ def check_cron(expr: str) -> None:
             "cron must have five fields: minute hour day-of-month month day-of-week.", code="invalid_cron"
         )
     try:
-        CronSim(expr, datetime.now(UTC))
-    except CronSimError as exc:
+        next(CronSim(expr, datetime.now(UTC)))
+    except (CronSimError, StopIteration) as exc:
         raise Unprocessable(f"cron {expr!r} is not valid: {exc}.", code="invalid_cron") from None
 
 
@@ -218,33 +219,51 @@ class Schedules:
 
     async def list_for(self, owner: str) -> list[dict[str, Any]]:
         ids = sorted(_text(i) for i in await self.r.smembers(owner_key(owner)))
-        docs = [await self.get(i) for i in ids]
-        found = [d for d in docs if d is not None and d["owner"] == owner]
+        async with self.r.pipeline(transaction=False) as pipe:
+            for schedule_id in ids:
+                pipe.hgetall(schedule_key(schedule_id))
+            raws = await pipe.execute()
+        docs = [decode(raw) for raw in raws if raw]
+        found = [d for d in docs if d["owner"] == owner]
         return sorted(found, key=lambda d: d["created_at"], reverse=True)
 
     async def update(
-        self, doc: dict[str, Any], changes: dict[str, Any], timing_changed: bool
-    ) -> dict[str, Any]:
-        """Apply `changes`; a new timing or a resume starts its ticks from now."""
-        new = {**doc, **changes, "updated_at": now_iso()}
-        now_ms = to_ms(time.time())
-        if timing_changed:
-            new["anchor_ms"] = now_ms
-        if new["paused"]:
-            new["next_run"] = None
-        elif timing_changed or doc["paused"] or new["next_run"] is None:
-            new["next_run"] = timing_of(new).next_after(now_ms)
-        key = schedule_key(doc["schedule_id"])
-        async with self.r.pipeline(transaction=True) as pipe:
-            # Only fields this edit owns: runs, last_run_at and last_task_id belong to the claimer.
-            fields = encode(new)
-            pipe.hset(key, mapping=fields)
-            if new["next_run"] is None:
-                pipe.zrem(DUE_KEY, doc["schedule_id"])
-            else:
-                pipe.zadd(DUE_KEY, {doc["schedule_id"]: new["next_run"]})
-            await pipe.execute()
-        return new
+        self, schedule_id: str, owner: str, changes: dict[str, Any], timing_changed: bool
+    ) -> dict[str, Any] | None:
+        """Apply `changes` (None: no such schedule of `owner`); a new timing or a resume counts
+        its ticks from now.
+
+        Read and written under WATCH: a scheduler's claim in between moves the next run, and a
+        stale one written back would run that tick again; a delete in between must not be undone.
+        """
+        key = schedule_key(schedule_id)
+        while True:
+            async with self.r.pipeline(transaction=True) as pipe:
+                try:
+                    await pipe.watch(key)
+                    raw = await pipe.hgetall(key)
+                    doc = decode(raw) if raw else None
+                    if doc is None or doc["owner"] != owner:
+                        return None
+                    new = {**doc, **changes, "updated_at": now_iso()}
+                    now_ms = to_ms(time.time())
+                    if timing_changed:
+                        new["anchor_ms"] = now_ms
+                    if new["paused"]:
+                        new["next_run"] = None
+                    elif timing_changed or doc["paused"]:
+                        new["next_run"] = timing_of(new).next_after(now_ms)
+                    pipe.multi()
+                    # Only fields an edit owns: runs, last_run_at and last_task_id are the claimer's.
+                    pipe.hset(key, mapping=encode(new))
+                    if new["next_run"] is None:
+                        pipe.zrem(DUE_KEY, schedule_id)
+                    else:
+                        pipe.zadd(DUE_KEY, {schedule_id: new["next_run"]})
+                    await pipe.execute()
+                    return new
+                except WatchError:
+                    continue  # a claim or another edit came first: read again
 
     async def delete(self, doc: dict[str, Any]) -> None:
         async with self.r.pipeline(transaction=True) as pipe:

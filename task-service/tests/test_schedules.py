@@ -245,6 +245,10 @@ async def test_every_5s_fires_each_tick_once_with_two_schedulers_and_paused_resu
     assert (await get(task_client, hp, paused["schedule_id"]))["runs"] == 1
     assert len(await tasks_of(task_client, hp)) == 1
     assert len(await tasks_of(task_client, hd)) == 1
+    # Schedules left active would run under the next test's schedulers and count in its metrics.
+    for headers, made in ((ha, active), (hp, paused)):
+        r = await task_client.delete(f"{P}/schedules/{made['schedule_id']}", headers=headers)
+        assert r.status_code == 204
 
 
 async def test_scheduler_killed_and_restarted_runs_missed_ticks_once_not_as_a_burst(
@@ -274,3 +278,4 @@ async def test_scheduler_killed_and_restarted_runs_missed_ticks_once_not_as_a_bu
     # Missed: the ticks after the one run (first+5) and before the next run.
     assert sample_value(text, "smartapp_schedule_ticks_skipped_total") == round((next_run - first) / 5) - 2
     assert sample_value(text, "smartapp_schedule_runs_total", {"outcome": "fired"}) == 1
+    assert (await task_client.delete(f"{P}/schedules/{sid}", headers=h)).status_code == 204
