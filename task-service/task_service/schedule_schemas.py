@@ -2,16 +2,24 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from task_service.schedules import MAX_EVERY_SECONDS, MIN_EVERY_SECONDS
 
 TargetPath = Literal["background-task", "long-running-task", "background-scraping", "send-notification"]
 
 
+# The paths a schedule runs today: the schema states what the API accepts (the others are
+# refused with 422 target_not_supported until their services can be reached from here).
+SUPPORTED_PATHS: list[JsonValue] = ["background-task", "long-running-task"]
+
+
 class Target(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    path: TargetPath = Field(description="The endpoint each run submits to, as if you had called it.")
+    path: TargetPath = Field(
+        description="The endpoint each run submits to, as if you had called it.",
+        json_schema_extra={"enum": SUPPORTED_PATHS},
+    )
     body: dict[str, Any] = Field(
         default_factory=dict,
         description="That endpoint's request body; checked now exactly as the endpoint checks it.",
@@ -20,7 +28,21 @@ class Target(BaseModel):
 
 
 class ScheduleIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Exactly one of cron and every_seconds (both or neither: 422 invalid_schedule).
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "oneOf": [{"required": ["cron"]}, {"required": ["every_seconds"]}],
+            "examples": [
+                {
+                    "name": "nightly report",
+                    "target": {"path": "background-task", "body": {"task_type": "noop", "data": {}}},
+                    "cron": "30 2 * * *",
+                    "timezone": "Europe/Paris",
+                }
+            ],
+        },
+    )
     name: str = Field(min_length=1, max_length=200)
     target: Target
     cron: str | None = Field(
