@@ -230,3 +230,24 @@ async def test_cache_etags_listing_and_batch_through_gateway(gw, auth) -> None:
     for method, path in (("GET", f"{P}/cache"), ("POST", f"{P}/cache-batch/")):
         r = await gw.request(method, path, json={} if method == "POST" else None, headers=no_cache)
         assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden", (path, r.text)
+
+
+async def test_schedules_crud_and_scope_through_gateway(gw, auth) -> None:
+    h = auth("gw-sched-user", "tasks")
+    body = {
+        "name": "gw",
+        "every_seconds": 3600,
+        "target": {"path": "background-task", "body": {"task_type": "noop"}},
+    }
+    r = await gw.post(f"{P}/schedules", json=body, headers=auth("gw-sched-user", "cache"))
+    assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden", r.text  # the gateway's check
+    r = await gw.post(f"{P}/schedules/", json=body, headers=h)
+    assert r.status_code == 201, r.text
+    sid = r.json()["schedule_id"]
+    assert r.json()["next_run_at"] and r.json()["runs"] == 0
+    r = await gw.patch(f"{P}/schedules/{sid}", json={"paused": True}, headers=h)
+    assert r.status_code == 200 and r.json()["next_run_at"] is None, r.text
+    assert (await gw.get(f"{P}/schedules/{sid}", headers=auth("gw-sched-other", "tasks"))).status_code == 404
+    assert (await gw.get(f"{P}/schedules", headers=h)).json()["count"] == 1
+    assert (await gw.delete(f"{P}/schedules/{sid}", headers=h)).status_code == 204
+    assert (await gw.get(f"{P}/schedules/{sid}", headers=h)).status_code == 404

@@ -204,6 +204,8 @@ class NotificationStatus(_Model):
     created_at: str
     expires_at: str
     batch_id: str | None
+    send_at: str | None = None
+    priority: Literal["normal", "critical"] = "normal"
     deliveries: list[Delivery]
 
 

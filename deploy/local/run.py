@@ -1,4 +1,4 @@
-"""`make run`: every API, one worker per queue and beat, in the foreground.
+"""`make run`: every API, one worker per queue, beat and the scheduler, in the foreground.
 
 Each line of output is prefixed with its process name. A process that dies is started again,
 after a pause that doubles from 1 s to 30 s (back to 1 s once it stayed up a minute), and the
@@ -69,6 +69,8 @@ PROCESSES: list[tuple[str, list[str], dict[str, str]]] = [
         [PY, "-m", "celery", "-A", "task_service.beat", "beat", "-s", str(RUN_DIR / "celerybeat-schedule")],
         {},
     ),
+    # Schedules made through the API; any number may run (each tick is claimed once).
+    ("scheduler", [PY, "-m", "task_service.scheduler"], {"SCHEDULER_METRICS_PORT": "9104"}),
 ]
 COLORS = [31, 32, 33, 34, 35, 36, 91, 92, 93, 94]
 

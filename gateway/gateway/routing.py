@@ -50,6 +50,7 @@ ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec("cache-batch", Service.TASKS, scope="cache"),
     RouteSpec("task-types", Service.TASKS, scope="tasks"),
     RouteSpec("callback-secret", Service.TASKS, scope="tasks"),
+    RouteSpec("schedules", Service.TASKS, scope="tasks"),
     RouteSpec("background-scraping", Service.SCRAPING, scope="scrape"),
     RouteSpec("devices", Service.NOTIFICATIONS),
     RouteSpec("webpush", Service.NOTIFICATIONS),

@@ -21,6 +21,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -72,6 +73,18 @@ NOTIFICATIONS_SCHEDULED = Counter(
     ["event"],
 )
 SCRAPE_PAGES = Counter(f"{NS}_scrape_pages_total", "Pages fetched by outcome", ["outcome"])
+# Schedules (task-service's scheduler): each tick claimed and fired, ticks missed while no
+# scheduler ran (collapsed into one run), runs fired late, and schedules overdue right now.
+SCHEDULE_RUNS = Counter(f"{NS}_schedule_runs_total", "Schedule ticks run, by outcome", ["outcome"])
+SCHEDULE_TICKS_SKIPPED = Counter(
+    f"{NS}_schedule_ticks_skipped_total", "Schedule ticks missed while no scheduler ran (run once, not each)"
+)
+SCHEDULE_RUNS_LATE = Counter(f"{NS}_schedule_runs_late_total", "Schedule ticks run more than 30 s after due")
+SCHEDULES_OVERDUE = Gauge(
+    f"{NS}_schedules_overdue",
+    "Active schedules whose next run is more than 60 s past due",
+    multiprocess_mode="max",
+)
 OPENAI_TOKENS = Counter(f"{NS}_openai_tokens_total", "Model tokens used", ["model", "kind"])
 
 _RID_RE = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")

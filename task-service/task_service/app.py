@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from shared import Cache, create_async_redis, create_service_app
 from task_service.cache_routes import router as cache_router
 from task_service.routes import router
+from task_service.schedule_routes import router as schedule_router
 from task_service.settings import TaskSettings
 
 
@@ -36,8 +37,8 @@ def create_app(settings: TaskSettings | None = None) -> FastAPI:
         settings,
         title="smart_application task-service",
         description="Generic and long-running background tasks, status and progress of every "
-        "service's tasks, and the per-user cache.",
-        routers=[router, cache_router],
+        "service's tasks, schedules, and the per-user cache.",
+        routers=[router, cache_router, schedule_router],
         celery_app=celery_app,
         ready_checks=(
             {"cache_redis": _check_cache_redis} if settings.cache_redis_url != settings.redis_url else None

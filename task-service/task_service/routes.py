@@ -12,7 +12,6 @@ import anyio.to_thread
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from shared import (
@@ -20,33 +19,25 @@ from shared import (
     STATUSES,
     STREAM_RESPONSES,
     TERMINAL,
-    Allowlist,
     CeleryDep,
     Conflict,
     EventsDep,
-    Idempotency,
     IdempotencyKey,
-    OutboundRefused,
-    PayloadTooLarge,
     Principal,
-    QueueName,
     RecordsDep,
     Signal,
     Unprocessable,
     callback_secret,
-    check_url,
     events_channel,
     now_iso,
     require_scope,
     route,
-    submit_task,
 )
-from task_service.kinds import REGISTRY, known_kinds
+from task_service.kinds import REGISTRY
 from task_service.schemas import (
     BackgroundTaskIn,
     CancelAccepted,
     LongRunningTaskIn,
-    SubmitOptions,
     TaskAccepted,
     TaskList,
     TaskProgress,
@@ -54,6 +45,13 @@ from task_service.schemas import (
     TaskTypeList,
 )
 from task_service.settings import TaskSettings
+from task_service.targets import (
+    Prepared,
+    check_submission,
+    prepare_background,
+    prepare_long_running,
+    submit_prepared,
+)
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix=API_PREFIX)
@@ -66,47 +64,17 @@ def _settings(request: Request) -> TaskSettings:
     return settings
 
 
-def _check_options(opts: SubmitOptions, settings: TaskSettings) -> None:
-    if opts.countdown is not None and opts.countdown > settings.max_countdown_seconds:
-        raise Unprocessable(
-            f"countdown may be at most {settings.max_countdown_seconds} seconds.", code="countdown_too_long"
-        )
-    if opts.callback_url is not None:
-        try:
-            check_url(str(opts.callback_url), Allowlist.parse(settings.outbound_allowlist))
-        except OutboundRefused as exc:
-            raise Unprocessable(
-                f"callback_url is not allowed: {exc.reason}.", code="url_not_allowed"
-            ) from None
-
-
 async def _submit(
-    request: Request,
-    user: Principal,
-    body: SubmitOptions,
-    task_name: str,
-    task_type: str,
-    kwargs: dict[str, Any],
-    idempotency_key: str | None,
+    request: Request, user: Principal, prepared: Prepared, idempotency_key: str | None
 ) -> dict[str, Any]:
-    settings = _settings(request)
-    _check_options(body, settings)
-    if len(orjson.dumps(kwargs.get("data", {}))) > settings.max_data_bytes:
-        raise PayloadTooLarge(f"data may be at most {settings.max_data_bytes} bytes of JSON.")
-    return await submit_task(
+    check_submission(prepared, _settings(request))
+    return await submit_prepared(
         celery_app=request.app.state.celery,
         records=request.app.state.records,
+        redis=request.app.state.redis,
         user=user,
-        task_name=task_name,
-        task_type=task_type,
-        queue=QueueName.DEFAULT.value,
-        kwargs=kwargs,
-        countdown=body.countdown,
-        priority=body.priority,
-        callback_url=str(body.callback_url) if body.callback_url else None,
-        idempotency=Idempotency(request.app.state.redis, "tasks"),
+        prepared=prepared,
         idempotency_key=idempotency_key,
-        fingerprint_body=[task_name, body.model_dump(mode="json")],
     )
 
 
@@ -115,23 +83,7 @@ async def background_task(
     request: Request, body: BackgroundTaskIn, user: TasksUser, idempotency_key: IdempotencyKey = None
 ) -> dict[str, Any]:
     """Start a generic background task of a registered `task_type` (see GET /task-types/)."""
-    kind = REGISTRY.get(body.task_type)
-    if kind is None:
-        raise Unprocessable(
-            f"Unknown task_type {body.task_type!r}. Known task types: {', '.join(known_kinds())}.",
-            code="unknown_task_type",
-            detail={"known_task_types": known_kinds()},
-        )
-    try:
-        kind.parse(body.data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in ("data", *first["loc"]))
-        raise Unprocessable(
-            f"{where}: {first['msg']}", detail=[{"loc": where, "msg": first["msg"]}]
-        ) from None
-    kwargs = {"task_type": body.task_type, "data": body.data}
-    return await _submit(request, user, body, "tasks.run_background", body.task_type, kwargs, idempotency_key)
+    return await _submit(request, user, prepare_background(body), idempotency_key)
 
 
 @route(router, "GET", "/task-types/", response_model=TaskTypeList)
@@ -153,8 +105,7 @@ async def long_running_task(
     request: Request, body: LongRunningTaskIn, user: TasksUser, idempotency_key: IdempotencyKey = None
 ) -> dict[str, Any]:
     """Start a task of `steps` steps of `step_seconds` each; progress advances with every step."""
-    kwargs = {"steps": body.steps, "step_seconds": body.step_seconds, "data": body.data}
-    return await _submit(request, user, body, "tasks.long_running", "long_running", kwargs, idempotency_key)
+    return await _submit(request, user, prepare_long_running(body), idempotency_key)
 
 
 @route(router, "GET", "/task-status/{task_id}", response_model=TaskStatus)

@@ -32,6 +32,11 @@ class TaskSettings(BaseServiceSettings):
     cache_max_keys_per_user: int = Field(default=10_000, ge=1)
     cache_max_bytes_per_user: int = Field(default=64 * 1024 * 1024, ge=1)
 
+    # Schedules (API.md "Schedules"): how many one user may hold, and the scheduler process's
+    # metrics port (python -m task_service.scheduler; any number of them may run).
+    max_schedules_per_user: int = Field(default=100, ge=1)
+    scheduler_metrics_port: int | None = 9104
+
     @cached_property
     def cache_redis_url(self) -> str:
         return self.cache_redis_url_override or self.redis_url

@@ -43,7 +43,7 @@ WORKERS = {
 }
 GATEWAY_METRICS_PORT = 9100
 INFRA = {"redis", "redis-cache", "rabbitmq", "prometheus", "grafana"}
-ALL_SERVICES = set(API_PORTS) | set(WORKERS) | {"beat", "flower"} | INFRA
+ALL_SERVICES = set(API_PORTS) | set(WORKERS) | {"beat", "scheduler", "flower"} | INFRA
 # Who may publish a port on the host, and which container port.
 PUBLISHED = {
     "gateway": {8000},
@@ -446,6 +446,7 @@ EXPECTED_COMMANDS = (
     {("python-m", m) for m in API_MODULES.values()}
     | {("celery-app", m) for m, _, _, _ in WORKERS.values()}
     | {("celery-app", "task_service.beat")}
+    | {("python-m", "task_service.scheduler")}
 )
 
 

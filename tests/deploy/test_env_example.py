@@ -377,7 +377,7 @@ def compose_cases(uncomment_examples: bool) -> list[dict[str, Any]]:
         cases.append(
             {"label": label, "packages": sorted({"shared", package}), "env": _service_env(svc, dotenv)}
         )
-    assert len(cases) == 9  # 4 APIs, 3 workers, beat, flower
+    assert len(cases) == 10  # 4 APIs, 3 workers, beat, the scheduler, flower
     return cases
 
 
@@ -404,7 +404,7 @@ def k8s_cases() -> list[dict[str, Any]]:
                         "env": env,
                     }
                 )
-    assert len(cases) == 8  # 4 APIs, 3 workers, beat
+    assert len(cases) == 9  # 4 APIs, 3 workers, beat, the scheduler
     return cases
 
 

@@ -223,7 +223,7 @@ def test_beat_is_one_replica_recreated(docs: list[Doc]) -> None:
 
 
 def test_every_deployment_is_known(docs: list[Doc]) -> None:
-    assert set(by_kind(docs, "Deployment")) == set(APIS) | set(WORKERS) | {"beat"}
+    assert set(by_kind(docs, "Deployment")) == set(APIS) | set(WORKERS) | {"beat", "scheduler"}
 
 
 def test_requests_limits_and_security(docs: list[Doc]) -> None:
@@ -282,7 +282,7 @@ def test_keda_scales_each_worker_on_its_queue_through_the_management_api(docs: l
 
 def test_pod_disruption_budgets(docs: list[Doc]) -> None:
     pdbs = by_kind(docs, "PodDisruptionBudget")
-    assert set(pdbs) == set(APIS) | set(WORKERS)
+    assert set(pdbs) == set(APIS) | set(WORKERS) | {"scheduler"}
     for name, pdb in pdbs.items():
         assert pdb["spec"]["selector"] == {"matchLabels": {"app.kubernetes.io/name": name}}
 
@@ -336,7 +336,7 @@ def test_job_label_matches_the_alert_rules(docs: list[Doc]) -> None:
         d["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"]
         for d in by_kind(docs, "Deployment").values()
     }
-    assert names == set(APIS) | set(WORKERS) | {"beat"}
+    assert names == set(APIS) | set(WORKERS) | {"beat", "scheduler"}
 
 
 # --- network policy -------------------------------------------------------------------------

@@ -32,6 +32,7 @@ JOBS = {
     "task-worker": 9101,
     "scraping-worker": 9102,
     "notification-worker": 9103,
+    "scheduler": 9104,  # SCHEDULER_METRICS_PORT
 }
 # The metric names the platform promises (the contract), without the prefix.
 CONTRACT_METRICS = {
@@ -220,7 +221,16 @@ def test_compose_config_scrapes_every_replica() -> None:
 def test_alerts_and_dashboard_use_contract_metrics() -> None:
     used = {base_name(m) for _, e in rule_exprs() + dashboard_exprs() for m in _METRIC.findall(e)}
     # Names the shared library adds beyond the contract.
-    extra = {"tasks_revoked_total", "queue_consumers", "broker_up"}
+    extra = {
+        "tasks_revoked_total",
+        "queue_consumers",
+        "broker_up",
+        # API.md "Schedules": the scheduler's runs, missed ticks and overdue schedules.
+        "schedule_runs_total",
+        "schedule_runs_late_total",
+        "schedule_ticks_skipped_total",
+        "schedules_overdue",
+    }
     assert used <= CONTRACT_METRICS | extra, used - CONTRACT_METRICS - extra
 
 
