@@ -36,6 +36,7 @@ from notification_service.settings import NotificationSettings
 from shared import (
     API_PREFIX,
     STREAM_RESPONSES,
+    Allowlist,
     Conflict,
     CurrentUser,
     EventsDep,
@@ -43,22 +44,19 @@ from shared import (
     Idempotency,
     IdempotencyKey,
     NotFound,
+    OutboundRefused,
+    OutboundUnreachable,
     Principal,
     QueueName,
     ServiceUnavailable,
     Signal,
     Unprocessable,
+    check_url,
     require_scope,
+    resolve_checked,
     route,
     submit_task,
     webhooks,
-)
-from shared._outbound import (
-    Allowlist,
-    OutboundRefused,
-    OutboundUnreachable,
-    check_url,
-    resolve_checked,
 )
 
 log = logging.getLogger(__name__)
