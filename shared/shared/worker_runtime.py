@@ -1,11 +1,11 @@
 """One event loop per Celery worker process, on a thread of its own, for async task code.
 
 Celery tasks are plain functions run by the prefork pool; what they do is async (aiohttp,
-redis.asyncio). `run(coro)` hands the coroutine to this process's loop with
-`asyncio.run_coroutine_threadsafe` and waits for it. The loop is started at
-`worker_process_init` (after the fork: a child must not reuse its parent's loop or
-sockets) and closed at `worker_process_shutdown`, after the closers registered with
-`on_shutdown` ran. Outside a prefork child (solo pool, a script, a test) the first `run`
+redis.asyncio). `run(coro)` hands the coroutine to this process's loop, as
+`asyncio.run_coroutine_threadsafe` does but carrying the caller's context variables (the
+task id in the logs), and waits for it. The loop is started at `worker_process_init`
+(after the fork: a child must not reuse its parent's loop or sockets) and closed at
+`worker_process_shutdown`, after the closers registered with `on_shutdown` ran. Outside a prefork child (solo pool, a script, a test) the first `run`
 starts it.
 
 Why a thread and not `run_until_complete` on the task's own thread: the loop keeps
@@ -19,6 +19,8 @@ Celery's `task.request` is thread-local: read what you need from it before `run`
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextvars
 import logging
 import os
 import threading
@@ -71,7 +73,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run `coro` on this process's loop and return its result (or raise its exception).
 
     If the waiting thread is interrupted (a soft time limit, a shutdown), the coroutine is
-    cancelled before the interruption propagates.
+    cancelled on its loop and the interruption propagates here at once.
     """
     loop = start()
     try:
@@ -81,12 +83,37 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     if running is loop:
         coro.close()
         raise RuntimeError("worker_runtime.run() called from the runtime's own loop; await instead")
-    future = asyncio.run_coroutine_threadsafe(coro, loop)
+    future: concurrent.futures.Future[T] = concurrent.futures.Future()
+    # The caller's context (task and request ids for the logs) goes with the coroutine.
+    context = contextvars.copy_context()
+
+    def submit() -> None:
+        if future.cancelled():  # interrupted before it started
+            coro.close()
+            return
+        task = loop.create_task(coro, context=context)
+        task.add_done_callback(lambda done: _settle(done, future))
+        future.add_done_callback(lambda f: f.cancelled() and loop.call_soon_threadsafe(task.cancel))
+
+    loop.call_soon_threadsafe(submit)
     try:
         return future.result()
     except BaseException:
-        future.cancel()
+        future.cancel()  # a soft time limit or a shutdown in this thread: stop the work too
         raise
+
+
+def _settle(task: asyncio.Task[T], future: concurrent.futures.Future[T]) -> None:
+    # The future stays PENDING until now (a RUNNING one could not be cancelled by `run`).
+    try:
+        if task.cancelled():
+            future.cancel()
+        elif (exc := task.exception()) is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(task.result())
+    except concurrent.futures.InvalidStateError:
+        pass  # `run` cancelled it meanwhile: nobody waits for the result
 
 
 def on_shutdown(closer: Callable[[], Awaitable[None]]) -> None:

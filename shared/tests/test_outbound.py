@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
+from aiohttp import web
 
 import shared._url_policy
 from shared import (
@@ -835,3 +836,30 @@ async def test_redirect_handed_back_and_long_body_truncated_when_asked(server: _
     assert (redirect.status_code, redirect.headers["location"], redirect.redirects) == (302, "/echo", [])
     assert cut.status_code == 200 and cut.body == b"x" * 100_000
     assert after.status_code == 200
+
+
+# (j) keep-alive: requests to one name share a pooled connection through the checked resolver
+
+
+async def test_requests_to_one_name_reuse_one_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_dns(monkeypatch, {"pool.example": ["127.0.0.1"]})
+    peers: list[object] = []
+
+    async def hello(request: web.Request) -> web.Response:
+        peers.append(request.transport)
+        return web.Response(text="hi")
+
+    app = web.Application()
+    app.router.add_get("/", hello)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        async with OutboundClient(Allowlist.parse(f"127.0.0.1:{port}")) as client:
+            bodies = [(await client.get(f"http://pool.example:{port}/")).body for _ in range(5)]
+    finally:
+        await runner.cleanup()
+    assert bodies == [b"hi"] * 5
+    assert len(peers) == 5 and len({id(p) for p in peers}) == 1

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
 from email.utils import formatdate
 
 import pytest
 
-from shared import origin_of, parse_retry_after, worker_runtime
+from shared import origin_of, parse_retry_after, task_id_var, worker_runtime
 
 
 def test_run_returns_results_and_raises_errors_on_one_loop_thread() -> None:
@@ -25,6 +26,39 @@ def test_run_returns_results_and_raises_errors_on_one_loop_thread() -> None:
         with pytest.raises(ValueError, match="boom"):
             worker_runtime.run(fail())
     finally:
+        worker_runtime.stop()
+
+
+def test_run_carries_context_and_an_interruption_cancels_the_coroutine() -> None:
+    cancelled = threading.Event()
+
+    async def task_id() -> str | None:
+        return task_id_var.get()
+
+    async def long() -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    class SoftLimit(Exception):
+        pass
+
+    def on_alarm(*_: object) -> None:
+        raise SoftLimit  # as Celery's soft time limit does, in the waiting thread
+
+    token = task_id_var.set("t-1")
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    try:
+        assert worker_runtime.run(task_id()) == "t-1"
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        with pytest.raises(SoftLimit):
+            worker_runtime.run(long())
+        assert cancelled.wait(5)
+    finally:
+        signal.signal(signal.SIGALRM, old)
+        task_id_var.reset(token)
         worker_runtime.stop()
 
 
