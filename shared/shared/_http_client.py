@@ -270,8 +270,12 @@ class OutboundClient:
         truncate: bool = False,
         # The contract is a per-call total deadline; it is enforced inside with asyncio.timeout.
         timeout: float | None = None,  # noqa: ASYNC109
+        origin_headers: Mapping[str, str] | None = None,
     ) -> OutboundResponse:
         """Send a request, following up to `max_redirects` checked redirects.
+
+        `origin_headers` are sent only while the request stays on the first URL's origin
+        (scheme, host, port); a redirect elsewhere drops them for the rest of the chain.
 
         `follow_redirects=False` hands a 3xx back as the answer (a webhook receiver's).
         `truncate=True` keeps the first `max_bytes` of a longer body instead of refusing it.
@@ -280,12 +284,14 @@ class OutboundClient:
         """
         total = self.timeout if timeout is None else timeout
         own_headers, body = _prepare_body(headers, content, json)
+        origin_only = [(k, v) for k, v in (origin_headers or {}).items() if k.lower() not in _OWN_HEADERS]
         try:
             async with asyncio.timeout(total):
                 return await self._exchange(
                     method.upper(),
                     url,
                     own_headers,
+                    origin_only,
                     body,
                     max_redirects,
                     follow_redirects,
@@ -306,6 +312,7 @@ class OutboundClient:
         method: str,
         url: str,
         headers: list[tuple[str, str]],
+        origin_only: list[tuple[str, str]],
         content: bytes | None,
         max_redirects: int,
         follow_redirects: bool,
@@ -313,11 +320,14 @@ class OutboundClient:
         truncate: bool,
     ) -> OutboundResponse:
         target = self._target(url)
+        # A caller's own headers (a user's cookie, say) go to the first URL's origin only:
+        # once a redirect leaves it they are dropped for good, even if a later hop comes back.
+        first_origin = _origin(target.checked.url)
         redirects: list[str] = []
         while True:
             checked = target.checked
             status, got, body = await self._send(
-                method, target, headers, content, max_bytes, truncate, follow_redirects
+                method, target, [*headers, *origin_only], content, max_bytes, truncate, follow_redirects
             )
             if not (follow_redirects and _is_redirect(status, got)):
                 return OutboundResponse(status, got, str(checked.url), body, redirects)
@@ -341,6 +351,8 @@ class OutboundClient:
                 headers = [(k, v) for k, v in headers if k.lower() not in _BODY_HEADERS]
             if _origin(target.checked.url) != _origin(checked.url):
                 headers = [(k, v) for k, v in headers if k.lower() not in _CREDENTIAL_HEADERS]
+            if _origin(target.checked.url) != first_origin:
+                origin_only = []
 
     async def _send(
         self,

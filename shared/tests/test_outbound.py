@@ -863,3 +863,23 @@ async def test_requests_to_one_name_reuse_one_connection(monkeypatch: pytest.Mon
         await runner.cleanup()
     assert bodies == [b"hi"] * 5
     assert len(peers) == 5 and len({id(p) for p in peers}) == 1
+
+
+# (k) a caller's origin headers: only while the chain stays on the first URL's origin
+
+
+async def test_origin_headers_are_dropped_for_good_once_a_redirect_leaves_the_origin(
+    server: _Server,
+) -> None:
+    mine = {"X-Token": "t1", "Cookie": "s=1"}
+    async with OutboundClient(_allow(server)) as client:
+        same = await client.get(_redirect(server, "/echo"), origin_headers=mine)
+        away = await client.get(_redirect(server, server.url("/echo", host="localhost")), origin_headers=mine)
+        back = await client.get(
+            _redirect(server, server.url(f"/redirect?to={quote(server.url('/echo'), safe='')}", "localhost")),
+            origin_headers=mine,
+        )
+    assert same.json()["headers"]["x-token"] == "t1" and same.json()["headers"]["cookie"] == "s=1"
+    for response in (away, back):
+        assert "x-token" not in response.json()["headers"] and "cookie" not in response.json()["headers"]
+    assert back.final_url == server.url("/echo")
