@@ -6,6 +6,7 @@ its coroutine on the process's one loop, the shared worker runtime's.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -55,3 +56,15 @@ class Runtime:
             )
             self._deliverer = Deliverer(settings, self.ledger, self.devices, http, vapid, pacer)
         return self._deliverer
+
+
+_per_process: dict[int, Runtime] = {}
+
+
+def runtime(settings: NotificationSettings) -> Runtime:
+    """This process's Runtime, made after the fork: a child must not reuse its parent's sockets."""
+    pid = os.getpid()
+    if pid not in _per_process:
+        _per_process.clear()
+        _per_process[pid] = Runtime(settings)
+    return _per_process[pid]

@@ -1,4 +1,4 @@
-"""Thin Celery tasks: the work lives in delivery.py and ledger.py, run on the worker runtime's loop.
+"""Thin Celery tasks: the work lives in delivery.py and ledger.py, run on the process's loop.
 
 Every task is safe to run twice (acks_late redelivers after a lost worker): deliveries are
 claimed in Redis before they are sent, so a second run finds nothing left to send.
@@ -14,9 +14,9 @@ import redis.exceptions
 
 from notification_service.delivery import RunResult, chunk_size
 from notification_service.ledger import member, split_member
-from notification_service.runtime import Runtime
+from notification_service.runtime import runtime
 from notification_service.worker import app, settings
-from shared import PlatformTask, worker_runtime
+from shared import PlatformTask
 
 # Retries due within this many seconds ride a countdown message; later ones wait in the
 # due index for the sweeper (ETA messages sit unacknowledged, and RabbitMQ's
@@ -25,9 +25,6 @@ MAX_COUNTDOWN_SECONDS = 600
 # Overdue entries of the due index older than this lost their countdown message.
 PUMP_GRACE_SECONDS = 30.0
 RETRY_GROUP = 500
-
-# This process's clients, made after the fork; coroutines run on the shared worker runtime.
-runtime = worker_runtime.process_local(lambda: Runtime(settings))
 
 _redis_retry: dict[str, Any] = {
     "autoretry_for": (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError),
@@ -56,7 +53,7 @@ def _summary(result: RunResult) -> dict[str, Any]:
 
 
 def _deliver_ids(nids: list[str]) -> RunResult:
-    rt = runtime()
+    rt = runtime(settings)
 
     async def go() -> RunResult:
         deliverer = await rt.deliverer()
@@ -80,7 +77,7 @@ def deliver(self: PlatformTask, notification_ids: list[str]) -> dict[str, Any]:
 @app.task(name="notifications.deliver_batch", bind=True, **_redis_retry)
 def deliver_batch(self: PlatformTask, batch_id: str) -> dict[str, Any]:
     """Split a batch into chunks that the worker processes share; a small one runs here."""
-    rt = runtime()
+    rt = runtime(settings)
     size = rt.run(rt.ledger.batch_size(batch_id))
     chunk = chunk_size(size, settings.notify_chunk_size)
     if size <= chunk:
@@ -96,7 +93,7 @@ def deliver_batch(self: PlatformTask, batch_id: str) -> dict[str, Any]:
 
 @app.task(name="notifications.deliver_chunk", bind=True, **_redis_retry)
 def deliver_chunk(self: PlatformTask, batch_id: str, start: int, stop: int) -> dict[str, Any]:
-    rt = runtime()
+    rt = runtime(settings)
     ids = rt.run(rt.ledger.batch_ids(batch_id, start, stop))
     return {"batch_id": batch_id, "start": start, **_summary(_deliver_ids(ids))}
 
@@ -104,7 +101,7 @@ def deliver_chunk(self: PlatformTask, batch_id: str, start: int, stop: int) -> d
 @app.task(name="notifications.retry", bind=True, **_redis_retry)
 def retry_deliveries(self: PlatformTask, pairs: list[str]) -> dict[str, Any]:
     """Attempt again deliveries that were queued for a retry (or freed by the sweeper)."""
-    rt = runtime()
+    rt = runtime(settings)
 
     async def go() -> RunResult:
         deliverer = await rt.deliverer()
@@ -117,7 +114,7 @@ def retry_deliveries(self: PlatformTask, pairs: list[str]) -> dict[str, Any]:
 
 def _pump(limit: int = 5000) -> int:
     """Hand overdue entries of the due index to workers."""
-    rt = runtime()
+    rt = runtime(settings)
     due = rt.run(rt.ledger.take_due(limit=limit, grace=PUMP_GRACE_SECONDS))
     members = [member(nid, dev) for nid, dev in due]
     for start in range(0, len(members), RETRY_GROUP):
@@ -128,7 +125,7 @@ def _pump(limit: int = 5000) -> int:
 @app.task(name="notifications.sweep_stuck", bind=True, **_redis_retry)
 def sweep_stuck(self: PlatformTask) -> dict[str, Any]:
     """Beat: free deliveries whose worker was lost mid-send, and pump overdue retries."""
-    rt = runtime()
+    rt = runtime(settings)
     freed = rt.run(rt.ledger.sweep_stuck(settings.notify_stuck_after_seconds))
     # Freed deliveries are due now; send them without waiting for the grace period.
     due_now = rt.run(rt.ledger.take_due(limit=5000, grace=0.0)) if freed else []
@@ -142,7 +139,7 @@ def sweep_stuck(self: PlatformTask) -> dict[str, Any]:
 @app.task(name="notifications.expire_records", bind=True, **_redis_retry)
 def expire_records(self: PlatformTask) -> dict[str, Any]:
     """Beat: drop index entries of records that expired (the records carry their own TTL)."""
-    rt = runtime()
+    rt = runtime(settings)
     index = rt.run(rt.ledger.expire_index_entries())
     inbox = rt.run(rt.inbox.expire_old())
     return {"index_entries": index, "inbox_entries": inbox}
