@@ -15,8 +15,7 @@ from notification_service.preferences import PreferenceStore
 from notification_service.routes import router
 from notification_service.settings import NotificationSettings
 from notification_service.webpush import load_vapid_key
-from shared import create_service_app
-from shared._outbound import Allowlist
+from shared import Allowlist, create_service_app
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,9 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from enum import StrEnum
+
+from shared import parse_retry_after
 
 
 class Channel(StrEnum):
@@ -52,29 +53,8 @@ BACKOFF_BASE_SECONDS = 2.0
 BACKOFF_CAP_SECONDS = 15 * 60.0
 # Whatever the TTL, stop after this many attempts: the ledger must end.
 MAX_ATTEMPTS = 20
-# A longer Retry-After counts as this: a misconfigured receiver must not park work for days.
-MAX_RETRY_AFTER_SECONDS = 6 * 3600.0
 
 _RETRY_STATUSES = frozenset({408, 425, 429})
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Retry-After (delta-seconds or HTTP-date) in seconds from now; None when absent or bad."""
-    if value is None:
-        return None
-    text = value.strip()
-    if not text:
-        return None
-    if text.isdigit():
-        return min(float(int(text)), MAX_RETRY_AFTER_SECONDS)
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        return None
-    current = time.time() if now is None else now
-    return min(max(0.0, when.timestamp() - current), MAX_RETRY_AFTER_SECONDS)
 
 
 def classify(

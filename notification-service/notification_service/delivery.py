@@ -41,11 +41,19 @@ from notification_service.ledger import (
     Notification,
     Target,
 )
-from notification_service.outbound import DeliveryClient, DeliveryError
 from notification_service.payloads import webhook_body, webhook_message_id, webpush_payload_for
 from notification_service.preferences import Preferences, PreferenceStore, quiet_until
 from notification_service.settings import NotificationSettings
-from shared import NOTIFICATION_DELIVERIES, HostPacer, PaceTooFar, webhooks
+from shared import (
+    NOTIFICATION_DELIVERIES,
+    HostPacer,
+    OutboundClient,
+    OutboundError,
+    OutboundRefused,
+    OutboundTimeout,
+    PaceTooFar,
+    webhooks,
+)
 
 log = logging.getLogger(__name__)
 # Notifications planned and claimed per Redis call, just ahead of their sends.
@@ -54,6 +62,16 @@ PLAN_SLICE = 100
 # share it; but no chunk is smaller than MIN_CHUNK (unless notify_chunk_size is).
 BATCH_SPREAD = 4
 MIN_CHUNK = 250
+# What a receiver's answer body is read for: only to keep the connection reusable.
+MAX_RESPONSE_BYTES = 64 * 1024
+
+
+def _transport_error(exc: OutboundError) -> TransportError:
+    if isinstance(exc, OutboundRefused):
+        return TransportError.BLOCKED  # the outbound rules refused the address: final
+    if isinstance(exc, OutboundTimeout):
+        return TransportError.TIMEOUT
+    return TransportError.CONNECT
 
 
 def chunk_size(size: int, largest: int, spread: int = BATCH_SPREAD) -> int:
@@ -124,7 +142,7 @@ class Deliverer:
     settings: NotificationSettings
     ledger: Ledger
     devices: Devices
-    http: DeliveryClient
+    http: OutboundClient
     vapid: webpush.VapidKey
     # Deliveries per second to each destination host, across workers (None: unpaced).
     pacer: HostPacer | None = None
@@ -348,10 +366,20 @@ class Deliverer:
         retry_after: str | None = None
         started = time.perf_counter()
         try:
-            response = await self.http.post(url, headers, body)
-            http_status, retry_after = response.status, response.retry_after
-        except DeliveryError as exc:
-            error, detail = exc.kind, exc.reason
+            # Never follow a redirect: a 3xx is the receiver's answer. Read a small body
+            # so the connection is reused; a larger one is cut off with its connection.
+            response = await self.http.post(
+                url,
+                content=body,
+                headers=headers,
+                follow_redirects=False,
+                max_bytes=MAX_RESPONSE_BYTES,
+                truncate=True,
+                timeout=self.settings.notify_http_timeout,
+            )
+            http_status, retry_after = response.status_code, response.headers.get("Retry-After")
+        except OutboundError as exc:
+            error, detail = _transport_error(exc), exc.reason
         latency_ms = (time.perf_counter() - started) * 1000
 
         verdict = classify(channel, http_status, error=error, retry_after=retry_after)

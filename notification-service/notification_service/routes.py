@@ -40,6 +40,7 @@ from shared import (
     API_PREFIX,
     NOTIFICATIONS_SCHEDULED,
     STREAM_RESPONSES,
+    Allowlist,
     Conflict,
     CurrentUser,
     EventsDep,
@@ -47,22 +48,19 @@ from shared import (
     Idempotency,
     IdempotencyKey,
     NotFound,
+    OutboundRefused,
+    OutboundUnreachable,
     Principal,
     QueueName,
     ServiceUnavailable,
     Signal,
     Unprocessable,
+    check_url,
     require_scope,
+    resolve_checked,
     route,
     submit_task,
     webhooks,
-)
-from shared._outbound import (
-    Allowlist,
-    OutboundRefused,
-    OutboundUnreachable,
-    check_url,
-    resolve_checked,
 )
 
 log = logging.getLogger(__name__)

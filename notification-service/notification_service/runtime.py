@@ -1,12 +1,11 @@
-"""What a worker process keeps between tasks: one event loop and the clients bound to it.
+"""What a notification worker process keeps between tasks: its Redis and HTTP clients.
 
-A prefork child must not reuse its parent's sockets, so everything is made lazily, once
-per process id, and every task runs its coroutine on that process's loop.
+Made once per process (a prefork child must not reuse its parent's sockets); every task runs
+its coroutine on the process's one loop, the shared worker runtime's.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -15,12 +14,10 @@ from notification_service.delivery import Deliverer
 from notification_service.devices import Devices
 from notification_service.inbox import Inbox
 from notification_service.ledger import Ledger
-from notification_service.outbound import DeliveryClient
 from notification_service.preferences import PreferenceStore
 from notification_service.settings import NotificationSettings
 from notification_service.webpush import load_vapid_key
-from shared import HostPacer, Pacer, create_async_redis
-from shared._outbound import Allowlist
+from shared import Allowlist, HostPacer, OutboundClient, Pacer, create_async_redis, worker_runtime
 
 T = TypeVar("T")
 
@@ -28,16 +25,17 @@ T = TypeVar("T")
 class Runtime:
     def __init__(self, settings: NotificationSettings) -> None:
         self.settings = settings
-        self.loop = asyncio.new_event_loop()
         self.redis = create_async_redis(settings)
+        worker_runtime.on_shutdown(self.redis.aclose)
         self.ledger = Ledger(self.redis, settings.notify_retention_seconds)
         self.devices = Devices(self.redis, settings.notify_max_devices_per_user, settings.secret_key)
         self.inbox = Inbox(self.redis, settings.notify_retention_seconds, settings.notify_inbox_max_items)
         self.prefs = PreferenceStore(self.redis)
         self._deliverer: Deliverer | None = None
 
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return self.loop.run_until_complete(coro)
+    @staticmethod
+    def run(coro: Coroutine[Any, Any, T]) -> T:
+        return worker_runtime.run(coro)
 
     async def deliverer(self) -> Deliverer:
         if self._deliverer is None:
@@ -45,13 +43,14 @@ class Runtime:
             vapid = await load_vapid_key(
                 self.redis, settings.vapid_private_key, server_secret=settings.secret_key
             )
-            http = DeliveryClient(
+            http = OutboundClient(
                 Allowlist.parse(settings.outbound_allowlist),
                 timeout=settings.notify_http_timeout,
                 connect_timeout=min(5.0, settings.notify_http_timeout),
                 max_connections=settings.notify_concurrency,
                 user_agent="smart-application-notifications/0.1",
             )
+            worker_runtime.on_shutdown(http.aclose)
             pacer = HostPacer(
                 Pacer(self.redis, "n:pace:"),
                 settings.notify_max_per_host_per_second,
@@ -61,13 +60,13 @@ class Runtime:
         return self._deliverer
 
 
-_runtime: Runtime | None = None
-_pid: int | None = None
+_per_process: dict[int, Runtime] = {}
 
 
 def runtime(settings: NotificationSettings) -> Runtime:
-    global _runtime, _pid
-    if _runtime is None or _pid != os.getpid():
-        _runtime = Runtime(settings)
-        _pid = os.getpid()
-    return _runtime
+    """This process's Runtime, made after the fork: a child must not reuse its parent's sockets."""
+    pid = os.getpid()
+    if pid not in _per_process:
+        _per_process.clear()
+        _per_process[pid] = Runtime(settings)
+    return _per_process[pid]

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from redis.asyncio import Redis
 
-from shared import Sealer, SealError
+from shared import Sealer, SealError, origin_of
 
 log = logging.getLogger(__name__)
 
@@ -86,19 +86,6 @@ def b64url_decode(value: str) -> bytes:
         return base64.urlsafe_b64decode(cleaned + "=" * (-len(cleaned) % 4))
     except (binascii.Error, ValueError) as exc:
         raise ValueError("not base64url") from exc
-
-
-def origin_of(url: str) -> str:
-    """RFC 6454 serialisation of a URL's origin: scheme://host[:port], default port left out."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    host = (parts.hostname or "").lower()
-    if ":" in host:
-        host = f"[{host}]"
-    port = parts.port
-    if port is None or (scheme, port) in {("https", 443), ("http", 80)}:
-        return f"{scheme}://{host}"
-    return f"{scheme}://{host}:{port}"
 
 
 class AllowList(Protocol):

@@ -7,7 +7,6 @@ from email.utils import formatdate
 import pytest
 
 from notification_service.classify import (
-    MAX_RETRY_AFTER_SECONDS,
     Channel,
     Outcome,
     TransportError,
@@ -15,8 +14,8 @@ from notification_service.classify import (
     backoff_delay,
     classify,
     next_retry_delay,
-    parse_retry_after,
 )
+from shared import MAX_RETRY_AFTER_SECONDS, parse_retry_after
 
 WP, WH = Channel.WEBPUSH, Channel.WEBHOOK
 

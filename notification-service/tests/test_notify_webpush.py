@@ -25,6 +25,7 @@ from notification_service.webpush import (
     Urgency,
     VapidKey,
 )
+from shared import origin_of
 
 SUBJECT = "mailto:ops@example.com"
 SERVER_SECRET = "server-secret-for-tests-0123456789"
@@ -193,7 +194,7 @@ def test_vapid_jwt_claims_and_reuse() -> None:
     ],
 )
 def test_origin(url: str, origin: str) -> None:
-    assert webpush.origin_of(url) == origin
+    assert origin_of(url) == origin
 
 
 def test_subject_must_be_mailto_or_https() -> None:

@@ -1,6 +1,6 @@
 """Fetch one page politely and safely.
 
-Every request goes through the shared SSRF-safe client (shared/_outbound.py): each hop's host
+Every request goes through the shared SSRF-safe client (`shared.OutboundClient`): each hop's host
 is resolved once, every address is checked, the connection goes to the checked address, and
 redirects are followed by hand (at most SCRAPE_MAX_REDIRECTS). Before the request we consult
 robots.txt (cached per origin in Redis) and take a slot from the host's token bucket (shared by
@@ -13,15 +13,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 from shared import (
     BodyTooLarge,
+    OutboundClient,
     OutboundError,
     OutboundRefused,
-    SafeAsyncClient,
     now_iso,
+    parse_retry_after,
 )
 
 from .extract import NonContentError, NonContentReason, extract
@@ -56,22 +56,6 @@ class FetchedPage:
     redirects: list[str]
 
 
-def _retry_after_seconds(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        import datetime as _dt
-
-        when = parsedate_to_datetime(value)
-        return max(0.0, (when - _dt.datetime.now(_dt.UTC)).total_seconds())
-    except (TypeError, ValueError):
-        return None
-
-
 def _host(url: str) -> str:
     return (urlsplit(url).hostname or "").lower()
 
@@ -79,7 +63,7 @@ def _host(url: str) -> str:
 class Fetcher:
     def __init__(
         self,
-        client: SafeAsyncClient,
+        client: OutboundClient,
         throttle: HostThrottle,
         robots: RobotsCache | None,
         *,
@@ -180,7 +164,7 @@ class Fetcher:
         status = response.status_code
         content_type = response.headers.get("content-type")
         if status in (429, 503):
-            wait = _retry_after_seconds(response.headers.get("retry-after"))
+            wait = parse_retry_after(response.headers.get("retry-after"))
             if wait is not None:
                 await self.throttle.cool_down(_host(response.final_url), wait)
         if status >= 400:
@@ -215,7 +199,7 @@ class Fetcher:
                 f"The site answered {status}; it will be tried again later.",
                 retryable=True,
                 code="site_unavailable",
-                retry_after=_retry_after_seconds(retry_after),
+                retry_after=parse_retry_after(retry_after),
             )
         if status in (404, 410):
             raise FetchError(

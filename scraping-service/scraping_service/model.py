@@ -23,13 +23,12 @@ import os
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 import openai
 from openai import AsyncOpenAI
 
-from shared import OPENAI_TOKENS
+from shared import OPENAI_TOKENS, parse_retry_after
 
 from .keyvault import scrub
 from .merge import from_strict, merge_all, strict_schema, validate
@@ -174,26 +173,13 @@ class _Completion:
 
 def _retry_after(exc: openai.APIStatusError) -> float | None:
     headers = exc.response.headers
-    raw_ms = headers.get("retry-after-ms")
+    raw_ms = headers.get("retry-after-ms")  # OpenAI's own, finer than Retry-After
     if raw_ms:
         try:
             return max(0.0, float(raw_ms) / 1000)
         except ValueError:
             pass
-    raw = headers.get("retry-after")
-    if not raw:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(raw)
-    except (TypeError, ValueError):
-        return None
-    import datetime as _dt
-
-    return max(0.0, (when - _dt.datetime.now(_dt.UTC)).total_seconds())
+    return parse_retry_after(headers.get("retry-after"))
 
 
 def _provider_message(exc: openai.APIStatusError) -> str:

@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 from urllib.robotparser import RobotFileParser
 
 import orjson
 from redis.asyncio import Redis
+
+from shared import origin_of
 
 __all__ = ["RobotsCache", "RobotsDecision", "RobotsFetch", "crawl_delay", "origin_of"]
 
@@ -34,17 +35,6 @@ class RobotsDecision:
     crawl_delay: float | None
     robots_url: str
     source: str  # "rules", "no-robots" (4xx), "unreachable" (5xx / network)
-
-
-def origin_of(url: str) -> str:
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    if ":" in host:
-        host = f"[{host}]"
-    default = {"http": 80, "https": 443}.get(parts.scheme)
-    port = parts.port
-    netloc = host if port in (None, default) else f"{host}:{port}"
-    return f"{parts.scheme}://{netloc}"
 
 
 def crawl_delay(body: str, user_agent: str) -> float | None:

@@ -1,4 +1,4 @@
-"""The thin Celery task: resolve the key, run scrape() on this process's loop, map the outcome.
+"""The thin Celery task: resolve the key, run scrape() on the worker runtime's loop, map the outcome.
 
 The task's arguments are plain JSON and hold no secret: the user's OpenAI key travels as
 `key_ref`, a reference to ciphertext in Redis (keyvault.py). The reference is deleted when the
@@ -7,11 +7,10 @@ task reaches a final state; it is kept (and its TTL extended) only across a retr
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
-import os
 import random
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,12 +19,13 @@ from redis.asyncio import Redis
 
 from shared import (
     Allowlist,
+    OutboundClient,
     PlatformTask,
     PublicTaskError,
-    SafeAsyncClient,
     TaskCancelled,
     create_async_redis,
     report_progress,
+    worker_runtime,
 )
 
 from .budget import OwnerMeter, ServerKeyBudget
@@ -43,10 +43,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(slots=True)
 class _Runtime:
-    """Clients for one worker process, made lazily after the fork, used by one loop."""
+    """Clients for one worker process, made after the fork, used on the worker runtime's loop."""
 
-    pid: int
-    loop: asyncio.AbstractEventLoop
     redis: Redis
     vault: KeyVault
     header_vault: KeyVault
@@ -54,11 +52,8 @@ class _Runtime:
     budget: ServerKeyBudget
 
 
-_runtime: _Runtime | None = None
-
-
 def build_deps(settings: ScrapingSettings, redis: Redis) -> ScrapeDeps:
-    client = SafeAsyncClient(
+    client = OutboundClient(
         Allowlist.parse(settings.outbound_allowlist),
         allow_private=settings.scrape_allow_private,
         connect_timeout=settings.scrape_connect_timeout_seconds,
@@ -93,25 +88,39 @@ def build_deps(settings: ScrapingSettings, redis: Redis) -> ScrapeDeps:
     )
 
 
-def runtime() -> _Runtime:
-    global _runtime
-    if _runtime is None or _runtime.pid != os.getpid():
-        # A prefork child must not reuse its parent's loop or sockets.
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        redis = create_async_redis(settings)
-        _runtime = _Runtime(
-            pid=os.getpid(),
-            loop=loop,
-            redis=redis,
-            vault=KeyVault(redis, settings.secret_key, settings.scrape_key_ttl_seconds),
-            header_vault=KeyVault(
-                redis, settings.secret_key, settings.scrape_key_ttl_seconds, purpose=HEADERS_PURPOSE
-            ),
-            deps=build_deps(settings, redis),
-            budget=ServerKeyBudget(redis, settings.openai_server_key_daily_tokens_per_user),
-        )
-    return _runtime
+def _make_runtime() -> _Runtime:
+    redis = create_async_redis(settings)
+    deps = build_deps(settings, redis)
+    worker_runtime.on_shutdown(redis.aclose)
+    worker_runtime.on_shutdown(deps.fetcher.client.aclose)
+    return _Runtime(
+        redis=redis,
+        vault=KeyVault(redis, settings.secret_key, settings.scrape_key_ttl_seconds),
+        header_vault=KeyVault(
+            redis, settings.secret_key, settings.scrape_key_ttl_seconds, purpose=HEADERS_PURPOSE
+        ),
+        deps=deps,
+        budget=ServerKeyBudget(redis, settings.openai_server_key_daily_tokens_per_user),
+    )
+
+
+runtime = worker_runtime.process_local(_make_runtime)
+
+
+def _progress_reporter(task: PlatformTask, seq: Iterator[int]) -> Callable[[int, int, str], Awaitable[None]]:
+    """`report_progress` for the scrape, which runs on the runtime's thread: Celery's
+    `task.request` is thread-local, so the task id is read here, on the task's thread."""
+    tid = task.request.id
+    records = task.app.records
+
+    async def progress(current: int, total: int, message: str) -> None:
+        if tid is None:  # called directly, outside a worker
+            return
+        records.progress(tid, current, total, message, next(seq))
+        if records.is_cancelled(tid):
+            raise TaskCancelled()
+
+    return progress
 
 
 def _retry_countdown(exc: ScrapeError, retries: int) -> float:
@@ -157,10 +166,8 @@ def scrape_page(
     rt = runtime()
     # Progress from a retried delivery must outrank the earlier delivery's (older seq loses).
     seq = itertools.count(1 + 10_000 * self.request.retries)
+    progress = _progress_reporter(self, seq)
     plaintext: list[str] = []
-
-    async def progress(current: int, total: int, message: str) -> None:
-        report_progress(self, current, total, message, seq=next(seq))
 
     async def api_key() -> str:
         if key_ref:
@@ -201,11 +208,11 @@ def scrape_page(
             max_age=max_age,
             include_selectors=tuple(include_selectors or ()),
             exclude_selectors=tuple(exclude_selectors or ()),
-            headers=rt.loop.run_until_complete(user_headers()),
+            headers=worker_runtime.run(user_headers()),
         )
         # The server's key is metered per user and day; a user's own key is theirs to spend.
         guard = None if key_ref else OwnerMeter(rt.budget, owner)
-        result = rt.loop.run_until_complete(scrape(job, rt.deps, api_key, progress, guard))
+        result = worker_runtime.run(scrape(job, rt.deps, api_key, progress, guard))
         if job.headers:
             # A page may echo what it was sent; the result store must not hold it either.
             result = _without(result, secret_values(job.headers))
@@ -217,9 +224,7 @@ def scrape_page(
             countdown = _retry_countdown(exc, self.request.retries)
             for vault, ref in ((rt.vault, key_ref), (rt.header_vault, headers_ref)):
                 if ref:
-                    rt.loop.run_until_complete(
-                        vault.extend(ref, int(countdown) + settings.scrape_key_ttl_seconds)
-                    )
+                    worker_runtime.run(vault.extend(ref, int(countdown) + settings.scrape_key_ttl_seconds))
             message = scrub(str(exc), plaintext)
             raise self.retry(countdown=countdown, exc=PublicTaskError(message)) from None
         raise PublicTaskError(scrub(str(exc), plaintext)) from None
@@ -238,6 +243,6 @@ def scrape_page(
         for vault, ref in ((rt.vault, key_ref), (rt.header_vault, headers_ref)):
             if final and ref:
                 try:
-                    rt.loop.run_until_complete(vault.delete(ref))
+                    worker_runtime.run(vault.delete(ref))
                 except Exception:  # the TTL removes it anyway
                     log.warning("could not delete a secret reference of a finished task")

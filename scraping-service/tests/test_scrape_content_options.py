@@ -21,7 +21,7 @@ from scraping_service.prices import PRICES_AS_OF, estimated_cost_usd, price_for
 from scraping_service.request_headers import HeaderError, check_headers
 from scraping_service.robots import KEY_PREFIX, RobotsCache, origin_of
 from scraping_service.scrape import RESULT_PREFIX, ScrapeDeps, ScrapeError, ScrapeJob, page_key, scrape
-from shared import Allowlist, SafeAsyncClient
+from shared import Allowlist, OutboundClient
 
 KEY = "sk-test-valid-key-0123456789abcdef"
 
@@ -43,7 +43,7 @@ PDF_MARKDOWN = "# Tidal Notes\n\nTidal power in France.\nLa Rance opened in 1966
 
 @pytest.fixture
 async def deps(page_server: PageServer, fake_openai: FakeOpenAI, redis: Redis) -> AsyncIterator[ScrapeDeps]:
-    client = SafeAsyncClient(Allowlist.parse(f"127.0.0.1:{page_server.port}"), timeout=5)
+    client = OutboundClient(Allowlist.parse(f"127.0.0.1:{page_server.port}"), timeout=5)
     throttle = HostThrottle(redis, ThrottlePolicy(200, 50, 5))
     fetcher = Fetcher(
         client, throttle, None, user_agent="TestBot/1", max_bytes=5 << 20, timeout_s=5, max_redirects=5

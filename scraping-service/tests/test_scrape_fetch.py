@@ -11,7 +11,7 @@ from scrape_fakes import PageServer
 from scraping_service.fetch import Fetcher, FetchError
 from scraping_service.politeness import COOLDOWN_PREFIX, HostThrottle, ThrottlePolicy
 from scraping_service.robots import KEY_PREFIX, RobotsCache, origin_of
-from shared import Allowlist, SafeAsyncClient
+from shared import Allowlist, OutboundClient
 
 UA = "SmartApplicationBot/0.1 (+test)"
 
@@ -26,7 +26,7 @@ async def site(redis: Redis) -> AsyncIterator[PageServer]:
 
 @pytest.fixture
 async def fetcher(site: PageServer, redis: Redis) -> AsyncIterator[Fetcher]:
-    client = SafeAsyncClient(Allowlist.parse(f"127.0.0.1:{site.port}"), timeout=5, connect_timeout=2)
+    client = OutboundClient(Allowlist.parse(f"127.0.0.1:{site.port}"), timeout=5, connect_timeout=2)
     throttle = HostThrottle(redis, ThrottlePolicy(requests_per_second=200, burst=50, max_wait_s=5))
     f = Fetcher(
         client, throttle, None, user_agent=UA, max_bytes=5 * 1024 * 1024, timeout_s=5, max_redirects=5

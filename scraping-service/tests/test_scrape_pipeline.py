@@ -15,14 +15,14 @@ from scraping_service.model import ModelConfig
 from scraping_service.politeness import HostThrottle, ThrottlePolicy
 from scraping_service.robots import KEY_PREFIX, RobotsCache, origin_of
 from scraping_service.scrape import ScrapeDeps, ScrapeError, ScrapeJob, page_key, scrape
-from shared import Allowlist, SafeAsyncClient
+from shared import Allowlist, OutboundClient
 
 KEY = "sk-test-valid-key-0123456789abcdef"
 
 
 @pytest.fixture
 async def deps(page_server: PageServer, fake_openai: FakeOpenAI, redis: Redis) -> AsyncIterator[ScrapeDeps]:
-    client = SafeAsyncClient(Allowlist.parse(f"127.0.0.1:{page_server.port}"), timeout=5)
+    client = OutboundClient(Allowlist.parse(f"127.0.0.1:{page_server.port}"), timeout=5)
     throttle = HostThrottle(redis, ThrottlePolicy(200, 50, 5))
     fetcher = Fetcher(
         client, throttle, None, user_agent="TestBot/1", max_bytes=5 << 20, timeout_s=5, max_redirects=5

@@ -1,6 +1,9 @@
 """The one library every smart_application service uses. It imports no service."""
 
-from shared import _bootstrap  # noqa: F401  (must run before prometheus_client is imported)
+from shared import (
+    _bootstrap,  # noqa: F401  (must run before prometheus_client is imported)
+    worker_runtime,
+)
 from shared._app import create_service_app
 from shared._auth import (
     KNOWN_SCOPES,
@@ -52,6 +55,9 @@ from shared._errors import (
     error_body,
     install_error_handlers,
 )
+from shared._http_client import OutboundClient, OutboundResponse
+from shared._http_fields import MAX_RETRY_AFTER_SECONDS, origin_of, parse_retry_after
+from shared._ip_policy import Allowlist, forbidden_reason, parse_ip_literal
 from shared._logging import configure_logging
 from shared._metrics import (
     NOTIFICATION_DELIVERIES,
@@ -66,20 +72,6 @@ from shared._metrics import (
     clean_request_id,
     metrics_registry,
     render_metrics,
-)
-from shared._outbound import (
-    Allowlist,
-    BodyTooLarge,
-    OutboundError,
-    OutboundRefused,
-    OutboundTimeout,
-    OutboundUnreachable,
-    SafeAsyncClient,
-    SafeClient,
-    SafeResponse,
-    check_url,
-    forbidden_reason,
-    parse_ip_literal,
 )
 from shared._pacing import HostPacer, Pacer, PaceTooFar
 from shared._pubsub import STREAM_RESPONSES, EventHub, Listener, Signal
@@ -104,6 +96,16 @@ from shared._shape import (
     check_json_shape,
 )
 from shared._submit import API_PREFIX, Idempotency, accepted_view, publish, submit_task
+from shared._url_policy import (
+    BodyTooLarge,
+    CheckedURL,
+    OutboundError,
+    OutboundRefused,
+    OutboundTimeout,
+    OutboundUnreachable,
+    check_url,
+    resolve_checked,
+)
 
 __all__ = [
     "API_PREFIX",
@@ -117,6 +119,7 @@ __all__ = [
     "MAX_JSON_DEPTH",
     "MAX_JSON_INT",
     "MAX_PRIORITY",
+    "MAX_RETRY_AFTER_SECONDS",
     "MIN_JSON_INT",
     "NOTIFICATIONS_SCHEDULED",
     "NOTIFICATION_DELIVERIES",
@@ -142,6 +145,7 @@ __all__ = [
     "CacheWrite",
     "CachedReadiness",
     "CeleryDep",
+    "CheckedURL",
     "Conflict",
     "CurrentUser",
     "EventHub",
@@ -154,8 +158,10 @@ __all__ = [
     "Listener",
     "NotFound",
     "ObservabilityMiddleware",
+    "OutboundClient",
     "OutboundError",
     "OutboundRefused",
+    "OutboundResponse",
     "OutboundTimeout",
     "OutboundUnreachable",
     "PaceTooFar",
@@ -170,9 +176,6 @@ __all__ = [
     "RecordsDep",
     "RedisDep",
     "RequestShapeMiddleware",
-    "SafeAsyncClient",
-    "SafeClient",
-    "SafeResponse",
     "SealError",
     "Sealer",
     "ServiceUnavailable",
@@ -207,14 +210,18 @@ __all__ = [
     "mint_token",
     "not_modified",
     "now_iso",
+    "origin_of",
     "parse_ip_literal",
+    "parse_retry_after",
     "publish",
     "render_metrics",
     "report_progress",
     "request_id_var",
     "require_scope",
+    "resolve_checked",
     "route",
     "run_server",
     "submit_task",
     "task_id_var",
+    "worker_runtime",
 ]

@@ -3,7 +3,8 @@
 Signed per Standard Webhooks (webhook-id, webhook-timestamp, webhook-signature) with a
 secret of the owner's own (GET /callback-secret), derived from SECRET_KEY so every replica
 agrees without storing it. Delivered by a task of its own, retried with backoff, so a slow
-receiver never holds up a worker's real work.
+receiver never holds up a worker's real work. The POST goes through the one outbound client
+on the worker runtime's loop (one client per worker process).
 """
 
 from __future__ import annotations
@@ -17,9 +18,12 @@ from typing import Any
 import orjson
 from celery import Task
 
-from shared._outbound import Allowlist, OutboundError, OutboundRefused, SafeClient
+from shared import worker_runtime
+from shared._http_client import OutboundClient
+from shared._ip_policy import Allowlist
 from shared._records import merge_status
 from shared._settings import BaseServiceSettings
+from shared._url_policy import OutboundError, OutboundRefused
 from shared.webhooks import signed_headers
 
 log = logging.getLogger("shared.callbacks")
@@ -45,7 +49,13 @@ def callback_request(settings: BaseServiceSettings, record: dict[str, Any]) -> t
 
 def register_callback_task(app: Any, queue: str) -> Any:
     """The per-app delivery task; its name carries the queue so each service serves its own."""
-    state: dict[str, SafeClient] = {}
+
+    def make_client() -> OutboundClient:
+        client = OutboundClient(Allowlist.parse(app.settings.outbound_allowlist), timeout=CALLBACK_TIMEOUT)
+        worker_runtime.on_shutdown(client.aclose)
+        return client
+
+    client_for_process = worker_runtime.process_local(make_client)
 
     @app.task(
         name=f"{queue}.deliver_callback",
@@ -60,14 +70,12 @@ def register_callback_task(app: Any, queue: str) -> Any:
         record = app.records.get(task_id)
         if not record or not record.get("callback_url"):
             return
-        client = state.get("client")
-        if client is None:
-            client = state["client"] = SafeClient(
-                Allowlist.parse(settings.outbound_allowlist), timeout=CALLBACK_TIMEOUT
-            )
+        client = client_for_process()
         body, headers = callback_request(settings, record)
         try:
-            resp = client.post(record["callback_url"], content=body, headers=headers, max_redirects=0)
+            resp = worker_runtime.run(
+                client.post(record["callback_url"], content=body, headers=headers, max_redirects=0)
+            )
         except OutboundRefused as exc:
             log.warning("callback refused: %s", exc.reason, extra={"task_id": task_id})
             return

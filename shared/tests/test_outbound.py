@@ -14,27 +14,23 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
-import httpx
 import pytest
+from aiohttp import web
 
-from shared._outbound import (
+import shared._url_policy
+from shared import (
     Allowlist,
     BodyTooLarge,
+    OutboundClient,
     OutboundRefused,
     OutboundTimeout,
     OutboundUnreachable,
-    SafeAsyncClient,
-    SafeClient,
-    _exchange,
-    _Received,
-    _Resolve,
-    _Send,
     check_url,
     forbidden_reason,
     parse_ip_literal,
     resolve_checked,
-    resolve_checked_sync,
 )
+from shared._ip_policy import IPAddress
 
 ip = ipaddress.ip_address
 
@@ -459,8 +455,6 @@ async def test_resolve_checked_refuses_a_name_resolving_to_loopback() -> None:
     # "localhost" comes from /etc/hosts: no resolver traffic leaves the machine.
     with pytest.raises(OutboundRefused, match=r"localhost resolves to a forbidden address"):
         await resolve_checked("localhost", 80, Allowlist())
-    with pytest.raises(OutboundRefused, match="loopback"):
-        resolve_checked_sync("localhost", 80, Allowlist())
     with pytest.raises(OutboundRefused, match="metadata"):
         await resolve_checked("0xa9fea9fe", 80, Allowlist())
 
@@ -468,129 +462,11 @@ async def test_resolve_checked_refuses_a_name_resolving_to_loopback() -> None:
 async def test_resolve_checked_allowlisted() -> None:
     by_name = await resolve_checked("localhost", 80, Allowlist.parse("localhost:80"))
     assert ip("127.0.0.1") in by_name
-    assert by_name == resolve_checked_sync("localhost", 80, Allowlist.parse("localhost"))
+    assert by_name == await resolve_checked("localhost", 80, Allowlist.parse("localhost"))
     # an address entry allows any name that resolves only to allowed addresses
     by_address = await resolve_checked("localhost", 80, Allowlist.parse("127.0.0.1,::1"))
     assert ip("127.0.0.1") in by_address
     assert await resolve_checked("localhost", 80, None, allow_private=True) == by_name
-
-
-# --------------------------------------------- the sans-IO core, fed synthetic DNS answers
-
-
-def _core(url: str, method: str = "GET", content: bytes | None = None, **kw: Any) -> Any:
-    return _exchange(
-        method,
-        url,
-        [("Authorization", "Bearer t"), ("Content-Type", "text/plain")],
-        content,
-        max_redirects=kw.pop("max_redirects", 5),
-        allowlist=kw.pop("allowlist", Allowlist()),
-        allow_private=kw.pop("allow_private", False),
-    )
-
-
-def test_core_connects_to_the_checked_address_not_the_name() -> None:
-    gen = _core("https://example.com/a?b=1")
-    assert next(gen) == _Resolve("example.com", 443)
-    send = gen.send([ip("93.184.216.34"), ip("2606:2800:220:1::1")])
-    assert isinstance(send, _Send)
-    assert str(send.url) == "https://93.184.216.34/a?b=1"
-    assert ("Host", "example.com") in send.headers
-    assert send.extensions == {"sni_hostname": "example.com"}
-    assert ("Connection", "close") in send.headers
-    # first address unreachable: the next checked address, never a fresh lookup
-    send = gen.send(None)
-    assert str(send.url) == "https://[2606:2800:220:1::1]/a?b=1"
-    with pytest.raises(StopIteration) as done:
-        gen.send(_Received(200, httpx.Headers({"x": "1"}), b"hi"))
-    response = done.value.value
-    assert (response.status_code, response.body, response.final_url) == (
-        200,
-        b"hi",
-        "https://example.com/a?b=1",
-    )
-
-
-@pytest.mark.parametrize(
-    "answer",
-    [
-        ["10.0.0.5"],
-        ["93.184.216.34", "127.0.0.1"],
-        ["::ffff:169.254.169.254"],
-        ["2606:4700::1", "fe80::1"],
-    ],
-)
-def test_core_refuses_when_any_resolved_address_is_forbidden(answer: list[str]) -> None:
-    gen = _core("http://rebind.example/")
-    next(gen)
-    with pytest.raises(OutboundRefused, match=r"rebind\.example resolves to a forbidden"):
-        gen.send([ip(a) for a in answer])
-
-
-def test_core_rechecks_every_redirect_hop() -> None:
-    gen = _core("https://example.com/")
-    next(gen)
-    gen.send([ip("93.184.216.34")])
-    assert gen.send(
-        _Received(302, httpx.Headers({"location": "http://internal.example:8080/x"}), b"")
-    ) == _Resolve("internal.example", 8080)
-    with pytest.raises(OutboundRefused, match="private"):
-        gen.send([ip("192.168.0.10")])
-
-
-def test_core_unreachable_when_no_address_connects() -> None:
-    gen = _core("http://example.com/")
-    next(gen)
-    gen.send([ip("93.184.216.34")])
-    with pytest.raises(OutboundUnreachable):
-        gen.send(None)
-
-
-def test_core_rewrites_method_and_drops_credentials_across_origins() -> None:
-    gen = _core("https://a.example/", method="POST", content=b"payload")
-    next(gen)
-    first = gen.send([ip("93.184.216.34")])
-    assert (first.method, first.content) == ("POST", b"payload")
-    # every hop is resolved again, even on the same origin
-    assert gen.send(_Received(307, httpx.Headers({"location": "/again"}), b"")) == _Resolve("a.example", 443)
-    second = gen.send([ip("93.184.216.34")])
-    assert (second.method, second.content) == ("POST", b"payload")
-    assert ("Authorization", "Bearer t") in second.headers
-    assert gen.send(_Received(303, httpx.Headers({"location": "https://b.example/done"}), b"")) == _Resolve(
-        "b.example", 443
-    )
-    third = gen.send([ip("93.184.216.35")])
-    assert (third.method, third.content) == ("GET", None)
-    names = {k.lower() for k, _ in third.headers}
-    assert "authorization" not in names
-    assert "content-type" not in names
-
-
-def test_core_sends_origin_headers_only_until_the_chain_leaves_the_first_origin() -> None:
-    gen = _exchange(
-        "GET",
-        "https://a.example/",
-        [("Accept", "*/*")],
-        None,
-        max_redirects=5,
-        allowlist=Allowlist(),
-        allow_private=False,
-        origin_headers=[("X-Token", "t1"), ("Cookie", "s=1")],
-    )
-    next(gen)
-    first = gen.send([ip("93.184.216.34")])
-    assert ("X-Token", "t1") in first.headers and ("Cookie", "s=1") in first.headers
-    gen.send(_Received(302, httpx.Headers({"location": "/same"}), b""))
-    same = gen.send([ip("93.184.216.34")])
-    assert ("X-Token", "t1") in same.headers  # same scheme, host and port
-    gen.send(_Received(302, httpx.Headers({"location": "http://a.example/"}), b""))
-    other_scheme = gen.send([ip("93.184.216.34")])
-    assert {k.lower() for k, _ in other_scheme.headers} == {"accept", "host"}
-    # Back on the first origin: still dropped, the chain has been elsewhere.
-    gen.send(_Received(302, httpx.Headers({"location": "https://a.example/back"}), b""))
-    back = gen.send([ip("93.184.216.34")])
-    assert {k.lower() for k, _ in back.headers} == {"accept", "host", "connection"}
 
 
 # ------------------------------------------------------------------ loopback servers
@@ -735,18 +611,9 @@ LOOPBACK_SPELLINGS = [
 @pytest.mark.parametrize("template", LOOPBACK_SPELLINGS)
 async def test_loopback_refused_without_allowlist(server: _Server, template: str) -> None:
     before = server.hits
-    async with SafeAsyncClient() as client:
+    async with OutboundClient() as client:
         with pytest.raises(OutboundRefused, match=r"loopback|not a valid URL"):
             await client.get(template.format(port=server.port))
-    assert server.hits == before
-
-
-def test_loopback_refused_without_allowlist_sync(server: _Server) -> None:
-    before = server.hits
-    with SafeClient() as client:
-        for template in LOOPBACK_SPELLINGS:
-            with pytest.raises(OutboundRefused, match=r"loopback|not a valid URL"):
-                client.get(template.format(port=server.port))
     assert server.hits == before
 
 
@@ -754,7 +621,7 @@ def test_loopback_refused_without_allowlist_sync(server: _Server) -> None:
 
 
 async def test_allowlisted_address_succeeds(server: _Server) -> None:
-    async with SafeAsyncClient(Allowlist.parse(f"127.0.0.1:{server.port}")) as client:
+    async with OutboundClient(Allowlist.parse(f"127.0.0.1:{server.port}")) as client:
         response = await client.post(server.url("/echo"), json={"a": 1}, headers={"X-Test": "1"})
         # the same address in another spelling is the same target
         assert (await client.get(f"http://2130706433:{server.port}/echo")).status_code == 200
@@ -769,27 +636,19 @@ async def test_allowlisted_address_succeeds(server: _Server) -> None:
 
 
 async def test_allowlisted_name_sends_its_host_header(server: _Server) -> None:
-    async with SafeAsyncClient(Allowlist.parse(f"localhost:{server.port}")) as client:
+    async with OutboundClient(Allowlist.parse(f"localhost:{server.port}")) as client:
         response = await client.get(server.url("/echo", host="localhost"))
     assert response.json()["headers"]["host"] == f"localhost:{server.port}"
     assert response.final_url == server.url("/echo", host="localhost")
 
 
 async def test_allow_private_reaches_loopback(server: _Server) -> None:
-    async with SafeAsyncClient(allow_private=True) as client:
+    async with OutboundClient(allow_private=True) as client:
         assert (await client.get(server.url("/echo"))).status_code == 200
 
 
-def test_allowlisted_sync(server: _Server) -> None:
-    with SafeClient(_allow(server)) as client:
-        response = client.post(server.url("/echo", host="localhost"), content="hello")
-    assert response.status_code == 200
-    assert response.json()["body"] == "hello"
-    assert response.text.startswith("{")
-
-
 async def test_cookies_are_never_kept(server: _Server) -> None:
-    async with SafeAsyncClient(_allow(server)) as client:
+    async with OutboundClient(_allow(server)) as client:
         first = await client.get(server.url("/set-cookie"))
         assert "set-cookie" in first.headers
         echo = (await client.get(server.url("/echo"))).json()
@@ -800,7 +659,7 @@ async def test_cookies_are_never_kept(server: _Server) -> None:
 
 
 async def test_redirect_chain_through_allowed_hops(server: _Server) -> None:
-    async with SafeAsyncClient(_allow(server)) as client:
+    async with OutboundClient(_allow(server)) as client:
         response = await client.get(server.url("/chain/3"))
         hopping = await client.get(
             _redirect(server, server.url("/chain/1", host="localhost")),
@@ -839,42 +698,29 @@ async def test_redirect_to_a_target_not_allowed_is_refused(
 ) -> None:
     location = target.format(port=server.port, other=other_server.port)
     before = other_server.hits
-    async with SafeAsyncClient(_allow(server)) as client:
+    async with OutboundClient(_allow(server)) as client:
         with pytest.raises(OutboundRefused, match="redirect refused"):
             await client.get(_redirect(server, location))
     assert other_server.hits == before
-
-
-def test_redirects_sync(server: _Server, other_server: _Server) -> None:
-    with SafeClient(_allow(server)) as client:
-        assert client.get(server.url("/chain/2")).redirects == [
-            server.url("/chain/2"),
-            server.url("/chain/1"),
-        ]
-        with pytest.raises(OutboundRefused, match="redirect refused"):
-            client.get(_redirect(server, other_server.url("/echo")))
-    assert other_server.hits == 0
 
 
 # (d) redirect budget
 
 
 async def test_too_many_redirects(server: _Server) -> None:
-    async with SafeAsyncClient(_allow(server)) as client:
+    async with OutboundClient(_allow(server)) as client:
         assert (await client.get(server.url("/chain/5"))).status_code == 200
         with pytest.raises(OutboundRefused, match="too many redirects"):
             await client.get(server.url("/chain/6"))
         with pytest.raises(OutboundRefused, match="too many redirects"):
             await client.get(server.url("/chain/1"), max_redirects=0)
-    with SafeClient(_allow(server)) as sync_client, pytest.raises(OutboundRefused):
-        sync_client.get(server.url("/chain/6"))
 
 
 # (e) body size
 
 
 async def test_huge_body_is_aborted(server: _Server) -> None:
-    async with SafeAsyncClient(_allow(server)) as client:
+    async with OutboundClient(_allow(server)) as client:
         started = time.monotonic()
         with pytest.raises(BodyTooLarge, match="larger than 1000000 bytes"):
             await client.get(server.url("/big"), max_bytes=1_000_000)
@@ -885,17 +731,12 @@ async def test_huge_body_is_aborted(server: _Server) -> None:
     assert issubclass(BodyTooLarge, OutboundRefused)
 
 
-def test_huge_body_is_aborted_sync(server: _Server) -> None:
-    with SafeClient(_allow(server)) as client, pytest.raises(BodyTooLarge):
-        client.get(server.url("/big"), max_bytes=200_000)
-
-
 # (f) total deadline
 
 
 @pytest.mark.parametrize("path", ["/slow", "/drip"])
 async def test_total_deadline(server: _Server, path: str) -> None:
-    async with SafeAsyncClient(_allow(server), timeout=0.5) as client:
+    async with OutboundClient(_allow(server), timeout=0.5) as client:
         started = time.monotonic()
         with pytest.raises(OutboundTimeout):
             await client.get(server.url(path))
@@ -907,15 +748,6 @@ async def test_total_deadline(server: _Server, path: str) -> None:
         assert time.monotonic() - started < 1
 
 
-@pytest.mark.parametrize("path", ["/slow", "/drip"])
-def test_total_deadline_sync(server: _Server, path: str) -> None:
-    with SafeClient(_allow(server), timeout=0.5) as client:
-        started = time.monotonic()
-        with pytest.raises(OutboundTimeout):
-            client.get(server.url(path))
-    assert time.monotonic() - started < 2
-
-
 # (g) method rewriting on redirects
 
 
@@ -924,7 +756,7 @@ def test_total_deadline_sync(server: _Server, path: str) -> None:
     [(301, "GET", ""), (302, "GET", ""), (303, "GET", ""), (307, "POST", "x=1"), (308, "POST", "x=1")],
 )
 async def test_redirect_method_rules(server: _Server, code: int, method: str, body: str) -> None:
-    async with SafeAsyncClient(_allow(server)) as client:
+    async with OutboundClient(_allow(server)) as client:
         response = await client.post(
             _redirect(server, "/echo", code=code),
             content=b"x=1",
@@ -935,17 +767,119 @@ async def test_redirect_method_rules(server: _Server, code: int, method: str, bo
     assert ("content-type" in echo["headers"]) == (method == "POST")
 
 
-def test_303_turns_post_into_get_sync(server: _Server) -> None:
-    with SafeClient(_allow(server)) as client:
-        echo = client.post(_redirect(server, "/echo", code=303), json={"a": 1}).json()
-    assert (echo["method"], echo["body"]) == ("GET", "")
-
-
 async def test_unreachable_allowlisted_port(server: _Server) -> None:
     # a closed port on loopback: connection refused, reported as unreachable
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]
-    async with SafeAsyncClient(Allowlist.parse(f"127.0.0.1:{closed_port}")) as client:
+    async with OutboundClient(Allowlist.parse(f"127.0.0.1:{closed_port}")) as client:
         with pytest.raises(OutboundUnreachable):
             await client.get(f"http://127.0.0.1:{closed_port}/")
+
+
+# (h) names: the connection goes to the checked answer, SNI/Host stay the name
+
+
+def _fake_dns(monkeypatch: pytest.MonkeyPatch, answers: dict[str, list[str]]) -> None:
+    """Synthetic DNS answers for made-up names; every connection still goes to 127.0.0.1."""
+
+    async def getaddrinfo(host: str, port: int) -> list[IPAddress]:
+        if host not in answers:
+            raise OutboundUnreachable(f"could not resolve {host}")
+        return [ip(a) for a in answers[host]]
+
+    monkeypatch.setattr(shared._url_policy, "_getaddrinfo", getaddrinfo)
+
+
+async def test_a_name_is_connected_at_its_checked_address_with_its_host_header(
+    server: _Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_dns(monkeypatch, {"site.example": ["127.0.0.1"]})
+    async with OutboundClient(Allowlist.parse(f"127.0.0.1:{server.port}")) as client:
+        response = await client.get(f"http://site.example:{server.port}/echo")
+    assert response.json()["headers"]["host"] == f"site.example:{server.port}"
+    assert response.final_url == f"http://site.example:{server.port}/echo"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [["10.0.0.5"], ["93.184.216.34", "127.0.0.1"], ["::ffff:169.254.169.254"], ["2606:4700::1", "fe80::1"]],
+)
+async def test_a_name_with_any_forbidden_address_is_refused_before_connecting(
+    server: _Server, monkeypatch: pytest.MonkeyPatch, answer: list[str]
+) -> None:
+    _fake_dns(monkeypatch, {"rebind.example": answer})
+    before = server.hits
+    async with OutboundClient() as client:
+        with pytest.raises(OutboundRefused, match=r"rebind\.example resolves to a forbidden"):
+            await client.get(f"http://rebind.example:{server.port}/echo")
+    assert server.hits == before
+
+
+async def test_every_redirect_hop_is_resolved_and_checked_again(
+    server: _Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_dns(monkeypatch, {"internal.example": ["192.168.0.10"]})
+    async with OutboundClient(_allow(server)) as client:
+        with pytest.raises(OutboundRefused, match="private"):
+            await client.get(_redirect(server, f"http://internal.example:{server.port}/echo"))
+
+
+# (i) a receiver's answer: redirects not followed, a long body cut rather than refused
+
+
+async def test_redirect_handed_back_and_long_body_truncated_when_asked(server: _Server) -> None:
+    async with OutboundClient(_allow(server)) as client:
+        redirect = await client.post(_redirect(server, "/echo"), content=b"x", follow_redirects=False)
+        cut = await client.get(server.url("/big"), max_bytes=100_000, truncate=True)
+        after = await client.get(server.url("/echo"))
+    assert (redirect.status_code, redirect.headers["location"], redirect.redirects) == (302, "/echo", [])
+    assert cut.status_code == 200 and cut.body == b"x" * 100_000
+    assert after.status_code == 200
+
+
+# (j) keep-alive: requests to one name share a pooled connection through the checked resolver
+
+
+async def test_requests_to_one_name_reuse_one_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_dns(monkeypatch, {"pool.example": ["127.0.0.1"]})
+    peers: list[object] = []
+
+    async def hello(request: web.Request) -> web.Response:
+        peers.append(request.transport)
+        return web.Response(text="hi")
+
+    app = web.Application()
+    app.router.add_get("/", hello)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        async with OutboundClient(Allowlist.parse(f"127.0.0.1:{port}")) as client:
+            bodies = [(await client.get(f"http://pool.example:{port}/")).body for _ in range(5)]
+    finally:
+        await runner.cleanup()
+    assert bodies == [b"hi"] * 5
+    assert len(peers) == 5 and len({id(p) for p in peers}) == 1
+
+
+# (k) a caller's origin headers: only while the chain stays on the first URL's origin
+
+
+async def test_origin_headers_are_dropped_for_good_once_a_redirect_leaves_the_origin(
+    server: _Server,
+) -> None:
+    mine = {"X-Token": "t1", "Cookie": "s=1"}
+    async with OutboundClient(_allow(server)) as client:
+        same = await client.get(_redirect(server, "/echo"), origin_headers=mine)
+        away = await client.get(_redirect(server, server.url("/echo", host="localhost")), origin_headers=mine)
+        back = await client.get(
+            _redirect(server, server.url(f"/redirect?to={quote(server.url('/echo'), safe='')}", "localhost")),
+            origin_headers=mine,
+        )
+    assert same.json()["headers"]["x-token"] == "t1" and same.json()["headers"]["cookie"] == "s=1"
+    for response in (away, back):
+        assert "x-token" not in response.json()["headers"] and "cookie" not in response.json()["headers"]
+    assert back.final_url == server.url("/echo")
