@@ -46,7 +46,14 @@ RAISED_LIMIT = (1_000_000, 100_000)
 class Tally:
     polls: int = 0
     throttled: int = 0
+    submitted: float = 0.0  # when the last submission was answered (monotonic)
     other: dict[int, int] = field(default_factory=dict)
+
+
+def cpu_seconds(proc: testing.Proc) -> float:
+    """User + system CPU of the process so far (Linux /proc; its children are not counted)."""
+    fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def split(n: int, users: int) -> list[int]:
@@ -93,6 +100,7 @@ async def ours_users(url: str, tokens: list[str], n: int, poll: float) -> tuple[
             # each tick (the polls of one tick go out together, as parallel curls would).
             headers = {"Authorization": f"Bearer {token}"}
             pending = [await submit(headers, i) for i in range(count)]
+            tally.submitted = max(tally.submitted, time.monotonic())
             while pending:
                 await asyncio.sleep(poll)
                 finished = await asyncio.gather(*(done(headers, tid) for tid in pending))
@@ -100,18 +108,22 @@ async def ours_users(url: str, tokens: list[str], n: int, poll: float) -> tuple[
 
         t0 = time.monotonic()
         await asyncio.gather(*(user(t, c) for t, c in zip(tokens, split(n, len(tokens)), strict=True)))
-        return time.monotonic() - t0, tally
+        took = time.monotonic() - t0
+        tally.submitted -= t0
+        return took, tally
 
 
-def bare_users(users: int, n: int, poll: float) -> tuple[float, int]:
+def bare_users(users: int, n: int, poll: float) -> tuple[float, int, float]:
     from bare_app import app, noop
 
     polls = [0] * users
+    submitted = [0.0] * users
     start = threading.Barrier(users + 1)
 
     def user(u: int, count: int) -> None:
         start.wait()
         pending = [noop.apply_async(kwargs={"i": i}).id for i in range(count)]
+        submitted[u] = time.monotonic()
         while pending:
             time.sleep(poll)
             polls[u] += len(pending)
@@ -124,7 +136,7 @@ def bare_users(users: int, n: int, poll: float) -> tuple[float, int]:
     t0 = time.monotonic()
     for t in threads:
         t.join()
-    return time.monotonic() - t0, sum(polls)
+    return time.monotonic() - t0, sum(polls), max(submitted) - t0
 
 
 def main(n: int, users: int, poll: float, limits: list[str]) -> list[str]:
@@ -173,14 +185,16 @@ def measure(n: int, users: int, poll: float, redis_db: int, limits: list[str]) -
         for f in starts:
             if (error := f.exception()) is not None:
                 raise error
-        bare_worker = starts[1].result()
-        bare_users(min(users, 4), 20, poll)  # warm up: connections, imports
-        bare_s, bare_polls = bare_users(users, n, poll)
+        api, bare_worker = starts[0].result(), starts[1].result()
+        # Warm up with every user (one task each): connection set-up is not measured, on
+        # either side (each side's pools then hold what 50 users need).
+        bare_users(users, users, poll)
+        bare_s, bare_polls, bare_sub = bare_users(users, n, poll)
         bare_worker.stop()
         bare_rate = n / bare_s
         lines.append(
             f"    bare Celery apply_async + AsyncResult polling: {bare_rate:8.1f} tasks/s"
-            f"  ({bare_s:.2f} s, {bare_polls} polls)"
+            f"  ({bare_s:.2f} s, all submitted after {bare_sub:.2f} s, {bare_polls} polls)"
         )
         worker = testing.start_worker(
             "task_service.worker", "default", base, log_dir, concurrency=CONCURRENCY
@@ -202,8 +216,10 @@ def measure(n: int, users: int, poll: float, redis_db: int, limits: list[str]) -
             )
             try:
                 url = f"http://127.0.0.1:{gw_port}"
-                asyncio.run(ours_users(url, tokens[:4], 20, poll))  # warm up
+                asyncio.run(ours_users(url, tokens, users, poll))  # warm up, as above
+                cpu0 = cpu_seconds(gateway), cpu_seconds(api)
                 ours_s, tally = asyncio.run(ours_users(url, tokens, n, poll))
+                gw_cpu, api_cpu = cpu_seconds(gateway) - cpu0[0], cpu_seconds(api) - cpu0[1]
             finally:
                 gateway.stop()
             rate = n / ours_s
@@ -211,7 +227,12 @@ def measure(n: int, users: int, poll: float, redis_db: int, limits: list[str]) -
             lines.append(
                 f"    gateway + task-status polling, rate limit {label} ({per_minute}/min, burst {burst}):"
             )
-            lines.append(f"        through the gateway        : {rate:8.1f} tasks/s  ({ours_s:.2f} s)")
+            lines.append(
+                f"        through the gateway        : {rate:8.1f} tasks/s  ({ours_s:.2f} s, all submitted after {tally.submitted:.2f} s)"
+            )
+            lines.append(
+                f"        CPU per task: gateway {gw_cpu / n * 1000:.2f} ms, task-service API {api_cpu / n * 1000:.2f} ms"
+            )
             lines.append(
                 f"        polls {tally.polls}, of them 429: {tally.throttled}"
                 + (f", other: {tally.other}" if tally.other else "")
