@@ -201,6 +201,22 @@ def measure(n: int, users: int, poll: float, redis_db: int, limits: list[str]) -
         )
         procs.append(worker)
         for which in limits:
+            if which == "direct":
+                # Diagnosis only: the same users talking to the task-service API itself.
+                url = f"http://127.0.0.1:{api_port}"
+                asyncio.run(ours_users(url, tokens, users, poll))  # warm up, as above
+                cpu0 = cpu_seconds(api)
+                ours_s, tally = asyncio.run(ours_users(url, tokens, n, poll))
+                api_cpu = cpu_seconds(api) - cpu0
+                rate = n / ours_s
+                lines.append("    task-service API directly, no gateway (diagnosis, not the target):")
+                lines.append(
+                    f"        straight to the API        : {rate:8.1f} tasks/s  ({ours_s:.2f} s,"
+                    f" all submitted after {tally.submitted:.2f} s)"
+                )
+                lines.append(f"        CPU per task: task-service API {api_cpu / n * 1000:.2f} ms")
+                lines.append(f"        ratio without the gateway  : {rate / bare_rate:8.2f}x")
+                continue
             per_minute, burst = DEFAULT_LIMIT if which == "default" else RAISED_LIMIT
             gw_port = testing.free_port()
             gateway = testing.start_api(
@@ -228,10 +244,12 @@ def measure(n: int, users: int, poll: float, redis_db: int, limits: list[str]) -
                 f"    gateway + task-status polling, rate limit {label} ({per_minute}/min, burst {burst}):"
             )
             lines.append(
-                f"        through the gateway        : {rate:8.1f} tasks/s  ({ours_s:.2f} s, all submitted after {tally.submitted:.2f} s)"
+                f"        through the gateway        : {rate:8.1f} tasks/s  ({ours_s:.2f} s,"
+                f" all submitted after {tally.submitted:.2f} s)"
             )
             lines.append(
-                f"        CPU per task: gateway {gw_cpu / n * 1000:.2f} ms, task-service API {api_cpu / n * 1000:.2f} ms"
+                f"        CPU per task: gateway {gw_cpu / n * 1000:.2f} ms,"
+                f" task-service API {api_cpu / n * 1000:.2f} ms"
             )
             lines.append(
                 f"        polls {tally.polls}, of them 429: {tally.throttled}"
@@ -250,6 +268,13 @@ if __name__ == "__main__":
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--poll", type=float, default=0.2)
     parser.add_argument("--limit", choices=["default", "raised", "both"], default="both")
+    parser.add_argument(
+        "--direct",
+        action="store_true",
+        help="also run the users against the API itself (where the time goes)",
+    )
     args = parser.parse_args()
     chosen = ["default", "raised"] if args.limit == "both" else [args.limit]
+    if args.direct:
+        chosen.append("direct")
     print("\n".join(main(args.tasks, args.users, args.poll, chosen)), flush=True)
