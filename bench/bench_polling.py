@@ -13,6 +13,9 @@ The gateway's per-user rate limit applies to polling. A user polling 8 tasks eve
 for 2,400 requests a minute, twice the product default (RATE_LIMIT_PER_MINUTE=1200, burst 200),
 so the section runs twice: with the product default, and with the limit raised out of the way
 (`--limit` picks one). A 429 is counted and the poll simply comes again at the next tick.
+
+Also printed, to show where the time goes: when the last submission was answered, and the
+gateway's and the API's CPU per task; `--direct` adds a run straight against the API.
 """
 
 from __future__ import annotations
