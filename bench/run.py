@@ -41,6 +41,11 @@ SECTIONS = {
         ("--flood", "60"),
         ("behind A's flood (fair queues)", "bare Celery, empty queue", "ratio"),
     ),
+    "polling": Section(
+        ROOT / "bench" / "bench_polling.py",
+        ("--tasks", "16", "--users", "4", "--limit", "default"),
+        ("bare Celery apply_async + AsyncResult polling", "through the gateway", "of them 429", "ratio"),
+    ),
     "gateway": Section(
         ROOT / "gateway" / "bench" / "bench_gateway.py",
         ("--duration", "1", "--rounds", "1", "--warmup", "0"),

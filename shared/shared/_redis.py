@@ -25,7 +25,16 @@ def _client_kwargs(settings: BaseServiceSettings) -> dict[str, Any]:
 
 def create_async_redis(settings: BaseServiceSettings, url: str | None = None) -> aioredis.Redis:
     """A client of the platform's Redis, or of `url` (the cache's own, CACHE_REDIS_URL)."""
-    return aioredis.Redis.from_url(url or settings.redis_url, max_connections=200, **_client_kwargs(settings))
+    # A burst of more concurrent requests than connections waits for a free one (at most the
+    # socket timeout) instead of failing at once with 503: 400 clients submitting at the same
+    # moment through the gateway (its pool holds 256 upstream connections) used to get 503s.
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url or settings.redis_url,
+        max_connections=200,
+        timeout=settings.redis_socket_timeout,
+        **_client_kwargs(settings),
+    )
+    return aioredis.Redis.from_pool(pool)
 
 
 def create_sync_redis(settings: BaseServiceSettings) -> redis.Redis:
