@@ -4,13 +4,17 @@ from shared import _bootstrap  # noqa: F401  (must run before prometheus_client 
 from shared._app import create_service_app
 from shared._auth import (
     KNOWN_SCOPES,
+    SERVICE_TOKEN_HEADER,
     CurrentUser,
     Principal,
     TokenVerifier,
     bearer_token,
     current_user,
+    mint_service_token,
     mint_token,
     require_scope,
+    service_caller,
+    verify_service_token,
 )
 from shared._cache import (
     BATCH_MAX_KEYS,
@@ -126,6 +130,7 @@ __all__ = [
     "SCHEDULE_RUNS_LATE",
     "SCHEDULE_TICKS_SKIPPED",
     "SCRAPE_PAGES",
+    "SERVICE_TOKEN_HEADER",
     "STATUSES",
     "STREAM_RESPONSES",
     "TERMINAL",
@@ -204,6 +209,7 @@ __all__ = [
     "make_celery",
     "make_queue",
     "metrics_registry",
+    "mint_service_token",
     "mint_token",
     "not_modified",
     "now_iso",
@@ -215,6 +221,8 @@ __all__ = [
     "require_scope",
     "route",
     "run_server",
+    "service_caller",
     "submit_task",
     "task_id_var",
+    "verify_service_token",
 ]
