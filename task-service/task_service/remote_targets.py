@@ -114,5 +114,8 @@ async def submit_remote(
         validate=False,
         idempotency_key=idempotency_key,
     )
-    task_id = r.json().get("task_id")
+    try:
+        task_id = r.json().get("task_id")
+    except (ValueError, AttributeError):
+        return None
     return task_id if isinstance(task_id, str) else None

@@ -31,6 +31,7 @@ from shared import (
     SCHEDULES_OVERDUE,
     AppError,
     Principal,
+    ServiceUnavailable,
     TaskRecords,
     configure_logging,
     create_async_redis,
@@ -46,6 +47,7 @@ log = logging.getLogger("task_service.scheduler")
 POLL_SECONDS = 0.5
 LATE_MS = 30_000
 OVERDUE_MS = 60_000
+REMOTE_ATTEMPTS = 3  # a run's calls to scraping- or notification-service, 0.5 s then 1 s apart
 _SET_TASK_LUA = (
     "if redis.call('exists', KEYS[1]) == 1 then redis.call('hset', KEYS[1], 'last_task_id', ARGV[1]) end"
 )
@@ -115,15 +117,20 @@ class Scheduler:
         Idempotency-Key schedule:{id}:{due}: a call retried after a lost answer submits once.
         """
         schedule_id, target = doc["schedule_id"], doc["target"]
+        key = f"schedule:{schedule_id}:{due_ms}"
         try:
-            task_id = await submit_remote(
-                target["path"],
-                target["body"],
-                doc["owner"],
-                self.settings,
-                f"schedule:{schedule_id}:{due_ms}",
-            )
-        except AppError as exc:  # e.g. 429 model_budget_exceeded, or the service is down
+            for attempt in range(REMOTE_ATTEMPTS):
+                try:
+                    task_id = await submit_remote(
+                        target["path"], target["body"], doc["owner"], self.settings, key
+                    )
+                    break
+                except ServiceUnavailable:
+                    # Down, or the answer was lost: the same key again submits at most once.
+                    if attempt + 1 == REMOTE_ATTEMPTS:
+                        raise
+                    await asyncio.sleep(0.5 * 2**attempt)
+        except AppError as exc:  # e.g. 429 model_budget_exceeded, a 422, or the service is down
             SCHEDULE_RUNS.labels("failed").inc()
             log.warning("schedule %s: run failed: %s %s", schedule_id, exc.code, exc)
             return True
