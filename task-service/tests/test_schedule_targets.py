@@ -8,12 +8,13 @@ import os
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import httpx
 import pytest
 
 from shared import SERVICE_TOKEN_HEADER, mint_service_token, testing
-from shared.testing import Proc, Stack
+from shared.testing import Proc, Stack, sample_value
 
 P = "/smart_application/tasks"
 INTERNAL_NOTIFY = "/internal/scheduler/send-notification/"
@@ -60,44 +61,81 @@ def schedule(path: str, body: dict[str, object], **extra: object) -> dict[str, o
     return {"name": "t", "target": {"path": path, "body": body}, "every_seconds": 5, **extra}
 
 
-async def test_send_notification_schedule_lands_in_the_owners_inbox_each_tick(
-    targets_stack: Stack, auth, settings
-) -> None:
-    owner = uniq("sched-notify")
-    h = auth(owner, "tasks")
-    title = uniq("tick")
+@pytest.fixture(scope="module")
+def scheduler(targets_stack: Stack) -> Iterator[tuple[Proc, str]]:
+    """One scheduler for the module; its metrics URL."""
+    port = testing.free_port()
     proc = Proc(
         "scheduler",
         [sys.executable, "-m", "task_service.scheduler"],
-        {**targets_stack.env, "SCHEDULER_METRICS_PORT": str(testing.free_port())},
+        {**targets_stack.env, "SCHEDULER_METRICS_PORT": str(port)},
         targets_stack.log_dir / f"scheduler-targets-{time.monotonic_ns()}.log",
     ).start()
     try:
         proc.wait_for_log("scheduler started", timeout=30)
-        async with httpx.AsyncClient(base_url=targets_stack.urls["gateway"] + P, timeout=30) as gw:
-            r = await gw.post(
-                "/schedules/",
-                json=schedule("send-notification", {"user_id": owner, "title": title, "message": "hi"}),
-                headers=h,
-            )
-            assert r.status_code == 201, r.text
-            sid = r.json()["schedule_id"]
-            deadline = time.time() + 14
-            items: list[dict[str, object]] = []
-            while time.time() < deadline:
-                r = await gw.get("/inbox/", headers=h)
-                assert r.status_code == 200, r.text
-                items = [i for i in r.json()["items"] if i["title"] == title]
-                if items:
-                    break
-                await asyncio.sleep(0.3)
-            assert items, f"nothing in the inbox after 14 s:\n{proc.log_text()[-2000:]}"
-            assert items[0]["message"] == "hi"
-            got = (await gw.get(f"/schedules/{sid}", headers=h)).json()
-            assert got["runs"] >= 1 and got["last_task_id"] is not None
-            assert (await gw.delete(f"/schedules/{sid}", headers=h)).status_code == 204
+        yield proc, f"http://127.0.0.1:{port}/metrics"
     finally:
         proc.stop()
+
+
+async def test_send_notification_schedule_lands_in_the_owners_inbox_each_tick(
+    targets_stack: Stack, scheduler: tuple[Proc, str], auth
+) -> None:
+    owner = uniq("sched-notify")
+    h = auth(owner, "tasks")
+    title = uniq("tick")
+    async with httpx.AsyncClient(base_url=targets_stack.urls["gateway"] + P, timeout=30) as gw:
+        r = await gw.post(
+            "/schedules/",
+            json=schedule("send-notification", {"user_id": owner, "title": title, "message": "hi"}),
+            headers=h,
+        )
+        assert r.status_code == 201, r.text
+        sid = r.json()["schedule_id"]
+        deadline = time.time() + 14
+        items: list[dict[str, object]] = []
+        while time.time() < deadline:
+            r = await gw.get("/inbox/", headers=h)
+            assert r.status_code == 200, r.text
+            items = [i for i in r.json()["items"] if i["title"] == title]
+            if items:
+                break
+            await asyncio.sleep(0.3)
+        assert items, f"nothing in the inbox after 14 s:\n{scheduler[0].log_text()[-2000:]}"
+        assert items[0]["message"] == "hi" and items[0]["sender"] == owner
+        got = (await gw.get(f"/schedules/{sid}", headers=h)).json()
+        assert got["runs"] >= 1 and got["last_task_id"] is not None
+        assert (await gw.delete(f"/schedules/{sid}", headers=h)).status_code == 204
+
+
+async def test_a_run_the_target_refuses_counts_as_a_failed_run(
+    targets_stack: Stack, scheduler: tuple[Proc, str], auth
+) -> None:
+    """send_at is in the future when the schedule is made and past at its first run: 422 then."""
+    owner = uniq("sched-fail")
+    h = auth(owner, "tasks")
+    metrics = scheduler[1]
+    failed_before = sample_value(
+        httpx.get(metrics).text, "smartapp_schedule_runs_total", {"outcome": "failed"}
+    )
+    send_at = datetime.fromtimestamp(time.time() + 2, UTC).isoformat()
+    async with httpx.AsyncClient(base_url=targets_stack.urls["task"] + P, timeout=30) as c:
+        body = {"user_id": owner, "title": "late", "send_at": send_at}
+        r = await c.post("/schedules/", json=schedule("send-notification", body), headers=h)
+        assert r.status_code == 201, r.text
+        sid = r.json()["schedule_id"]
+        deadline = time.time() + 14
+        failed = failed_before
+        while time.time() < deadline and failed <= failed_before:
+            await asyncio.sleep(0.3)
+            failed = sample_value(
+                httpx.get(metrics).text, "smartapp_schedule_runs_total", {"outcome": "failed"}
+            )
+        assert failed >= failed_before + 1, scheduler[0].log_text()[-2000:]
+        assert "invalid_send_at" in scheduler[0].log_text()
+        got = (await c.get(f"/schedules/{sid}", headers=h)).json()
+        assert got["runs"] >= 1
+        assert (await c.delete(f"/schedules/{sid}", headers=h)).status_code == 204
 
 
 @pytest.mark.parametrize(
