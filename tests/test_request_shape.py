@@ -43,10 +43,11 @@ def platform(infra: Path) -> Iterator[Stack]:
     stack = Stack(env, infra)
     try:
         urls = {
-            "TASK_SERVICE_URL": stack.api("task_service", "task"),
             "SCRAPING_SERVICE_URL": stack.api("scraping_service", "scraping"),
             "NOTIFICATION_SERVICE_URL": stack.api("notification_service", "notifications"),
         }
+        # task-service validates schedules of scrapes and notifications with those services.
+        urls["TASK_SERVICE_URL"] = stack.api("task_service", "task", urls)
         metrics_port = testing.free_port()
         stack.api("gateway", "gateway", {**urls, "GATEWAY_METRICS_PORT": str(metrics_port)})
         stack.urls["gateway_metrics"] = f"http://127.0.0.1:{metrics_port}"

@@ -69,7 +69,9 @@ PROCESSES: list[tuple[str, list[str], dict[str, str]]] = [
         [PY, "-m", "celery", "-A", "task_service.beat", "beat", "-s", str(RUN_DIR / "celerybeat-schedule")],
         {},
     ),
-    # Schedules made through the API; any number may run (each tick is claimed once).
+    # Schedules made through the API; any number may run (each tick is claimed once). It and
+    # task-api reach scraping-api and notify-api at SCRAPING_SERVICE_URL /
+    # NOTIFICATION_SERVICE_URL, whose defaults are those APIs' ports here (8002, 8003).
     ("scheduler", [PY, "-m", "task_service.scheduler"], {"SCHEDULER_METRICS_PORT": "9104"}),
 ]
 COLORS = [31, 32, 33, 34, 35, 36, 91, 92, 93, 94]

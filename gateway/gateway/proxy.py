@@ -90,8 +90,17 @@ SPOOFABLE = frozenset(
 )
 # x-auth covers x-auth-*, x-authenticated-*, x-authorization; x-forwarded- covers -user,
 # -email, -groups, -access-token (oauth2-proxy's names) as well as -for/-host/-proto, which
-# the gateway writes itself.
-SPOOFABLE_PREFIXES = (b"x-auth", b"x-forwarded-", b"x-jwt", b"x-gateway-", b"x-internal-", b"proxy-")
+# the gateway writes itself. x-service- covers x-service-token, the credential task-service's
+# scheduler shows the services' internal endpoints: it never comes from a client.
+SPOOFABLE_PREFIXES = (
+    b"x-auth",
+    b"x-forwarded-",
+    b"x-jwt",
+    b"x-gateway-",
+    b"x-internal-",
+    b"x-service-",
+    b"proxy-",
+)
 
 # Rebuilt by the gateway or by aiohttp for the upstream connection.
 REBUILT = frozenset({b"host", b"content-length", b"x-request-id", b"expect"})

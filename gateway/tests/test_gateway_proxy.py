@@ -126,6 +126,7 @@ async def test_spoofed_identity_and_hop_by_hop_headers_are_stripped(
         "X-HTTP-Method-Override": "DELETE",
         "X-Original-URL": "/admin",
         "Remote-User": "admin",
+        "X-Service-Token": "a-scheduler-credential",
     }
     hop = {
         "Connection": "keep-alive, X-Hop-Listed",

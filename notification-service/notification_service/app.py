@@ -10,6 +10,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from notification_service.devices import Devices
 from notification_service.inbox import Inbox
+from notification_service.internal_routes import router as internal_router
 from notification_service.ledger import Ledger
 from notification_service.preferences import PreferenceStore
 from notification_service.routes import router
@@ -48,7 +49,7 @@ def create_app(settings: NotificationSettings | None = None) -> FastAPI:
         title="smart_application notification-service",
         description="Devices (Web Push, signed webhooks), notifications sent in the background "
         "and tracked per delivery, batches, and each user's inbox.",
-        routers=[router],
+        routers=[router, internal_router],
         celery_app=celery_app,
         on_startup=[startup],
     )

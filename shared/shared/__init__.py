@@ -7,13 +7,17 @@ from shared import (
 from shared._app import create_service_app
 from shared._auth import (
     KNOWN_SCOPES,
+    SERVICE_TOKEN_HEADER,
     CurrentUser,
     Principal,
     TokenVerifier,
     bearer_token,
     current_user,
+    mint_service_token,
     mint_token,
     require_scope,
+    service_caller,
+    verify_service_token,
 )
 from shared._cache import (
     BATCH_MAX_KEYS,
@@ -129,6 +133,7 @@ __all__ = [
     "SCHEDULE_RUNS_LATE",
     "SCHEDULE_TICKS_SKIPPED",
     "SCRAPE_PAGES",
+    "SERVICE_TOKEN_HEADER",
     "STATUSES",
     "STREAM_RESPONSES",
     "TERMINAL",
@@ -207,6 +212,7 @@ __all__ = [
     "make_celery",
     "make_queue",
     "metrics_registry",
+    "mint_service_token",
     "mint_token",
     "not_modified",
     "now_iso",
@@ -221,7 +227,9 @@ __all__ = [
     "resolve_checked",
     "route",
     "run_server",
+    "service_caller",
     "submit_task",
     "task_id_var",
+    "verify_service_token",
     "worker_runtime",
 ]

@@ -177,3 +177,65 @@ def require_scope(scope: str) -> Callable[[Principal], Awaitable[Principal]]:
         return user
 
     return dependency
+
+
+# Service-to-service calls (task-service's scheduler -> a target service's internal endpoints).
+# The credential is a 60 s HS256 token signed with a key derived from SECRET_KEY, which every
+# service already shares and which production refuses at its default. It is not a user token:
+# its own key (so a user token, whatever JWT_ALGORITHM is, never verifies here, and this one
+# never verifies at the public endpoints) and its own audience and `svc` claim. It carries the
+# owner as `sub` and only the scopes the target needs.
+SERVICE_AUDIENCE = "smartapp-internal"
+SERVICE_TOKEN_SECONDS = 60
+SERVICE_TOKEN_HEADER = "x-service-token"  # noqa: S105 - a header name, not a secret
+
+
+def _service_key(settings: BaseServiceSettings) -> bytes:
+    import hashlib
+    import hmac
+
+    return hmac.new(settings.secret_key.encode(), b"smartapp service token v1", hashlib.sha256).digest()
+
+
+def mint_service_token(settings: BaseServiceSettings, sub: str, scopes: Iterable[str], svc: str) -> str:
+    now = int(time.time())
+    claims = {
+        "sub": sub,
+        "scope": " ".join(sorted(scopes)),
+        "svc": svc,
+        "aud": SERVICE_AUDIENCE,
+        "iat": now,
+        "exp": now + SERVICE_TOKEN_SECONDS,
+    }
+    return jwt.encode(claims, _service_key(settings), algorithm="HS256")
+
+
+def verify_service_token(settings: BaseServiceSettings, token: str | None, svc: str) -> Principal:
+    """The principal a service acts for; 401 without a valid credential of service `svc`."""
+    if not token or len(token) > 4096:
+        raise Unauthorized("This internal endpoint needs a service credential.")
+    try:
+        claims = jwt.decode(
+            token,
+            _service_key(settings),
+            algorithms=["HS256"],
+            audience=SERVICE_AUDIENCE,
+            options={"require": ["exp", "sub", "aud", "svc"]},
+        )
+    except jwt.InvalidTokenError:
+        raise Unauthorized("The service credential is invalid or expired.") from None
+    sub = claims.get("sub")
+    if claims.get("svc") != svc or not isinstance(sub, str) or not sub or len(sub) > 256:
+        raise Unauthorized("The service credential is not for this endpoint.")
+    return Principal(sub=sub, scopes=parse_scopes(claims.get("scope")))
+
+
+def service_caller(svc: str) -> Callable[[Request], Awaitable[Principal]]:
+    """Dependency factory: the owner a service credential of `svc` acts for (X-Service-Token)."""
+
+    async def dependency(request: Request) -> Principal:
+        return verify_service_token(
+            request.app.state.settings, request.headers.get(SERVICE_TOKEN_HEADER), svc
+        )
+
+    return dependency

@@ -9,9 +9,13 @@ from task_service.schedules import MAX_EVERY_SECONDS, MIN_EVERY_SECONDS
 TargetPath = Literal["background-task", "long-running-task", "background-scraping", "send-notification"]
 
 
-# The paths a schedule runs today: the schema states what the API accepts (the others are
-# refused with 422 target_not_supported until their services can be reached from here).
-SUPPORTED_PATHS: list[JsonValue] = ["background-task", "long-running-task"]
+# The paths a schedule runs: the schema states what the API accepts.
+SUPPORTED_PATHS: list[JsonValue] = [
+    "background-task",
+    "long-running-task",
+    "background-scraping",
+    "send-notification",
+]
 
 
 class Target(BaseModel):

@@ -31,12 +31,14 @@ from shared import (
     SCHEDULES_OVERDUE,
     AppError,
     Principal,
+    ServiceUnavailable,
     TaskRecords,
     configure_logging,
     create_async_redis,
     metrics_registry,
 )
-from task_service.schedules import Schedules, timing_of, to_ms
+from task_service.remote_targets import REMOTE_TARGETS, submit_remote
+from task_service.schedules import Schedules, schedule_key, timing_of, to_ms
 from task_service.settings import TaskSettings
 from task_service.targets import prepare_target, submit_prepared
 
@@ -45,6 +47,10 @@ log = logging.getLogger("task_service.scheduler")
 POLL_SECONDS = 0.5
 LATE_MS = 30_000
 OVERDUE_MS = 60_000
+REMOTE_ATTEMPTS = 3  # a run's calls to scraping- or notification-service, 0.5 s then 1 s apart
+_SET_TASK_LUA = (
+    "if redis.call('exists', KEYS[1]) == 1 then redis.call('hset', KEYS[1], 'last_task_id', ARGV[1]) end"
+)
 
 
 class Scheduler:
@@ -85,6 +91,8 @@ class Scheduler:
             SCHEDULE_RUNS_LATE.inc()
         owner = Principal(sub=doc["owner"], scopes=frozenset({"tasks"}))
         target: dict[str, Any] = doc["target"]
+        if target.get("path") in REMOTE_TARGETS:
+            return await self.fire_remote(doc, due_ms, skipped)
         try:
             prepared = prepare_target(target["path"], target["body"], self.settings, where="target.body")
             await submit_prepared(
@@ -101,6 +109,43 @@ class Scheduler:
             return True
         SCHEDULE_RUNS.labels("fired").inc()
         log.info("schedule %s ran task %s (%d missed ticks folded in)", schedule_id, task_id, skipped)
+        return True
+
+    async def fire_remote(self, doc: dict[str, Any], due_ms: int, skipped: int) -> bool:
+        """Submit a claimed tick to the target's service as the owner (remote_targets.py).
+
+        Idempotency-Key schedule:{id}:{due}: a call retried after a lost answer submits once.
+        """
+        schedule_id, target = doc["schedule_id"], doc["target"]
+        key = f"schedule:{schedule_id}:{due_ms}"
+        try:
+            for attempt in range(REMOTE_ATTEMPTS):
+                try:
+                    task_id = await submit_remote(
+                        target["path"], target["body"], doc["owner"], self.settings, key
+                    )
+                    break
+                except ServiceUnavailable:
+                    # Down, or the answer was lost: the same key again submits at most once.
+                    if attempt + 1 == REMOTE_ATTEMPTS:
+                        raise
+                    await asyncio.sleep(0.5 * 2**attempt)
+        except AppError as exc:  # e.g. 429 model_budget_exceeded, a 422, or the service is down
+            SCHEDULE_RUNS.labels("failed").inc()
+            log.warning("schedule %s: run failed: %s %s", schedule_id, exc.code, exc)
+            return True
+        if task_id is not None:
+            # The claim wrote an id of its own; the target chose the task's. Never recreate a
+            # schedule deleted in between.
+            await self.redis.eval(_SET_TASK_LUA, 1, schedule_key(schedule_id), task_id)  # type: ignore[misc]
+        SCHEDULE_RUNS.labels("fired").inc()
+        log.info(
+            "schedule %s ran %s task %s (%d missed ticks folded in)",
+            schedule_id,
+            target["path"],
+            task_id,
+            skipped,
+        )
         return True
 
     async def loop(self) -> None:

@@ -36,6 +36,10 @@ class TaskSettings(BaseServiceSettings):
     # metrics port (python -m task_service.scheduler; any number of them may run).
     max_schedules_per_user: int = Field(default=100, ge=1)
     scheduler_metrics_port: int | None = 9104
+    # Where schedules of background-scraping and send-notification are validated and submitted
+    # (their internal endpoints; the same names and defaults as the gateway's routing settings).
+    scraping_service_url: str = "http://127.0.0.1:8002"
+    notification_service_url: str = "http://127.0.0.1:8003"
 
     @cached_property
     def cache_redis_url(self) -> str:

@@ -146,7 +146,6 @@ async def test_schedule_lifecycle_cron_in_time_zone_pause_resume_edit_list_delet
         ({"target": TASK, "every_seconds": 4}, "validation_error"),
         ({"target": TASK, "every_seconds": 5, "cron": "* * * * *"}, "invalid_schedule"),
         ({"target": TASK}, "invalid_schedule"),
-        ({"target": {"path": "send-notification", "body": {}}, "every_seconds": 5}, "target_not_supported"),
     ],
 )
 async def test_schedule_refuses_bad_target_body_cron_timezone_and_interval_with_422(

@@ -362,12 +362,21 @@ def _pod_labels(deploy: Doc) -> dict[str, str]:
     return dict(deploy["spec"]["template"]["metadata"]["labels"])
 
 
-def test_services_accept_only_the_gateway_and_prometheus(docs: list[Doc]) -> None:
+def test_services_accept_only_the_gateway_prometheus_and_task_service_on_internal_calls(
+    docs: list[Doc],
+) -> None:
     policies = [p for p in by_kind(docs, "NetworkPolicy").values() if "Ingress" in p["spec"]["policyTypes"]]
     deployments = by_kind(docs, "Deployment")
     prometheus_peer = {
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
         "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+    }
+    internal_peer = {
+        "podSelector": {
+            "matchExpressions": [
+                {"key": "app.kubernetes.io/name", "operator": "In", "values": ["task-service", "scheduler"]}
+            ]
+        }
     }
     for name in APIS:
         if name == "gateway":
@@ -382,10 +391,14 @@ def test_services_accept_only_the_gateway_and_prometheus(docs: list[Doc]) -> Non
         for rule in rules:
             assert rule.get("from"), f"{name}: an ingress rule without `from` admits everyone"
             for peer in rule["from"]:
-                assert peer in (
+                allowed = [
                     {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "gateway"}}},
                     prometheus_peer,
-                ), peer
+                ]
+                if name in ("scraping-service", "notification-service"):
+                    # Schedules: task-service and the scheduler call their internal endpoints.
+                    allowed.append(internal_peer)
+                assert peer in allowed, (name, peer)
     for name in WORKERS:
         rules = [
             r
