@@ -98,6 +98,7 @@ LOCAL_STACK_HEALTH = [
     "http://127.0.0.1:9101/metrics",
     "http://127.0.0.1:9102/metrics",
     "http://127.0.0.1:9103/metrics",
+    "http://127.0.0.1:9104/metrics",
 ]
 
 

@@ -33,7 +33,7 @@ async def test_a_killed_worker_is_restarted_and_nothing_else_stops(local_stack) 
     victim = task_worker()
     assert victim is not None
     others = {p.pid: p.create_time() for p in supervisor.children() if p.pid != victim.pid}
-    assert len(others) == 7  # 3 APIs, the gateway, 2 other workers, beat
+    assert len(others) == 8  # 3 APIs, the gateway, 2 other workers, beat, the scheduler
     victim.send_signal(signal.SIGKILL)
     local_stack.wait_for_log(f"run: task-worker (pid {victim.pid}) exited with -9; restarting in 1s", 30)
     local_stack.wait_for_log("run: task-worker restarted", 30)

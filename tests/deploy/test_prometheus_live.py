@@ -158,6 +158,7 @@ def test_every_local_target_is_up(prometheus: str) -> None:
         "task-worker",
         "scraping-worker",
         "notification-worker",
+        "scheduler",
     }
 
     def check() -> tuple[bool, Any]:
