@@ -82,6 +82,7 @@ from shared._queues import MAX_PRIORITY, QueueName
 from shared._ready import CachedReadiness
 from shared._records import STATUSES, TERMINAL, TaskRecords, events_channel, now_iso
 from shared._redis import RedisDep, create_async_redis, create_sync_redis
+from shared._retries import NonRetryable, RetryPolicy, resolve_policy
 from shared._routing import route
 from shared._sealing import Sealer, SealError, derive_sealing_key
 from shared._server import run_server
@@ -142,6 +143,7 @@ __all__ = [
     "Idempotency",
     "IdempotencyKey",
     "Listener",
+    "NonRetryable",
     "NotFound",
     "ObservabilityMiddleware",
     "OutboundError",
@@ -160,6 +162,7 @@ __all__ = [
     "RecordsDep",
     "RedisDep",
     "RequestShapeMiddleware",
+    "RetryPolicy",
     "SafeAsyncClient",
     "SafeClient",
     "SafeResponse",
@@ -203,6 +206,7 @@ __all__ = [
     "report_progress",
     "request_id_var",
     "require_scope",
+    "resolve_policy",
     "route",
     "run_server",
     "submit_task",

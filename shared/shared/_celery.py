@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from celery import Celery, Task, signals
-from celery.exceptions import Ignore
+from celery.exceptions import Ignore, Reject, Retry
 from celery.utils.saferepr import saferepr
 from kombu import Exchange, Queue
 
@@ -32,8 +32,9 @@ from shared._metrics import (
     metrics_registry,
 )
 from shared._queues import MAX_PRIORITY, QueueName
-from shared._records import TERMINAL, SyncTaskRecords, now_iso
+from shared._records import TERMINAL, SyncTaskRecords, iso_at, now_iso
 from shared._redis import create_sync_redis
+from shared._retries import NonRetryable, is_retryable, retry_delay
 from shared._settings import BaseServiceSettings
 
 log = logging.getLogger("shared.celery")
@@ -52,10 +53,23 @@ class Continuation(Exception):
     """Raised through task.retry() to hand a long task over to a fresh delivery (not a failure)."""
 
 
-class PublicTaskError(Exception):
-    """A failure whose message is safe and useful to show the task's owner."""
+class PublicTaskError(NonRetryable):
+    """A failure whose message is safe and useful to show the task's owner.
+
+    Not retried unless a subclass sets `retryable = True`."""
 
     retryable = False
+
+
+# Ids of tasks this process put back to wait for a retry: their end frees only the window's place.
+_RETRYING: set[str] = set()
+
+
+def error_view(exc: BaseException) -> dict[str, str]:
+    if isinstance(exc, PublicTaskError):
+        return {"type": type(exc).__name__, "message": str(exc)[:1000]}
+    # Unknown exceptions may carry internals; the owner sees the type, operators the log.
+    return {"type": type(exc).__name__, "message": "The task failed with an internal error."}
 
 
 def redacted_repr(kwargs: dict[str, Any], secret: frozenset[str]) -> str:
@@ -124,11 +138,42 @@ class PlatformTask(Task):  # type: ignore[misc]
                 return self.run(*args, **kwargs)
             except TaskCancelled:
                 self._revoked(tid, queue, "Cancelled by its owner while running.")
+            except (Retry, Ignore, Reject):
+                raise
+            except Exception as exc:
+                if self._retry_later(tid, queue, record, exc):
+                    raise Ignore() from None
+                raise
             finally:
                 TASK_DURATION.labels(self.name, queue).observe(time.perf_counter() - start)
         finally:
             request_id_var.reset(rid_token)
             task_id_var.reset(token)
+
+    def _retry_later(self, tid: str, queue: str, record: dict[str, Any], exc: Exception) -> bool:
+        """Per the submission's retry policy: wait in the fair queue's delayed set, status RETRY."""
+        policy = record.get("retry")
+        if not isinstance(policy, dict) or not is_retryable(exc):
+            return False
+        attempt = int(record.get("attempts") or 0) + 1  # the record is as it was before this attempt
+        if attempt >= int(policy.get("max_attempts", 1)) or self.records.is_cancelled(tid):
+            return False
+        due = time.time() + retry_delay(policy, attempt)
+        # The record first: once back in the queue the next attempt may start at any moment.
+        self.records.mark(tid, "RETRY", next_retry_at=iso_at(due), error=error_view(exc))
+        app: Any = self.app
+        if not app.fairq.retry_later(tid, due):
+            return False
+        _RETRYING.add(tid)
+        TASKS_RETRIED.labels(self.name, queue).inc()
+        log.info(
+            "task %s failed (attempt %s, %s); retry in %.1fs",
+            self.name,
+            attempt,
+            type(exc).__name__,
+            due - time.time(),
+        )
+        return True
 
     def _revoked(self, tid: str, queue: str, message: str) -> None:
         self.records.mark(
@@ -145,11 +190,7 @@ class PlatformTask(Task):  # type: ignore[misc]
         self._after_final(task_id)
 
     def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
-        if isinstance(exc, PublicTaskError):
-            error = {"type": type(exc).__name__, "message": str(exc)[:1000]}
-        else:
-            # Unknown exceptions may carry internals; the owner sees the type, operators the log.
-            error = {"type": type(exc).__name__, "message": "The task failed with an internal error."}
+        error = error_view(exc)
         self.records.mark(task_id, "FAILURE", finished_at=now_iso(), error=error)
         TASKS_FAILED.labels(self.name, self._queue()).inc()
         self._after_final(task_id)
@@ -357,7 +398,9 @@ def install_worker_hooks(app: PlatformCelery, queue: QueueName) -> None:
     @signals.task_postrun.connect(weak=False)
     def _postrun(sender: Any = None, task_id: str | None = None, state: str | None = None, **_: Any) -> None:
         if task_id and getattr(sender, "app", None) is app:
-            app.settler.put(task_id, finished=state in _SETTLED_STATES)
+            retrying = task_id in _RETRYING
+            _RETRYING.discard(task_id)
+            app.settler.put(task_id, finished=state in _SETTLED_STATES and not retrying)
 
     @signals.task_revoked.connect(weak=False)
     def _revoked(request: Any = None, **_: Any) -> None:

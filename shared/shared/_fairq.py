@@ -67,7 +67,7 @@ def _source(name: str) -> str:
 
 
 # Read once at import; each Redis client registers them once (EVALSHA afterwards).
-SCRIPTS = {name: _source(name) for name in ("submit", "complete", "abort", "pump")}
+SCRIPTS = {name: _source(name) for name in ("submit", "complete", "abort", "pump", "retry")}
 
 
 def broker_namespace(broker_url: str) -> str:
@@ -243,8 +243,15 @@ class FairQueue:
         self.r = client
         self.keys = FairKeys.of(settings, queue)
         self.per_slot = settings.fair_window_per_slot
+        self.keep = settings.result_expires_seconds
         self._complete = client.register_script(SCRIPTS["complete"])
         self._pump = client.register_script(SCRIPTS["pump"])
+        self._retry = client.register_script(SCRIPTS["retry"])
+
+    def retry_later(self, task_id: str, due: float) -> bool:
+        """Put a failed task's message back to wait until `due` (epoch seconds); False if gone."""
+        args = {"prefix": self.keys.prefix, "id": task_id, "due": due, "keep": self.keep}
+        return bool(self._retry(args=[orjson.dumps(args)]))
 
     def complete(self, ids: list[str], *, finished: bool, max_pop: int = POP_ON_COMPLETE) -> list[bytes]:
         args = {

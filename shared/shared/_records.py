@@ -25,7 +25,7 @@ from shared._errors import NotFound
 TERMINAL = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
 STATUSES = ("PENDING", "STARTED", "PROGRESS", "RETRY", "SUCCESS", "FAILURE", "REVOKED")
 CELERY_META_PREFIX = "celery-task-meta-"
-_JSON_FIELDS = ("result", "error")
+_JSON_FIELDS = ("result", "error", "retry")
 
 
 def rec_key(task_id: str) -> str:
@@ -46,6 +46,10 @@ def events_channel(task_id: str) -> str:
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def iso_at(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 # Update fields unless the record is already final: a late STARTED or PROGRESS from a redelivered
@@ -153,7 +157,10 @@ def merge_status(record: dict[str, Any], meta: dict[str, Any] | None) -> dict[st
         "started_at": record.get("started_at") or None,
         "finished_at": finished_at,
         "result": result if status == "SUCCESS" else None,
-        "error": error if status == "FAILURE" else (error if status == "REVOKED" else None),
+        "error": error if status in {"FAILURE", "REVOKED", "RETRY", "EXPIRED"} else None,
+        "attempts": int(record.get("attempts") or 0),
+        "next_retry_at": (record.get("next_retry_at") or None) if status == "RETRY" else None,
+        "retry_of": record.get("retry_of") or None,
     }
 
 
@@ -184,7 +191,13 @@ class TaskRecords:
 
     async def create(self, record: dict[str, Any]) -> None:
         key = rec_key(record["task_id"])
-        fields = {k: ("" if v is None else str(v)) for k, v in record.items()}
+        fields: dict[str, str] = {}
+        for k, v in record.items():
+            if k in _JSON_FIELDS:
+                if v is not None:
+                    fields[k] = orjson.dumps(v).decode()
+            else:
+                fields[k] = "" if v is None else str(v)
         fields.setdefault("status", "PENDING")
         fields.setdefault("attempts", "0")
         now = time.time()

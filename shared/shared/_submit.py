@@ -139,6 +139,8 @@ async def submit_task(
     idempotency_key: str | None = None,
     fingerprint_body: Any = None,
     task_id: str | None = None,
+    retry: dict[str, Any] | None = None,
+    extra_record: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write the task record, then publish; answer the 202 body."""
     task_id = task_id or str(uuid.uuid4())
@@ -160,6 +162,8 @@ async def submit_task(
             "created_at": now_iso(),
             "callback_url": callback_url,
             "request_id": request_id_var.get(),
+            "retry": retry,
+            **(extra_record or {}),
         }
     )
     fq = fair_queue(celery_app, records.r, queue)

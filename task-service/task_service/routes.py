@@ -38,6 +38,7 @@ from shared import (
     events_channel,
     now_iso,
     require_scope,
+    resolve_policy,
     route,
     submit_task,
 )
@@ -88,6 +89,7 @@ async def _submit(
     task_type: str,
     kwargs: dict[str, Any],
     idempotency_key: str | None,
+    default_max_attempts: int = 1,
 ) -> dict[str, Any]:
     settings = _settings(request)
     _check_options(body, settings)
@@ -107,6 +109,7 @@ async def _submit(
         idempotency=Idempotency(request.app.state.redis, "tasks"),
         idempotency_key=idempotency_key,
         fingerprint_body=[task_name, body.model_dump(mode="json")],
+        retry=resolve_policy(body.retry, default_max_attempts),
     )
 
 
@@ -131,7 +134,16 @@ async def background_task(
             f"{where}: {first['msg']}", detail=[{"loc": where, "msg": first["msg"]}]
         ) from None
     kwargs = {"task_type": body.task_type, "data": body.data}
-    return await _submit(request, user, body, "tasks.run_background", body.task_type, kwargs, idempotency_key)
+    return await _submit(
+        request,
+        user,
+        body,
+        "tasks.run_background",
+        body.task_type,
+        kwargs,
+        idempotency_key,
+        kind.default_max_attempts,
+    )
 
 
 @route(router, "GET", "/task-types/", response_model=TaskTypeList)
@@ -142,7 +154,12 @@ async def task_types(_: TasksUser) -> dict[str, Any]:
     """
     return {
         "task_types": [
-            {"name": k.name, "description": k.description, "input_schema": k.input_schema()}
+            {
+                "name": k.name,
+                "description": k.description,
+                "input_schema": k.input_schema(),
+                "default_max_attempts": k.default_max_attempts,
+            }
             for k in sorted(REGISTRY.values(), key=lambda k: k.name)
         ]
     }
@@ -259,7 +276,10 @@ async def task_events(
                         yield _sse("status", await records.status(fresh))
                         return
                     else:
-                        yield _sse("status", {"task_id": task_id, "status": event.get("status")})
+                        shown = {"task_id": task_id, "status": event.get("status")}
+                        if event.get("next_retry_at"):  # RETRY: when the next attempt is due
+                            shown["next_retry_at"] = event["next_retry_at"]
+                        yield _sse("status", shown)
         except (TimeoutError, RedisError, OSError) as exc:
             # Redis went away mid-stream: end it; the client reconnects and gets a 503 or a fresh start.
             log.warning("task-events %s ended early: %s", task_id, type(exc).__name__)

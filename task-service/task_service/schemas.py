@@ -4,9 +4,9 @@ from typing import Any, Literal
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
-from shared import HTTP_URL_PATTERN, MAX_PRIORITY
+from shared import HTTP_URL_PATTERN, MAX_PRIORITY, RetryPolicy
 
-Status = Literal["PENDING", "STARTED", "PROGRESS", "RETRY", "SUCCESS", "FAILURE", "REVOKED"]
+Status = Literal["PENDING", "STARTED", "PROGRESS", "RETRY", "SUCCESS", "FAILURE", "REVOKED", "EXPIRED"]
 
 
 class SubmitOptions(BaseModel):
@@ -23,6 +23,11 @@ class SubmitOptions(BaseModel):
         default=None,
         json_schema_extra={"pattern": HTTP_URL_PATTERN},
         description="The final status is POSTed here, signed (Standard Webhooks), public addresses only.",
+    )
+    retry: RetryPolicy | None = Field(
+        default=None,
+        description="Retry policy; fields left out take the task type's defaults (GET /task-types/: "
+        "default_max_attempts; exponential backoff from 1 s up to 60 s, with jitter).",
     )
 
 
@@ -82,6 +87,7 @@ class TaskAccepted(BaseModel):
 class TaskType(BaseModel):
     name: str
     description: str
+    default_max_attempts: int = Field(description="Attempts when the submission's `retry` sets none.")
     input_schema: dict[str, Any] = Field(description="JSON Schema of the task's `data`.")
 
 
@@ -104,6 +110,9 @@ class TaskStatus(BaseModel):
     finished_at: str | None
     result: Any = None
     error: TaskError | None = None
+    attempts: int = 0
+    next_retry_at: str | None = None
+    retry_of: str | None = None
 
 
 class TaskProgress(BaseModel):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import httpx
 
 P = "/smart_application/tasks"
@@ -24,5 +27,47 @@ async def test_sleep_returns_and_fail_fails_with_its_message(task_client, auth, 
     assert bad["error"] == {"type": "FailedOnPurpose", "message": "boom"}
     r = await task_client.post(
         f"{P}/background-task/", json={"task_type": "sleep", "data": {"seconds": 3601}}, headers=h
+    )
+    assert r.status_code == 422
+
+
+async def test_fail_twice_then_succeed_with_three_attempts(task_client, auth, wait) -> None:
+    h = auth("retry-policy")
+    policy = {"max_attempts": 3, "backoff": "fixed", "initial_seconds": 0.5, "jitter": False}
+    ok = await submit(task_client, h, task_type="fail", data={"succeed_after": 2}, retry=policy)
+    short = await submit(
+        task_client, h, task_type="fail", data={"succeed_after": 2}, retry={**policy, "max_attempts": 2}
+    )
+    seen: set[str] = set()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # RETRY is visible, with when the next attempt is due
+        r = await task_client.get(f"{P}/task-status/{ok}", headers=h)
+        body = r.json()
+        if body["status"] == "RETRY":
+            seen.add("RETRY")
+            assert body["next_retry_at"] and body["error"]["type"] == "FailedOnPurpose"
+        if body["status"] in {"SUCCESS", "FAILURE"}:
+            break
+        await asyncio.sleep(0.05)
+    assert "RETRY" in seen
+    assert body["status"] == "SUCCESS" and body["attempts"] == 3, body
+    assert body["result"] == {"attempt": 3, "succeeded_after": 2} and body["next_retry_at"] is None
+    failed = await wait(task_client, short, h, {"SUCCESS", "FAILURE"})
+    assert failed["status"] == "FAILURE" and failed["attempts"] == 2, failed
+
+
+async def test_non_retryable_errors_are_not_retried(task_client, auth, wait) -> None:
+    h = auth("retry-policy")
+    tid = await submit(
+        task_client,
+        h,
+        task_type="data_processing",
+        data={"operations": ["explode"]},
+        retry={"max_attempts": 5},
+    )
+    done = await wait(task_client, tid, h, {"SUCCESS", "FAILURE"})
+    assert done["status"] == "FAILURE" and done["attempts"] == 1
+    r = await task_client.post(
+        f"{P}/background-task/", json={"task_type": "noop", "retry": {"max_attempts": 21}}, headers=h
     )
     assert r.status_code == 422
