@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
+from billiard.exceptions import SoftTimeLimitExceeded
 from celery import Celery, Task, signals
 from celery.exceptions import Ignore, Reject, Retry
 from celery.utils.saferepr import saferepr
@@ -22,11 +23,13 @@ from shared._fairq import FairPump, FairQueue, Settler, settle
 from shared._metrics import (
     TASK_DURATION,
     TASK_QUEUE_WAIT,
+    TASKS_EXPIRED,
     TASKS_FAILED,
     TASKS_RETRIED,
     TASKS_REVOKED,
     TASKS_STARTED,
     TASKS_SUCCEEDED,
+    TASKS_TIMED_OUT,
     BrokerQueueProbe,
     QueueDepthCollector,
     metrics_registry,
@@ -65,7 +68,15 @@ class PublicTaskError(NonRetryable):
 _RETRYING: set[str] = set()
 
 
+QUEUE_TIMEOUT_ERROR = {"type": "QueueTimeout", "message": "Not started within its queue_timeout_seconds."}
+
+
 def error_view(exc: BaseException) -> dict[str, str]:
+    if isinstance(exc, SoftTimeLimitExceeded):
+        return {
+            "type": "TimeLimitExceeded",
+            "message": "Stopped: it ran longer than its run_timeout_seconds.",
+        }
     if isinstance(exc, PublicTaskError):
         return {"type": type(exc).__name__, "message": str(exc)[:1000]}
     # Unknown exceptions may carry internals; the owner sees the type, operators the log.
@@ -128,6 +139,9 @@ class PlatformTask(Task):  # type: ignore[misc]
                 # A copy delivered again after the task finished (a worker lost before its ack).
                 log.info("task %s already %s; not run again", self.name, record["status"])
                 raise Ignore()
+            expires_at = float(record.get("expires_at") or 0)
+            if expires_at and record.get("status") == "PENDING" and time.time() > expires_at:
+                self._expired(tid, queue)
             enqueued = _parse_time(req.eta) or _parse_time(record.get("created_at"))
             if enqueued is not None:
                 TASK_QUEUE_WAIT.labels(self.name, queue).observe(max(0.0, time.time() - enqueued))
@@ -175,6 +189,16 @@ class PlatformTask(Task):  # type: ignore[misc]
         )
         return True
 
+    def _expired(self, tid: str, queue: str) -> None:
+        # Picked up after its queue_timeout: never run. begin() counted an attempt; none was made.
+        self.records.mark(
+            tid, "EXPIRED", finished_at=now_iso(), started_at="", attempts=0, error=QUEUE_TIMEOUT_ERROR
+        )
+        TASKS_EXPIRED.labels(self.name, queue, "worker").inc()
+        log.info("task expired before it started", extra={"task_id": tid})
+        self._after_final(tid)
+        raise Ignore()
+
     def _revoked(self, tid: str, queue: str, message: str) -> None:
         self.records.mark(
             tid, "REVOKED", finished_at=now_iso(), error={"type": "Revoked", "message": message}
@@ -191,6 +215,8 @@ class PlatformTask(Task):  # type: ignore[misc]
 
     def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         error = error_view(exc)
+        if isinstance(exc, SoftTimeLimitExceeded):
+            TASKS_TIMED_OUT.labels(self.name, self._queue()).inc()
         self.records.mark(task_id, "FAILURE", finished_at=now_iso(), error=error)
         TASKS_FAILED.labels(self.name, self._queue()).inc()
         self._after_final(task_id)
@@ -258,6 +284,23 @@ class PlatformCelery(Celery):  # type: ignore[misc]
             self._settler = Settler(self, self.fairq)
             self._settler_pid = os.getpid()
         return self._settler
+
+    def on_expired(self, task_ids: list[str]) -> None:
+        """The pass took these out of the fair queue past their queue_timeout: record EXPIRED."""
+        from shared._callbacks import enqueue_callback_of
+
+        queue = self.conf.task_default_queue
+        for tid in task_ids:
+            if self.records.mark(tid, "EXPIRED", finished_at=now_iso(), error=QUEUE_TIMEOUT_ERROR) != 1:
+                continue
+            record = self.records.get(tid) or {}
+            TASKS_EXPIRED.labels(
+                record.get("task_name") or record.get("task_type") or "", queue, "pass"
+            ).inc()
+            try:
+                enqueue_callback_of(self, tid, record)
+            except Exception:
+                log.exception("could not enqueue the task's callback", extra={"task_id": tid})
 
     def close_settler(self) -> None:
         """Record the ends still queued in this process before it exits."""

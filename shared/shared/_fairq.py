@@ -104,6 +104,8 @@ def build_message(
     priority: int,
     kwargsrepr: str,
     request_id: str | None,
+    time_limit: float | None = None,
+    soft_time_limit: float | None = None,
 ) -> bytes:
     """The broker message, made once at submit and kept while the task waits its turn.
 
@@ -113,7 +115,14 @@ def build_message(
     # ignore_result None, as send_task sends it: the task's own setting applies (False would
     # make the worker store every result itself, four more Redis round trips per task).
     m = app.amqp.as_task_v2(
-        task_id, name, kwargs=kwargs, argsrepr="()", kwargsrepr=kwargsrepr, ignore_result=None
+        task_id,
+        name,
+        kwargs=kwargs,
+        argsrepr="()",
+        kwargsrepr=kwargsrepr,
+        ignore_result=None,
+        time_limit=time_limit,
+        soft_time_limit=soft_time_limit,
     )
     meta = {
         "id": task_id,
@@ -184,7 +193,14 @@ class AsyncFairQueue:
         self._abort = client.register_script(SCRIPTS["abort"])
 
     async def submit(
-        self, *, task_id: str, owner: str, priority: int, message: bytes, countdown: float | None
+        self,
+        *,
+        task_id: str,
+        owner: str,
+        priority: int,
+        message: bytes,
+        countdown: float | None,
+        deadline: float | None = None,
     ) -> Submitted:
         now = time.time()
         args = {
@@ -199,6 +215,7 @@ class AsyncFairQueue:
             "limit": self.limit,
             "keep": self.keep,
             "max_pop": POP_ON_SUBMIT,
+            "deadline": deadline or 0,
         }
         out = await self._submit(args=[orjson.dumps(args)])
         return Submitted(_text(out[0]), list(out[1:]))
@@ -272,6 +289,7 @@ class FairQueue:
         now = time.time()
         args = {
             "prefix": self.keys.prefix,
+            "open": self.keys.open,
             "node": node,
             "slots": slots,
             "per_slot": self.per_slot,
@@ -406,6 +424,10 @@ class FairPump(threading.Thread):
         while True:
             summary, messages = self.fq.pump(self.node, self.slots)
             _publish_and_confirm(self.app, self.fq, messages)
+            if summary.get("expired"):
+                on_expired = getattr(self.app, "on_expired", None)
+                if on_expired is not None:
+                    on_expired([str(i) for i in summary["expired"]])
             if not summary.get("more_due"):
                 return summary
 

@@ -22,8 +22,8 @@ import redis.asyncio as aioredis
 from shared._auth import Principal
 from shared._errors import NotFound
 
-TERMINAL = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
-STATUSES = ("PENDING", "STARTED", "PROGRESS", "RETRY", "SUCCESS", "FAILURE", "REVOKED")
+TERMINAL = frozenset({"SUCCESS", "FAILURE", "REVOKED", "EXPIRED"})
+STATUSES = ("PENDING", "STARTED", "PROGRESS", "RETRY", "SUCCESS", "FAILURE", "REVOKED", "EXPIRED")
 CELERY_META_PREFIX = "celery-task-meta-"
 _JSON_FIELDS = ("result", "error", "retry")
 
@@ -57,7 +57,7 @@ def iso_at(epoch: float) -> str:
 _UPDATE_LUA = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local st = redis.call('HGET', KEYS[1], 'status')
-if st == 'SUCCESS' or st == 'FAILURE' or st == 'REVOKED' then return 0 end
+if st == 'SUCCESS' or st == 'FAILURE' or st == 'REVOKED' or st == 'EXPIRED' then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 3))
 if ARGV[1] ~= '' then redis.call('HINCRBY', KEYS[1], 'attempts', 1) end
 redis.call('PUBLISH', KEYS[2], ARGV[2])
@@ -70,7 +70,7 @@ _BEGIN_LUA = """
 local rec = redis.call('HGETALL', KEYS[1])
 if #rec == 0 then return rec end
 local st = redis.call('HGET', KEYS[1], 'status')
-if st == 'SUCCESS' or st == 'FAILURE' or st == 'REVOKED' then return rec end
+if st == 'SUCCESS' or st == 'FAILURE' or st == 'REVOKED' or st == 'EXPIRED' then return rec end
 if redis.call('HGET', KEYS[1], 'cancel') == '1' then return rec end
 redis.call('HSET', KEYS[1], 'status', 'STARTED', 'started_at', ARGV[1], 'worker', ARGV[2])
 redis.call('HINCRBY', KEYS[1], 'attempts', 1)
@@ -82,7 +82,7 @@ return rec
 # would read the result key, then write it: two more round trips on every task.
 _SUCCEED_LUA = """
 local st = redis.call('HGET', KEYS[1], 'status')
-local final = st == 'SUCCESS' or st == 'FAILURE' or st == 'REVOKED'
+local final = st == 'SUCCESS' or st == 'FAILURE' or st == 'REVOKED' or st == 'EXPIRED'
 if st and not final then
   redis.call('HSET', KEYS[1], 'status', 'SUCCESS', 'finished_at', ARGV[1], 'result', ARGV[2])
   redis.call('PUBLISH', KEYS[2], ARGV[5])
@@ -98,7 +98,7 @@ _PROGRESS_LUA = """
 local cur = redis.call('HGET', KEYS[1], 'seq')
 if cur and tonumber(cur) >= tonumber(ARGV[1]) then return 0 end
 local st = redis.call('HGET', KEYS[2], 'status')
-if st == 'SUCCESS' or st == 'FAILURE' or st == 'REVOKED' then return 0 end
+if st == 'SUCCESS' or st == 'FAILURE' or st == 'REVOKED' or st == 'EXPIRED' then return 0 end
 redis.call('HSET', KEYS[1], 'seq', ARGV[1], 'current', ARGV[2], 'total', ARGV[3],
            'message', ARGV[4], 'updated_at', ARGV[5], 'status', 'PROGRESS')
 redis.call('EXPIRE', KEYS[1], ARGV[6])

@@ -72,6 +72,13 @@ def _check_options(opts: SubmitOptions, settings: TaskSettings) -> None:
         raise Unprocessable(
             f"countdown may be at most {settings.max_countdown_seconds} seconds.", code="countdown_too_long"
         )
+    cap = settings.task_soft_time_limit  # below RabbitMQ's consumer timeout
+    for name, value in (
+        ("queue_timeout_seconds", opts.queue_timeout_seconds),
+        ("run_timeout_seconds", opts.run_timeout_seconds),
+    ):
+        if value is not None and value > cap:
+            raise Unprocessable(f"{name} may be at most {cap} seconds.", code="timeout_too_long")
     if opts.callback_url is not None:
         try:
             check_url(str(opts.callback_url), Allowlist.parse(settings.outbound_allowlist))
@@ -110,6 +117,8 @@ async def _submit(
         idempotency_key=idempotency_key,
         fingerprint_body=[task_name, body.model_dump(mode="json")],
         retry=resolve_policy(body.retry, default_max_attempts),
+        queue_timeout=body.queue_timeout_seconds,
+        run_timeout=body.run_timeout_seconds,
     )
 
 

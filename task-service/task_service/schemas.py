@@ -24,6 +24,20 @@ class SubmitOptions(BaseModel):
         json_schema_extra={"pattern": HTTP_URL_PATTERN},
         description="The final status is POSTed here, signed (Standard Webhooks), public addresses only.",
     )
+    queue_timeout_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="Not started within this many seconds of submission: it never runs and ends EXPIRED "
+        "(at most TASK_SOFT_TIME_LIMIT, 1500).",
+        json_schema_extra={"maximum": 1500},
+    )
+    run_timeout_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="An attempt running longer is stopped: FAILURE with error.type TimeLimitExceeded "
+        "(at most TASK_SOFT_TIME_LIMIT, 1500: below RabbitMQ's consumer timeout).",
+        json_schema_extra={"maximum": 1500},
+    )
     retry: RetryPolicy | None = Field(
         default=None,
         description="Retry policy; fields left out take the task type's defaults (GET /task-types/: "

@@ -71,3 +71,42 @@ async def test_non_retryable_errors_are_not_retried(task_client, auth, wait) -> 
         f"{P}/background-task/", json={"task_type": "noop", "retry": {"max_attempts": 21}}, headers=h
     )
     assert r.status_code == 422
+
+
+async def test_run_timeout_stops_a_running_task_with_time_limit_exceeded(task_client, auth, wait) -> None:
+    h = auth("limits")
+    tid = await submit(task_client, h, task_type="sleep", data={"seconds": 10}, run_timeout_seconds=1)
+    done = await wait(task_client, tid, h, {"SUCCESS", "FAILURE"}, timeout=8)
+    assert done["status"] == "FAILURE" and done["error"]["type"] == "TimeLimitExceeded", done
+    assert done["attempts"] == 1
+
+
+async def test_queue_timeout_expires_a_task_waiting_in_redis_without_running_it(
+    task_client, auth, wait
+) -> None:
+    h = auth("limits")
+    # Held back by a countdown past its deadline: the workers' pass expires it where it waits.
+    tid = await submit(task_client, h, task_type="noop", countdown=3, queue_timeout_seconds=1)
+    done = await wait(task_client, tid, h, {"SUCCESS", "FAILURE", "EXPIRED"}, timeout=10)
+    assert done["status"] == "EXPIRED", done
+    assert done["attempts"] == 0 and done["started_at"] is None
+    assert done["error"]["type"] == "QueueTimeout"
+    await asyncio.sleep(3)  # past the countdown: it never runs after all
+    again = (await task_client.get(f"{P}/task-status/{tid}", headers=h)).json()
+    assert again["status"] == "EXPIRED" and again["started_at"] is None
+    listed = (await task_client.get(f"{P}/tasks/", params={"status": "EXPIRED"}, headers=h)).json()
+    assert [t["task_id"] for t in listed["tasks"]] == [tid]
+
+
+async def test_queue_timeout_expires_a_task_stuck_behind_a_busy_worker(task_client, auth, wait) -> None:
+    h = auth("busy")
+    blockers = [await submit(task_client, h, task_type="sleep", data={"seconds": 3}) for _ in range(2)]
+    late = await submit(task_client, h, task_type="noop", queue_timeout_seconds=0.5)
+    done = await wait(task_client, late, h, {"SUCCESS", "FAILURE", "EXPIRED"}, timeout=15)
+    assert done["status"] == "EXPIRED" and done["attempts"] == 0, done
+    for b in blockers:
+        assert (await wait(task_client, b, h, {"SUCCESS", "FAILURE"}, timeout=15))["status"] == "SUCCESS"
+    r = await task_client.post(
+        f"{P}/background-task/", json={"task_type": "noop", "run_timeout_seconds": 100000}, headers=h
+    )
+    assert r.status_code == 422 and r.json()["error"]["code"] == "timeout_too_long"
