@@ -265,7 +265,9 @@ class PlatformCelery(Celery):  # type: ignore[misc]
         # Made lazily and per process: a prefork child must not share its parent's sockets.
         if self._records_store is None or self._records_pid != os.getpid():
             self._records_store = SyncTaskRecords(
-                create_sync_redis(self.settings), self.settings.result_expires_seconds
+                create_sync_redis(self.settings),
+                self.settings.result_expires_seconds,
+                self.settings.failed_retention_days * 86400,
             )
             self._records_pid = os.getpid()
         return self._records_store

@@ -54,6 +54,9 @@ TASKS_EXPIRED = Counter(
     "Tasks that ended EXPIRED: not started within their queue_timeout_seconds",
     ["task", "queue", "where"],  # where: worker (found on pick-up) | pass (still waiting in Redis)
 )
+TASKS_REPLAYED = Counter(
+    f"{NS}_tasks_replayed_total", "Failed tasks started again (POST /task-retry, /tasks/retry)", ["mode"]
+)
 TASKS_TIMED_OUT = Counter(
     f"{NS}_tasks_run_timeout_total", "Tasks stopped by their run_timeout_seconds", ["task", "queue"]
 )

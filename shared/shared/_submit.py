@@ -175,6 +175,18 @@ async def submit_task(
             "task_name": task_name,
             "expires_at": f"{deadline:.3f}" if deadline else None,
             "run_timeout": run_timeout,
+            # What a replay needs; secrets never: their references are left out and
+            # `needs_key` says the owner must send the key again.
+            "inputs": {
+                "task_name": task_name,
+                "kwargs": {k: v for k, v in kwargs.items() if k not in secret_kwargs},
+                "needs_key": bool(kwargs.get("key_ref")),
+                "priority": priority,
+                "callback_url": callback_url,
+                "retry": retry,
+                "queue_timeout": queue_timeout,
+                "run_timeout": run_timeout,
+            },
             **(extra_record or {}),
         }
     )

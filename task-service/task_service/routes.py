@@ -5,6 +5,7 @@ The cache's routes are in cache_routes.py."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -32,6 +33,7 @@ from shared import (
     QueueName,
     RecordsDep,
     Signal,
+    TooManyRequests,
     Unprocessable,
     callback_secret,
     check_url,
@@ -42,11 +44,17 @@ from shared import (
     route,
     submit_task,
 )
+from shared._metrics import TASKS_REPLAYED
+from shared._records import merge_status
 from task_service.kinds import REGISTRY, known_kinds
 from task_service.schemas import (
     BackgroundTaskIn,
+    BulkReplayAccepted,
+    BulkReplayIn,
     CancelAccepted,
     LongRunningTaskIn,
+    ReplayAccepted,
+    ReplayIn,
     SubmitOptions,
     TaskAccepted,
     TaskList,
@@ -216,6 +224,98 @@ async def task_cancel(
     # Workers drop a revoked message on sight; our record's flag covers a worker that restarts.
     await anyio.to_thread.run_sync(lambda: celery.control.revoke(task_id))
     return {"task_id": task_id, "status": status, "cancel_requested": True}
+
+
+REPLAYABLE = frozenset({"FAILURE", "REVOKED", "EXPIRED"})
+MAX_BULK_REPLAY = 1000
+
+
+def _replay_refusal(record: dict[str, Any], status: str, openai_key: str | None) -> Exception | None:
+    """Why this task cannot be replayed now, or None."""
+    if status not in REPLAYABLE:
+        if status == "SUCCESS":
+            return Conflict("The task succeeded; only failed tasks are replayed.", code="task_succeeded")
+        return Conflict(f"The task has not finished ({status}).", code="task_not_finished")
+    inputs = record.get("inputs")
+    if not isinstance(inputs, dict):
+        return Conflict("This task's inputs were not kept; submit it again.", code="inputs_not_kept")
+    if inputs.get("needs_key") and not openai_key:
+        return Unprocessable(
+            "This scrape used your own OpenAI key, which is never kept: send it again as openai_key.",
+            code="key_required",
+        )
+    if record.get("queue") != QueueName.DEFAULT.value:
+        return Conflict(
+            "Only task-service's tasks can be replayed here; submit it again.", code="replay_unsupported"
+        )
+    return None
+
+
+async def _replay(request: Request, user: Principal, record: dict[str, Any]) -> dict[str, Any]:
+    inputs: dict[str, Any] = record["inputs"]
+    accepted = await submit_task(
+        celery_app=request.app.state.celery,
+        records=request.app.state.records,
+        user=user,
+        task_name=inputs["task_name"],
+        task_type=record.get("task_type") or "",
+        queue=QueueName.DEFAULT.value,
+        kwargs=inputs["kwargs"],
+        priority=inputs.get("priority"),
+        callback_url=inputs.get("callback_url"),
+        retry=inputs.get("retry"),
+        queue_timeout=inputs.get("queue_timeout"),
+        run_timeout=inputs.get("run_timeout"),
+        extra_record={"retry_of": record["task_id"]},
+    )
+    return {**accepted, "retry_of": record["task_id"]}
+
+
+@route(router, "POST", "/task-retry/{task_id}", status_code=202, response_model=ReplayAccepted)
+async def task_retry(
+    request: Request, task_id: str, user: TasksUser, records: RecordsDep, body: ReplayIn | None = None
+) -> dict[str, Any]:
+    """Run a failed, revoked or expired task of yours again, as a new task linked by `retry_of`.
+
+    409 for a task that succeeded or has not finished; 422 `key_required` for a scrape that used
+    your own key unless `openai_key` comes again.
+    """
+    record = await records.get_for(user, task_id)
+    status = (await records.status(record))["status"]
+    key = body.openai_key.get_secret_value() if body and body.openai_key else None
+    refusal = _replay_refusal(record, status, key)
+    if refusal is not None:
+        raise refusal
+    accepted = await _replay(request, user, record)
+    TASKS_REPLAYED.labels("single").inc()
+    return accepted
+
+
+@route(router, "POST", "/tasks/retry", status_code=202, response_model=BulkReplayAccepted)
+async def tasks_retry(
+    request: Request, body: BulkReplayIn, user: TasksUser, records: RecordsDep
+) -> dict[str, Any]:
+    """Replay up to 1,000 of your tasks in `status` (FAILURE by default), newest first, optionally
+    only of `task_type` and created `since`. Tasks that cannot be replayed (a scrape needing its
+    key, inputs no longer kept) are skipped; new tasks beyond your queued-task limit are not started."""
+    since = body.since.timestamp() if body.since else None
+    started: list[str] = []
+    # Only tasks created before now: the replays themselves join the same index as we go.
+    async for _, record in records.scan_for(user.sub, since=since, until=time.time()):
+        if len(started) >= MAX_BULK_REPLAY:
+            break
+        view = merge_status(record, None)
+        if view["status"] != body.status or (body.task_type and record.get("task_type") != body.task_type):
+            continue
+        if _replay_refusal(record, view["status"], None) is not None:
+            continue
+        try:
+            accepted = await _replay(request, user, record)
+        except TooManyRequests:
+            break  # the caller's queue is full: what started is answered
+        started.append(accepted["task_id"])
+    TASKS_REPLAYED.labels("bulk").inc(len(started))
+    return {"count": len(started), "task_ids": started}
 
 
 @route(router, "GET", "/tasks/", response_model=TaskList)

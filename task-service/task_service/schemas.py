@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
+from pydantic import AnyHttpUrl, AwareDatetime, BaseModel, ConfigDict, Field, SecretStr
 
 from shared import HTTP_URL_PATTERN, MAX_PRIORITY, RetryPolicy
 
@@ -142,6 +142,29 @@ class TaskProgress(BaseModel):
 class TaskList(BaseModel):
     tasks: list[TaskStatus]
     count: int
+
+
+class ReplayIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    openai_key: SecretStr | None = Field(
+        default=None, description="A scrape that used your own key needs it again: keys are never kept."
+    )
+
+
+class ReplayAccepted(TaskAccepted):
+    retry_of: str
+
+
+class BulkReplayIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    status: Literal["FAILURE", "REVOKED", "EXPIRED"] = "FAILURE"
+    task_type: str | None = Field(default=None, max_length=64)
+    since: AwareDatetime | None = Field(default=None, description="Only tasks created at or after this time.")
+
+
+class BulkReplayAccepted(BaseModel):
+    count: int
+    task_ids: list[str]
 
 
 class CancelAccepted(BaseModel):

@@ -110,3 +110,45 @@ async def test_queue_timeout_expires_a_task_stuck_behind_a_busy_worker(task_clie
         f"{P}/background-task/", json={"task_type": "noop", "run_timeout_seconds": 100000}, headers=h
     )
     assert r.status_code == 422 and r.json()["error"]["code"] == "timeout_too_long"
+
+
+async def test_replay_of_a_failed_task_runs_it_again_linked_by_retry_of(task_client, auth, wait) -> None:
+    h = auth("replayer")
+    tid = await submit(task_client, h, task_type="fail", data={"message": "again"}, priority=7)
+    await wait(task_client, tid, h, {"FAILURE"})
+    r = await task_client.post(f"{P}/task-retry/{tid}", headers=h)
+    assert r.status_code == 202, r.text
+    body = r.json()
+    assert body["retry_of"] == tid and body["task_id"] != tid
+    again = await wait(task_client, body["task_id"], h, {"SUCCESS", "FAILURE"})
+    assert again["status"] == "FAILURE" and again["retry_of"] == tid
+    assert again["error"] == {"type": "FailedOnPurpose", "message": "again"}
+    ok = await submit(task_client, h, task_type="noop", data={"x": 1})
+    await wait(task_client, ok, h, {"SUCCESS"})
+    r = await task_client.post(f"{P}/task-retry/{ok}", headers=h)
+    assert r.status_code == 409 and r.json()["error"]["code"] == "task_succeeded"
+    slow = await submit(task_client, h, task_type="sleep", data={"seconds": 1})
+    r = await task_client.post(f"{P}/task-retry/{slow}", headers=h)
+    assert r.status_code == 409 and r.json()["error"]["code"] == "task_not_finished"
+    r = await task_client.post(f"{P}/task-retry/{tid}", headers=auth("someone-else"))
+    assert r.status_code == 404
+
+
+async def test_bulk_replay_starts_the_callers_failed_tasks_of_a_type(task_client, auth, wait) -> None:
+    h = auth("bulk-replayer")
+    failed = [await submit(task_client, h, task_type="fail", data={"message": f"m{i}"}) for i in range(3)]
+    other = await submit(task_client, h, task_type="text_analysis", data={"text": "x", "top": 1})
+    for tid in failed:
+        await wait(task_client, tid, h, {"FAILURE"})
+    await wait(task_client, other, h, {"SUCCESS"})
+    r = await task_client.post(f"{P}/tasks/retry", json={"status": "FAILURE", "task_type": "fail"}, headers=h)
+    assert r.status_code == 202, r.text
+    body = r.json()
+    assert body["count"] == 3 and len(set(body["task_ids"])) == 3
+    links = set()
+    for new in body["task_ids"]:
+        done = await wait(task_client, new, h, {"FAILURE", "SUCCESS"})
+        links.add(done["retry_of"])
+    assert links == set(failed)
+    r = await task_client.post(f"{P}/tasks/retry", json={"status": "SUCCESS"}, headers=h)
+    assert r.status_code == 422
