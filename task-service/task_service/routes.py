@@ -4,6 +4,8 @@ The cache's routes are in cache_routes.py."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -13,7 +15,7 @@ import anyio.to_thread
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import ValidationError
+from pydantic import AwareDatetime, ValidationError
 from redis.exceptions import RedisError
 
 from shared import (
@@ -318,6 +320,23 @@ async def tasks_retry(
     return {"count": len(started), "task_ids": started}
 
 
+MAX_LIST_SCAN = 5000  # records examined per page at most: a rare status does not scan a week
+
+
+def _encode_cursor(score: float, task_id: str) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps([score, task_id])).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[float, str]:
+    try:
+        score, task_id = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not isinstance(task_id, str) or isinstance(score, bool):
+            raise ValueError
+        return float(score), task_id
+    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
+        raise Unprocessable("cursor is not one this API gave out.", code="invalid_cursor") from None
+
+
 @route(router, "GET", "/tasks/", response_model=TaskList)
 async def list_tasks(
     user: TasksUser,
@@ -326,13 +345,41 @@ async def list_tasks(
         str | None,
         Query(description="Only tasks in this status.", json_schema_extra={"enum": list(STATUSES)}),
     ] = None,
+    task_type: Annotated[str | None, Query(max_length=64, description="Only tasks of this type.")] = None,
+    since: Annotated[
+        AwareDatetime | None, Query(description="Created at or after (ISO 8601 with zone).")
+    ] = None,
+    until: Annotated[
+        AwareDatetime | None, Query(description="Created at or before (ISO 8601 with zone).")
+    ] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=500, description="next_cursor of the previous page.")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
-    """Your tasks, newest first."""
+    """Your tasks, newest first, a page at a time (follow `next_cursor`)."""
     if status is not None and status not in STATUSES:
         raise Unprocessable(f"status must be one of {', '.join(STATUSES)}.", code="invalid_status")
-    tasks = await records.list_for(user.sub, status, limit)
-    return {"tasks": tasks, "count": len(tasks)}
+    before = _decode_cursor(cursor) if cursor else None
+    tasks: list[dict[str, Any]] = []
+    next_cursor = None
+    examined = 0
+    async for score, record in records.scan_for(
+        user.sub,
+        since=since.timestamp() if since else None,
+        until=until.timestamp() if until else None,
+        before=before,
+    ):
+        examined += 1
+        view = merge_status(record, None)
+        if (status is None or view["status"] == status) and (
+            task_type is None or view["task_type"] == task_type
+        ):
+            tasks.append(view)
+        if len(tasks) >= limit or examined >= MAX_LIST_SCAN:
+            next_cursor = _encode_cursor(score, record["task_id"])
+            break
+    return {"tasks": tasks, "count": len(tasks), "next_cursor": next_cursor}
 
 
 def _sse(event: str, data: Any, event_id: str | None = None) -> bytes:

@@ -142,6 +142,9 @@ class TaskProgress(BaseModel):
 class TaskList(BaseModel):
     tasks: list[TaskStatus]
     count: int
+    next_cursor: str | None = Field(
+        default=None, description="Pass as `cursor` for the next page; null on the last."
+    )
 
 
 class ReplayIn(BaseModel):

@@ -152,3 +152,28 @@ async def test_bulk_replay_starts_the_callers_failed_tasks_of_a_type(task_client
     assert links == set(failed)
     r = await task_client.post(f"{P}/tasks/retry", json={"status": "SUCCESS"}, headers=h)
     assert r.status_code == 422
+
+
+async def test_task_list_filters_by_type_and_time_and_pages_with_a_cursor(task_client, auth, wait) -> None:
+    h = auth("cursor-lister")
+    ids = [await submit(task_client, h, task_type="noop", data={"i": i}) for i in range(5)]
+    text = await submit(task_client, h, task_type="text_analysis", data={"text": "hi"})
+    for tid in [*ids, text]:
+        await wait(task_client, tid, h, {"SUCCESS"})
+    pages: list[str] = []
+    cursor = None
+    while True:
+        params = {"task_type": "noop", "limit": 2, **({"cursor": cursor} if cursor else {})}
+        body = (await task_client.get(f"{P}/tasks/", params=params, headers=h)).json()
+        pages += [t["task_id"] for t in body["tasks"]]
+        assert all(t["attempts"] == 1 and t["retry_of"] is None for t in body["tasks"])
+        cursor = body["next_cursor"]
+        if not cursor:
+            break
+    assert pages == ids[::-1]  # newest first, each once
+    later = (await task_client.get(f"{P}/tasks/", params={"since": "2999-01-01T00:00:00Z"}, headers=h)).json()
+    assert later["tasks"] == []
+    early = (await task_client.get(f"{P}/tasks/", params={"until": "2000-01-01T00:00:00Z"}, headers=h)).json()
+    assert early["tasks"] == []
+    r = await task_client.get(f"{P}/tasks/", params={"cursor": "not-a-cursor"}, headers=h)
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_cursor"
