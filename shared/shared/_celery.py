@@ -172,7 +172,10 @@ class PlatformTask(Task):  # type: ignore[misc]
         attempt = int(record.get("attempts") or 0) + 1  # the record is as it was before this attempt
         if attempt >= int(policy.get("max_attempts", 1)) or self.records.is_cancelled(tid):
             return False
-        due = time.time() + retry_delay(policy, attempt)
+        # A Retry-After the error carries (a busy host, a rate-limited model) is waited at least.
+        hint = getattr(exc, "retry_after", None)
+        wait = max(retry_delay(policy, attempt), min(float(hint), 900.0) if hint else 0.0)
+        due = time.time() + wait
         # The record first: once back in the queue the next attempt may start at any moment.
         self.records.mark(tid, "RETRY", next_retry_at=iso_at(due), error=error_view(exc))
         app: Any = self.app
