@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import httpx
+import orjson
 
 P = "/smart_application/tasks"
 
@@ -177,3 +178,23 @@ async def test_task_list_filters_by_type_and_time_and_pages_with_a_cursor(task_c
     assert early["tasks"] == []
     r = await task_client.get(f"{P}/tasks/", params={"cursor": "not-a-cursor"}, headers=h)
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_cursor"
+
+
+async def test_task_events_show_each_retry_then_the_final_status(task_client, auth) -> None:
+    h = auth("retry-events")
+    policy = {"max_attempts": 2, "backoff": "fixed", "initial_seconds": 1, "jitter": False}
+    # The countdown lets the stream subscribe before the first attempt fails.
+    tid = await submit(task_client, h, task_type="fail", data={"succeed_after": 1}, retry=policy, countdown=1)
+    events: list[tuple[str, dict]] = []
+    async with task_client.stream("GET", f"{P}/task-events/{tid}", headers=h, timeout=30) as r:
+        assert r.status_code == 200
+        kind = ""
+        async for line in r.aiter_lines():
+            if line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: "):
+                events.append((kind, orjson.loads(line[6:])))
+    statuses = [e["status"] for k, e in events if k == "status"]
+    retry = next(e for k, e in events if k == "status" and e["status"] == "RETRY")
+    assert retry["next_retry_at"]
+    assert statuses[-1] == "SUCCESS" and events[-1][1]["attempts"] == 2
