@@ -251,3 +251,21 @@ async def test_schedules_crud_and_scope_through_gateway(gw, auth) -> None:
     assert (await gw.get(f"{P}/schedules", headers=h)).json()["count"] == 1
     assert (await gw.delete(f"{P}/schedules/{sid}", headers=h)).status_code == 204
     assert (await gw.get(f"{P}/schedules/{sid}", headers=h)).status_code == 404
+
+
+async def test_replay_endpoints_through_gateway_need_the_tasks_scope(gw, auth) -> None:
+    h = auth("gw-replayer", "tasks")
+    r = await gw.post(
+        f"{P}/background-task/", json={"task_type": "fail", "data": {"message": "x"}}, headers=h
+    )
+    assert r.status_code == 202, r.text
+    tid = r.json()["task_id"]
+    assert (await settle(gw, tid, h))["status"] == "FAILURE"
+    no_scope = auth("gw-replayer", "scrape")
+    r = await gw.post(f"{P}/task-retry/{tid}", headers=no_scope)
+    assert r.status_code == 403, r.text
+    r = await gw.post(f"{P}/task-retry/{tid}", headers=h)
+    assert r.status_code == 202 and r.json()["retry_of"] == tid, r.text
+    r = await gw.post(f"{P}/tasks/retry", json={"status": "FAILURE", "task_type": "fail"}, headers=h)
+    assert r.status_code == 202, r.text
+    assert r.json()["count"] >= 1

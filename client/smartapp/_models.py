@@ -59,6 +59,9 @@ class TaskStatus(_Model):
     finished_at: str | None
     result: Any = None
     error: TaskError | None = None
+    attempts: int = 0
+    next_retry_at: str | None = None  # while RETRY: when the next attempt is due
+    retry_of: str | None = None  # a replay: the task it ran again
 
     @property
     def done(self) -> bool:
@@ -82,6 +85,7 @@ class TaskProgress(_Model):
 class TaskList(_Model):
     tasks: list[TaskStatus]
     count: int
+    next_cursor: str | None = None
 
 
 class CancelAccepted(_Model):
@@ -93,6 +97,7 @@ class CancelAccepted(_Model):
 class TaskType(_Model):
     name: str
     description: str
+    default_max_attempts: int = 1
 
 
 class TaskEvent(_Model):

@@ -44,6 +44,7 @@ ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec("task-status", Service.TASKS),
     RouteSpec("task-progress", Service.TASKS),
     RouteSpec("task-cancel", Service.TASKS),
+    RouteSpec("task-retry", Service.TASKS, scope="tasks"),
     RouteSpec("tasks", Service.TASKS),
     RouteSpec("task-events", Service.TASKS),
     RouteSpec("cache", Service.TASKS, scope="cache"),

@@ -20,6 +20,7 @@ from shared import (
     Unprocessable,
     check_url,
     require_scope,
+    resolve_policy,
     route,
     submit_task,
 )
@@ -61,6 +62,13 @@ def _plain_headers(body: ScrapeIn) -> dict[str, str] | None:
 
 
 def _validate(body: ScrapeIn, settings: ScrapingSettings) -> None:
+    cap = settings.task_soft_time_limit  # below RabbitMQ's consumer timeout
+    for name, value in (
+        ("queue_timeout_seconds", body.queue_timeout_seconds),
+        ("run_timeout_seconds", body.run_timeout_seconds),
+    ):
+        if value is not None and value > cap:
+            raise Unprocessable(f"{name} may be at most {cap} seconds.", code="timeout_too_long")
     try:
         check_url(
             body.url,
@@ -185,6 +193,9 @@ async def background_scraping(
             idempotency_key=idempotency_key,
             fingerprint_body=[TASK_NAME, fingerprint],
             task_id=task_id,
+            retry=resolve_policy(body.retry, 1 + settings.scrape_task_max_retries),
+            queue_timeout=body.queue_timeout_seconds,
+            run_timeout=body.run_timeout_seconds,
         )
     except BaseException:
         if key_ref is not None:

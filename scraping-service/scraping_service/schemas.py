@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from shared import HTTP_URL_PATTERN
+from shared import HTTP_URL_PATTERN, RetryPolicy
 
 from .content_selectors import MAX_SELECTOR_CHARS, MAX_SELECTORS
 from .request_headers import MAX_HEADER_NAME_CHARS, MAX_HEADER_VALUE_CHARS, MAX_HEADERS
@@ -90,6 +90,19 @@ class ScrapeIn(BaseModel):
         "are refused (422). A result fetched with headers is never cached or reused, and the headers "
         "are sealed like openai_key: never stored in the clear, queued, logged or returned.",
         examples=[{"Cookie": "session=..."}],
+    )
+    retry: RetryPolicy | None = Field(
+        default=None,
+        description="Retry policy for errors a later try may fix (a 5xx page, a busy model); default "
+        "1 + SCRAPE_TASK_MAX_RETRIES attempts, exponential from 1 s to 60 s, at least a Retry-After.",
+    )
+    queue_timeout_seconds: float | None = Field(
+        default=None, gt=0, description="Not started by then: it never runs and ends EXPIRED (at most 1500)."
+    )
+    run_timeout_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="An attempt running longer ends FAILURE, TimeLimitExceeded (at most 1500).",
     )
 
 

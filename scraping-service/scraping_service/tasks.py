@@ -123,6 +123,16 @@ def _progress_reporter(task: PlatformTask, seq: Iterator[int]) -> Callable[[int,
     return progress
 
 
+class RetryableScrapeError(PublicTaskError):
+    """A scrape failure a later attempt may fix: retried per the submission's policy."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 def _retry_countdown(exc: ScrapeError, retries: int) -> float:
     if exc.retry_after is not None:
         return min(max(exc.retry_after, 1.0), 900.0)
@@ -165,7 +175,8 @@ def scrape_page(
 ) -> dict[str, Any]:
     rt = runtime()
     # Progress from a retried delivery must outrank the earlier delivery's (older seq loses).
-    seq = itertools.count(1 + 10_000 * self.request.retries)
+    attempts_before = int((getattr(self.request, "platform_record", None) or {}).get("attempts") or 0)
+    seq = itertools.count(1 + 10_000 * (self.request.retries + attempts_before))
     progress = _progress_reporter(self, seq)
     plaintext: list[str] = []
 
@@ -219,6 +230,18 @@ def scrape_page(
         report_progress(self, 1, 1, "done", seq=next(seq) + 1000)
         return result
     except ScrapeError as exc:
+        record = getattr(self.request, "platform_record", None) or {}
+        policy = record.get("retry")
+        if exc.retryable and isinstance(policy, dict):
+            # The submission's retry policy: the next attempt waits in the fair queue's delayed
+            # set (shared PlatformTask); the sealed key and headers must outlive the wait.
+            if int(record.get("attempts") or 0) + 1 < int(policy.get("max_attempts", 1)):
+                final = False
+                keep = int(max(float(policy.get("max_seconds", 60)), exc.retry_after or 0)) + 1
+                for vault, ref in ((rt.vault, key_ref), (rt.header_vault, headers_ref)):
+                    if ref:
+                        worker_runtime.run(vault.extend(ref, keep + settings.scrape_key_ttl_seconds))
+            raise RetryableScrapeError(scrub(str(exc), plaintext), retry_after=exc.retry_after) from None
         if exc.retryable and self.request.retries < settings.scrape_task_max_retries:
             final = False
             countdown = _retry_countdown(exc, self.request.retries)
@@ -231,7 +254,7 @@ def scrape_page(
     except (TaskCancelled, Retry):
         raise
     except SoftTimeLimitExceeded:
-        raise PublicTaskError("The scrape took longer than the time limit allows.") from None
+        raise  # FAILURE with error.type TimeLimitExceeded (shared error_view)
     except Exception:
         # Unknown failures are logged (scrubbed) for operators; the result store gets no text of
         # theirs, since an exception message could quote anything, a key included.

@@ -160,7 +160,7 @@ async def test_rejected_key_and_bot_challenge_fail_with_reasons(
     assert "redirect refused" in done["error"]["message"]
 
 
-async def test_provider_outage_is_retried_by_celery_with_the_key_kept(
+async def test_provider_outage_is_retried_per_policy_with_the_key_kept_but_never_among_inputs(
     scraping_client: httpx.AsyncClient,
     scraping_stack: Stack,
     e2e_pages: PageServer,
@@ -169,7 +169,8 @@ async def test_provider_outage_is_retried_by_celery_with_the_key_kept(
 ) -> None:
     h = auth("frank", "tasks scrape")
     # Two 503s exhaust the in-process attempts (OPENAI_MAX_ATTEMPTS=2); Retry-After: 1 then
-    # schedules a Celery retry, whose delivery must still find the encrypted key.
+    # puts the task back to wait (the default policy), and the next attempt must still find the
+    # encrypted key.
     e2e_openai.fail(503, "overloaded", retry_after="1", times=2)
     before = len(e2e_openai.requests)
     accepted = await submit(
@@ -180,6 +181,29 @@ async def test_provider_outage_is_retried_by_celery_with_the_key_kept(
     assert len(e2e_openai.requests) == before + 3
     record = sync_redis.Redis.from_url(os.environ["REDIS_URL"]).hgetall(f"t:rec:{accepted['task_id']}")
     assert record[b"attempts"] == b"2"
+    # Kept for a replay: the inputs, never the key (nor its sealed reference).
+    inputs = orjson.loads(record[b"inputs"])
+    assert inputs["needs_key"] is True and "key_ref" not in inputs["kwargs"]
+    assert E2E_KEY.encode() not in b"".join(record.values())
+
+
+async def test_replay_of_a_scrape_with_the_users_own_key_needs_the_key_again(
+    scraping_client: httpx.AsyncClient,
+    scraping_stack: Stack,
+    e2e_pages: PageServer,
+    e2e_openai: FakeOpenAI,
+    auth: Auth,
+) -> None:
+    h = auth("grace", "tasks scrape")
+    e2e_openai.fail(401, "bad key", times=1)
+    accepted = await submit(
+        scraping_client, h, url=f"{e2e_pages.base}/page/key-{uuid.uuid4().hex[:6]}", openai_key=E2E_KEY
+    )
+    done = await wait_done(scraping_stack, accepted["task_id"], h)
+    assert done["status"] == "FAILURE" and done["attempts"] == 1, done
+    async with httpx.AsyncClient(base_url=scraping_stack.urls["task"], timeout=10) as client:
+        r = await client.post(f"{P}/task-retry/{accepted['task_id']}", headers=h)
+        assert r.status_code == 422 and r.json()["error"]["code"] == "key_required", r.text
 
 
 SSRF_URLS = [

@@ -72,6 +72,7 @@ from shared._metrics import (
     SCHEDULE_TICKS_SKIPPED,
     SCHEDULES_OVERDUE,
     SCRAPE_PAGES,
+    TASKS_REPLAYED,
     ObservabilityMiddleware,
     clean_request_id,
     metrics_registry,
@@ -81,8 +82,9 @@ from shared._pacing import HostPacer, Pacer, PaceTooFar
 from shared._pubsub import STREAM_RESPONSES, EventHub, Listener, Signal
 from shared._queues import MAX_PRIORITY, QueueName
 from shared._ready import CachedReadiness
-from shared._records import STATUSES, TERMINAL, TaskRecords, events_channel, now_iso
+from shared._records import STATUSES, TERMINAL, TaskRecords, events_channel, merge_status, now_iso
 from shared._redis import RedisDep, create_async_redis, create_sync_redis
+from shared._retries import NonRetryable, RetryPolicy, resolve_policy
 from shared._routing import route
 from shared._sealing import Sealer, SealError, derive_sealing_key
 from shared._server import run_server
@@ -136,6 +138,7 @@ __all__ = [
     "SERVICE_TOKEN_HEADER",
     "STATUSES",
     "STREAM_RESPONSES",
+    "TASKS_REPLAYED",
     "TERMINAL",
     "Allowlist",
     "AppError",
@@ -161,6 +164,7 @@ __all__ = [
     "Idempotency",
     "IdempotencyKey",
     "Listener",
+    "NonRetryable",
     "NotFound",
     "ObservabilityMiddleware",
     "OutboundClient",
@@ -181,6 +185,7 @@ __all__ = [
     "RecordsDep",
     "RedisDep",
     "RequestShapeMiddleware",
+    "RetryPolicy",
     "SealError",
     "Sealer",
     "ServiceUnavailable",
@@ -211,6 +216,7 @@ __all__ = [
     "install_worker_hooks",
     "make_celery",
     "make_queue",
+    "merge_status",
     "metrics_registry",
     "mint_service_token",
     "mint_token",
@@ -225,6 +231,7 @@ __all__ = [
     "request_id_var",
     "require_scope",
     "resolve_checked",
+    "resolve_policy",
     "route",
     "run_server",
     "service_caller",

@@ -68,7 +68,9 @@ def create_service_app(
             client = create_async_redis(settings)
             stack.push_async_callback(client.aclose)
             app.state.redis = client
-            app.state.records = TaskRecords(client, settings.result_expires_seconds)
+            app.state.records = TaskRecords(
+                client, settings.result_expires_seconds, settings.failed_retention_days * 86400
+            )
             # Event streams share one pub/sub connection, made on the first stream.
             app.state.events = EventHub(settings)
             stack.push_async_callback(app.state.events.aclose)

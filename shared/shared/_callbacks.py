@@ -92,6 +92,11 @@ def enqueue_callback(task: Task, task_id: str) -> None:
     record = getattr(task.request, "platform_record", None)
     if record is None:  # a final status reached outside the task's own run (e.g. a time limit)
         record = task.app.records.get(task_id)  # type: ignore[attr-defined]
+    enqueue_callback_of(task.app, task_id, record)
+
+
+def enqueue_callback_of(app: Any, task_id: str, record: dict[str, Any] | None) -> None:
+    """Queue the delivery of a final status reached outside any task run (e.g. EXPIRED)."""
     if record and record.get("callback_url"):
-        queue = task.app.conf.task_default_queue
-        task.app.send_task(f"{queue}.deliver_callback", kwargs={"task_id": task_id}, queue=queue)
+        queue = app.conf.task_default_queue
+        app.send_task(f"{queue}.deliver_callback", kwargs={"task_id": task_id}, queue=queue)

@@ -12,8 +12,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
+from billiard.exceptions import SoftTimeLimitExceeded
 from celery import Celery, Task, signals
-from celery.exceptions import Ignore
+from celery.exceptions import Ignore, Reject, Retry
 from celery.utils.saferepr import saferepr
 from kombu import Exchange, Queue
 
@@ -22,18 +23,21 @@ from shared._fairq import FairPump, FairQueue, Settler, settle
 from shared._metrics import (
     TASK_DURATION,
     TASK_QUEUE_WAIT,
+    TASKS_EXPIRED,
     TASKS_FAILED,
     TASKS_RETRIED,
     TASKS_REVOKED,
     TASKS_STARTED,
     TASKS_SUCCEEDED,
+    TASKS_TIMED_OUT,
     BrokerQueueProbe,
     QueueDepthCollector,
     metrics_registry,
 )
 from shared._queues import MAX_PRIORITY, QueueName
-from shared._records import TERMINAL, SyncTaskRecords, now_iso
+from shared._records import TERMINAL, SyncTaskRecords, iso_at, now_iso
 from shared._redis import create_sync_redis
+from shared._retries import NonRetryable, is_retryable, retry_delay
 from shared._settings import BaseServiceSettings
 
 log = logging.getLogger("shared.celery")
@@ -52,10 +56,31 @@ class Continuation(Exception):
     """Raised through task.retry() to hand a long task over to a fresh delivery (not a failure)."""
 
 
-class PublicTaskError(Exception):
-    """A failure whose message is safe and useful to show the task's owner."""
+class PublicTaskError(NonRetryable):
+    """A failure whose message is safe and useful to show the task's owner.
+
+    Not retried unless a subclass sets `retryable = True`."""
 
     retryable = False
+
+
+# Ids of tasks this process put back to wait for a retry: their end frees only the window's place.
+_RETRYING: set[str] = set()
+
+
+QUEUE_TIMEOUT_ERROR = {"type": "QueueTimeout", "message": "Not started within its queue_timeout_seconds."}
+
+
+def error_view(exc: BaseException) -> dict[str, str]:
+    if isinstance(exc, SoftTimeLimitExceeded):
+        return {
+            "type": "TimeLimitExceeded",
+            "message": "Stopped: it ran longer than its run_timeout_seconds.",
+        }
+    if isinstance(exc, PublicTaskError):
+        return {"type": type(exc).__name__, "message": str(exc)[:1000]}
+    # Unknown exceptions may carry internals; the owner sees the type, operators the log.
+    return {"type": type(exc).__name__, "message": "The task failed with an internal error."}
 
 
 def redacted_repr(kwargs: dict[str, Any], secret: frozenset[str]) -> str:
@@ -114,6 +139,9 @@ class PlatformTask(Task):  # type: ignore[misc]
                 # A copy delivered again after the task finished (a worker lost before its ack).
                 log.info("task %s already %s; not run again", self.name, record["status"])
                 raise Ignore()
+            expires_at = float(record.get("expires_at") or 0)
+            if expires_at and record.get("status") == "PENDING" and time.time() > expires_at:
+                self._expired(tid, queue)
             enqueued = _parse_time(req.eta) or _parse_time(record.get("created_at"))
             if enqueued is not None:
                 TASK_QUEUE_WAIT.labels(self.name, queue).observe(max(0.0, time.time() - enqueued))
@@ -124,11 +152,55 @@ class PlatformTask(Task):  # type: ignore[misc]
                 return self.run(*args, **kwargs)
             except TaskCancelled:
                 self._revoked(tid, queue, "Cancelled by its owner while running.")
+            except (Retry, Ignore, Reject):
+                raise
+            except Exception as exc:
+                if self._retry_later(tid, queue, record, exc):
+                    raise Ignore() from None
+                raise
             finally:
                 TASK_DURATION.labels(self.name, queue).observe(time.perf_counter() - start)
         finally:
             request_id_var.reset(rid_token)
             task_id_var.reset(token)
+
+    def _retry_later(self, tid: str, queue: str, record: dict[str, Any], exc: Exception) -> bool:
+        """Per the submission's retry policy: wait in the fair queue's delayed set, status RETRY."""
+        policy = record.get("retry")
+        if not isinstance(policy, dict) or not is_retryable(exc):
+            return False
+        attempt = int(record.get("attempts") or 0) + 1  # the record is as it was before this attempt
+        if attempt >= int(policy.get("max_attempts", 1)) or self.records.is_cancelled(tid):
+            return False
+        # A Retry-After the error carries (a busy host, a rate-limited model) is waited at least.
+        hint = getattr(exc, "retry_after", None)
+        wait = max(retry_delay(policy, attempt), min(float(hint), 900.0) if hint else 0.0)
+        due = time.time() + wait
+        # The record first: once back in the queue the next attempt may start at any moment.
+        self.records.mark(tid, "RETRY", next_retry_at=iso_at(due), error=error_view(exc))
+        app: Any = self.app
+        if not app.fairq.retry_later(tid, due):
+            return False
+        _RETRYING.add(tid)
+        TASKS_RETRIED.labels(self.name, queue).inc()
+        log.info(
+            "task %s failed (attempt %s, %s); retry in %.1fs",
+            self.name,
+            attempt,
+            type(exc).__name__,
+            due - time.time(),
+        )
+        return True
+
+    def _expired(self, tid: str, queue: str) -> None:
+        # Picked up after its queue_timeout: never run. begin() counted an attempt; none was made.
+        self.records.mark(
+            tid, "EXPIRED", finished_at=now_iso(), started_at="", attempts=0, error=QUEUE_TIMEOUT_ERROR
+        )
+        TASKS_EXPIRED.labels(self.name, queue, "worker").inc()
+        log.info("task expired before it started", extra={"task_id": tid})
+        self._after_final(tid)
+        raise Ignore()
 
     def _revoked(self, tid: str, queue: str, message: str) -> None:
         self.records.mark(
@@ -145,11 +217,9 @@ class PlatformTask(Task):  # type: ignore[misc]
         self._after_final(task_id)
 
     def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
-        if isinstance(exc, PublicTaskError):
-            error = {"type": type(exc).__name__, "message": str(exc)[:1000]}
-        else:
-            # Unknown exceptions may carry internals; the owner sees the type, operators the log.
-            error = {"type": type(exc).__name__, "message": "The task failed with an internal error."}
+        error = error_view(exc)
+        if isinstance(exc, SoftTimeLimitExceeded):
+            TASKS_TIMED_OUT.labels(self.name, self._queue()).inc()
         self.records.mark(task_id, "FAILURE", finished_at=now_iso(), error=error)
         TASKS_FAILED.labels(self.name, self._queue()).inc()
         self._after_final(task_id)
@@ -198,7 +268,9 @@ class PlatformCelery(Celery):  # type: ignore[misc]
         # Made lazily and per process: a prefork child must not share its parent's sockets.
         if self._records_store is None or self._records_pid != os.getpid():
             self._records_store = SyncTaskRecords(
-                create_sync_redis(self.settings), self.settings.result_expires_seconds
+                create_sync_redis(self.settings),
+                self.settings.result_expires_seconds,
+                self.settings.failed_retention_days * 86400,
             )
             self._records_pid = os.getpid()
         return self._records_store
@@ -217,6 +289,23 @@ class PlatformCelery(Celery):  # type: ignore[misc]
             self._settler = Settler(self, self.fairq)
             self._settler_pid = os.getpid()
         return self._settler
+
+    def on_expired(self, task_ids: list[str]) -> None:
+        """The pass took these out of the fair queue past their queue_timeout: record EXPIRED."""
+        from shared._callbacks import enqueue_callback_of
+
+        queue = self.conf.task_default_queue
+        for tid in task_ids:
+            if self.records.mark(tid, "EXPIRED", finished_at=now_iso(), error=QUEUE_TIMEOUT_ERROR) != 1:
+                continue
+            record = self.records.get(tid) or {}
+            TASKS_EXPIRED.labels(
+                record.get("task_name") or record.get("task_type") or "", queue, "pass"
+            ).inc()
+            try:
+                enqueue_callback_of(self, tid, record)
+            except Exception:
+                log.exception("could not enqueue the task's callback", extra={"task_id": tid})
 
     def close_settler(self) -> None:
         """Record the ends still queued in this process before it exits."""
@@ -360,7 +449,9 @@ def install_worker_hooks(app: PlatformCelery, queue: QueueName) -> None:
     @signals.task_postrun.connect(weak=False)
     def _postrun(sender: Any = None, task_id: str | None = None, state: str | None = None, **_: Any) -> None:
         if task_id and getattr(sender, "app", None) is app:
-            app.settler.put(task_id, finished=state in _SETTLED_STATES)
+            retrying = task_id in _RETRYING
+            _RETRYING.discard(task_id)
+            app.settler.put(task_id, finished=state in _SETTLED_STATES and not retrying)
 
     @signals.task_revoked.connect(weak=False)
     def _revoked(request: Any = None, **_: Any) -> None:

@@ -67,7 +67,7 @@ def _source(name: str) -> str:
 
 
 # Read once at import; each Redis client registers them once (EVALSHA afterwards).
-SCRIPTS = {name: _source(name) for name in ("submit", "complete", "abort", "pump")}
+SCRIPTS = {name: _source(name) for name in ("submit", "complete", "abort", "pump", "retry")}
 
 
 def broker_namespace(broker_url: str) -> str:
@@ -104,6 +104,8 @@ def build_message(
     priority: int,
     kwargsrepr: str,
     request_id: str | None,
+    time_limit: float | None = None,
+    soft_time_limit: float | None = None,
 ) -> bytes:
     """The broker message, made once at submit and kept while the task waits its turn.
 
@@ -113,7 +115,14 @@ def build_message(
     # ignore_result None, as send_task sends it: the task's own setting applies (False would
     # make the worker store every result itself, four more Redis round trips per task).
     m = app.amqp.as_task_v2(
-        task_id, name, kwargs=kwargs, argsrepr="()", kwargsrepr=kwargsrepr, ignore_result=None
+        task_id,
+        name,
+        kwargs=kwargs,
+        argsrepr="()",
+        kwargsrepr=kwargsrepr,
+        ignore_result=None,
+        time_limit=time_limit,
+        soft_time_limit=soft_time_limit,
     )
     meta = {
         "id": task_id,
@@ -184,7 +193,14 @@ class AsyncFairQueue:
         self._abort = client.register_script(SCRIPTS["abort"])
 
     async def submit(
-        self, *, task_id: str, owner: str, priority: int, message: bytes, countdown: float | None
+        self,
+        *,
+        task_id: str,
+        owner: str,
+        priority: int,
+        message: bytes,
+        countdown: float | None,
+        deadline: float | None = None,
     ) -> Submitted:
         now = time.time()
         args = {
@@ -199,6 +215,7 @@ class AsyncFairQueue:
             "limit": self.limit,
             "keep": self.keep,
             "max_pop": POP_ON_SUBMIT,
+            "deadline": deadline or 0,
         }
         out = await self._submit(args=[orjson.dumps(args)])
         return Submitted(_text(out[0]), list(out[1:]))
@@ -243,8 +260,15 @@ class FairQueue:
         self.r = client
         self.keys = FairKeys.of(settings, queue)
         self.per_slot = settings.fair_window_per_slot
+        self.keep = settings.result_expires_seconds
         self._complete = client.register_script(SCRIPTS["complete"])
         self._pump = client.register_script(SCRIPTS["pump"])
+        self._retry = client.register_script(SCRIPTS["retry"])
+
+    def retry_later(self, task_id: str, due: float) -> bool:
+        """Put a failed task's message back to wait until `due` (epoch seconds); False if gone."""
+        args = {"prefix": self.keys.prefix, "id": task_id, "due": due, "keep": self.keep}
+        return bool(self._retry(args=[orjson.dumps(args)]))
 
     def complete(self, ids: list[str], *, finished: bool, max_pop: int = POP_ON_COMPLETE) -> list[bytes]:
         args = {
@@ -265,6 +289,7 @@ class FairQueue:
         now = time.time()
         args = {
             "prefix": self.keys.prefix,
+            "open": self.keys.open,
             "node": node,
             "slots": slots,
             "per_slot": self.per_slot,
@@ -399,6 +424,10 @@ class FairPump(threading.Thread):
         while True:
             summary, messages = self.fq.pump(self.node, self.slots)
             _publish_and_confirm(self.app, self.fq, messages)
+            if summary.get("expired"):
+                on_expired = getattr(self.app, "on_expired", None)
+                if on_expired is not None:
+                    on_expired([str(i) for i in summary["expired"]])
             if not summary.get("more_due"):
                 return summary
 

@@ -50,6 +50,17 @@ TASKS_SUCCEEDED = Counter(f"{NS}_tasks_succeeded_total", "Tasks succeeded", ["ta
 TASKS_FAILED = Counter(f"{NS}_tasks_failed_total", "Tasks failed", ["task", "queue"])
 TASKS_RETRIED = Counter(f"{NS}_tasks_retried_total", "Task retries", ["task", "queue"])
 TASKS_REVOKED = Counter(f"{NS}_tasks_revoked_total", "Tasks cancelled", ["task", "queue"])
+TASKS_EXPIRED = Counter(
+    f"{NS}_tasks_expired_total",
+    "Tasks that ended EXPIRED: not started within their queue_timeout_seconds",
+    ["task", "queue", "where"],  # where: worker (found on pick-up) | pass (still waiting in Redis)
+)
+TASKS_REPLAYED = Counter(
+    f"{NS}_tasks_replayed_total", "Failed tasks started again (POST /task-retry, /tasks/retry)", ["mode"]
+)
+TASKS_TIMED_OUT = Counter(
+    f"{NS}_tasks_run_timeout_total", "Tasks stopped by their run_timeout_seconds", ["task", "queue"]
+)
 TASK_DURATION = Histogram(
     f"{NS}_task_duration_seconds", "Task run time", ["task", "queue"], buckets=_TASK_BUCKETS
 )

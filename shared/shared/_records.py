@@ -11,6 +11,7 @@ Layout (all under 't:' so the cache API, which only touches 'cache:', can never 
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -22,10 +23,12 @@ import redis.asyncio as aioredis
 from shared._auth import Principal
 from shared._errors import NotFound
 
-TERMINAL = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
-STATUSES = ("PENDING", "STARTED", "PROGRESS", "RETRY", "SUCCESS", "FAILURE", "REVOKED")
+TERMINAL = frozenset({"SUCCESS", "FAILURE", "REVOKED", "EXPIRED"})
+STATUSES = ("PENDING", "STARTED", "PROGRESS", "RETRY", "SUCCESS", "FAILURE", "REVOKED", "EXPIRED")
 CELERY_META_PREFIX = "celery-task-meta-"
-_JSON_FIELDS = ("result", "error")
+_JSON_FIELDS = ("result", "error", "retry", "inputs")
+# Ends that can be replayed: their records (with their inputs) are kept FAILED_RETENTION_DAYS.
+REPLAYABLE = frozenset({"FAILURE", "REVOKED", "EXPIRED"})
 
 
 def rec_key(task_id: str) -> str:
@@ -48,14 +51,19 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def iso_at(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 # Update fields unless the record is already final: a late STARTED or PROGRESS from a redelivered
 # copy must never turn a finished task back into a running one. Publishes the new status.
 _UPDATE_LUA = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local st = redis.call('HGET', KEYS[1], 'status')
 if st == 'SUCCESS' or st == 'FAILURE' or st == 'REVOKED' or st == 'EXPIRED' then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
 if ARGV[1] ~= '' then redis.call('HINCRBY', KEYS[1], 'attempts', 1) end
+if ARGV[3] ~= '' then redis.call('EXPIRE', KEYS[1], ARGV[3], 'GT') end
 redis.call('PUBLISH', KEYS[2], ARGV[2])
 return 1
 """
@@ -66,7 +74,7 @@ _BEGIN_LUA = """
 local rec = redis.call('HGETALL', KEYS[1])
 if #rec == 0 then return rec end
 local st = redis.call('HGET', KEYS[1], 'status')
-if st == 'SUCCESS' or st == 'FAILURE' or st == 'REVOKED' then return rec end
+if st == 'SUCCESS' or st == 'FAILURE' or st == 'REVOKED' or st == 'EXPIRED' then return rec end
 if redis.call('HGET', KEYS[1], 'cancel') == '1' then return rec end
 redis.call('HSET', KEYS[1], 'status', 'STARTED', 'started_at', ARGV[1], 'worker', ARGV[2])
 redis.call('HINCRBY', KEYS[1], 'attempts', 1)
@@ -78,7 +86,7 @@ return rec
 # would read the result key, then write it: two more round trips on every task.
 _SUCCEED_LUA = """
 local st = redis.call('HGET', KEYS[1], 'status')
-local final = st == 'SUCCESS' or st == 'FAILURE' or st == 'REVOKED'
+local final = st == 'SUCCESS' or st == 'FAILURE' or st == 'REVOKED' or st == 'EXPIRED'
 if st and not final then
   redis.call('HSET', KEYS[1], 'status', 'SUCCESS', 'finished_at', ARGV[1], 'result', ARGV[2])
   redis.call('PUBLISH', KEYS[2], ARGV[5])
@@ -125,12 +133,15 @@ def _event(kind: str, **fields: Any) -> bytes:
     return orjson.dumps({"event": kind, **fields})
 
 
-def _update_args(status: str, fields: dict[str, Any], count_attempt: bool, task_id: str) -> list[Any]:
+def _update_args(
+    status: str, fields: dict[str, Any], count_attempt: bool, task_id: str, keep_seconds: int = 0
+) -> list[Any]:
     flat: list[Any] = ["status", status]
     for k, v in fields.items():
         flat += [k, orjson.dumps(v) if k in _JSON_FIELDS else ("" if v is None else str(v))]
     event = _event("status", task_id=task_id, status=status, **{k: v for k, v in fields.items()})
-    return ["1" if count_attempt else "", event, *flat]
+    keep = str(keep_seconds) if keep_seconds and status in REPLAYABLE else ""
+    return ["1" if count_attempt else "", event, keep, *flat]
 
 
 def merge_status(record: dict[str, Any], meta: dict[str, Any] | None) -> dict[str, Any]:
@@ -156,7 +167,10 @@ def merge_status(record: dict[str, Any], meta: dict[str, Any] | None) -> dict[st
         "started_at": record.get("started_at") or None,
         "finished_at": finished_at,
         "result": result if status == "SUCCESS" else None,
-        "error": error if status == "FAILURE" else (error if status == "REVOKED" else None),
+        "error": error if status in {"FAILURE", "REVOKED", "RETRY", "EXPIRED"} else None,
+        "attempts": int(record.get("attempts") or 0),
+        "next_retry_at": (record.get("next_retry_at") or None) if status == "RETRY" else None,
+        "retry_of": record.get("retry_of") or None,
     }
 
 
@@ -180,14 +194,21 @@ def progress_view(task_id: str, status: str, prog: dict[str, Any]) -> dict[str, 
 class TaskRecords:
     """Async access for the APIs."""
 
-    def __init__(self, client: aioredis.Redis, expires_seconds: int) -> None:
+    def __init__(self, client: aioredis.Redis, expires_seconds: int, failed_keep_seconds: int = 0) -> None:
         self.r = client
         self.expires = expires_seconds
+        self.failed_keep = failed_keep_seconds
         self._update = client.register_script(_UPDATE_LUA)
 
     async def create(self, record: dict[str, Any]) -> None:
         key = rec_key(record["task_id"])
-        fields = {k: ("" if v is None else str(v)) for k, v in record.items()}
+        fields: dict[str, str] = {}
+        for k, v in record.items():
+            if k in _JSON_FIELDS:
+                if v is not None:
+                    fields[k] = orjson.dumps(v).decode()
+            else:
+                fields[k] = "" if v is None else str(v)
         fields.setdefault("status", "PENDING")
         fields.setdefault("attempts", "0")
         now = time.time()
@@ -252,13 +273,52 @@ class TaskRecords:
                 break
         return out
 
+    async def scan_for(
+        self,
+        owner: str,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        before: tuple[float, str] | None = None,
+        batch: int = 200,
+    ) -> AsyncIterator[tuple[float, dict[str, Any]]]:
+        """The owner's records newest first, as (created score, record), within [since, until].
+
+        `before` (score, id) resumes after that entry: the cursor of GET /tasks/.
+        """
+        ukey = user_key(owner)
+        hi: float | str = until if until is not None else "+inf"
+        if before is not None:
+            hi = min(before[0], until) if until is not None else before[0]
+        lo: float | str = since if since is not None else "-inf"
+        offset = 0
+        while True:
+            got: list[Any] = await self.r.zrevrangebyscore(
+                ukey, hi, lo, start=offset, num=batch, withscores=True
+            )
+            rows: list[tuple[Any, float]] = [(pair[0], float(pair[1])) for pair in got]
+            if not rows:
+                return
+            offset += len(rows)
+            async with self.r.pipeline(transaction=False) as pipe:
+                for tid, _ in rows:
+                    pipe.hgetall(rec_key(_text(tid)))
+                raws = await pipe.execute()
+            for (tid, score), raw in zip(rows, raws, strict=True):
+                if before is not None and (score, _text(tid)) >= before:
+                    continue  # the entries at or above the cursor (same score: ordered by id)
+                if raw:
+                    yield float(score), _decode(raw)
+            if len(rows) < batch:
+                return
+
     async def request_cancel(self, task_id: str) -> None:
         await self.r.hset(rec_key(task_id), "cancel", "1")
 
     async def mark(self, task_id: str, status: str, **fields: Any) -> int:
         res = await self._update(
             keys=[rec_key(task_id), events_channel(task_id)],
-            args=_update_args(status, fields, False, task_id),
+            args=_update_args(status, fields, False, task_id, self.failed_keep),
         )
         return int(res)
 
@@ -266,9 +326,10 @@ class TaskRecords:
 class SyncTaskRecords:
     """Sync access for Celery workers."""
 
-    def __init__(self, client: redis.Redis, expires_seconds: int) -> None:
+    def __init__(self, client: redis.Redis, expires_seconds: int, failed_keep_seconds: int = 0) -> None:
         self.r = client
         self.expires = expires_seconds
+        self.failed_keep = failed_keep_seconds
         self._update = client.register_script(_UPDATE_LUA)
         self._progress = client.register_script(_PROGRESS_LUA)
         self._begin = client.register_script(_BEGIN_LUA)
@@ -311,7 +372,7 @@ class SyncTaskRecords:
     def mark(self, task_id: str, status: str, *, count_attempt: bool = False, **fields: Any) -> int:
         res = self._update(
             keys=[rec_key(task_id), events_channel(task_id)],
-            args=_update_args(status, fields, count_attempt, task_id),
+            args=_update_args(status, fields, count_attempt, task_id, self.failed_keep),
         )
         return int(res)
 

@@ -62,6 +62,9 @@ class BaseServiceSettings(BaseSettings):
 
     # Celery result records expire after a week; task records after the same.
     result_expires_seconds: int = 7 * 24 * 3600
+    # A task that ended FAILURE, REVOKED or EXPIRED is kept with its inputs (secrets never) this
+    # long from its end, so it can be replayed (POST /task-retry/{id}, POST /tasks/retry).
+    failed_retention_days: int = 7
     worker_metrics_port: int | None = None
     # One message per pool process at a time: a long task never holds a second one hostage.
     # Raise it only for a worker whose queue carries short tasks alone.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 import uuid
 from functools import partial
 from typing import Any
@@ -28,6 +29,7 @@ log = logging.getLogger("shared.submit")
 
 API_PREFIX = "/smart_application/tasks"
 IDEMPOTENCY_TTL = 24 * 3600
+HARD_LIMIT_GRACE = 5.0  # seconds between a run_timeout's soft stop and the kill
 MAX_IDEMPOTENCY_KEY = 200
 
 
@@ -139,9 +141,18 @@ async def submit_task(
     idempotency_key: str | None = None,
     fingerprint_body: Any = None,
     task_id: str | None = None,
+    retry: dict[str, Any] | None = None,
+    queue_timeout: float | None = None,
+    run_timeout: float | None = None,
+    extra_record: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write the task record, then publish; answer the 202 body."""
+    """Write the task record, then publish; answer the 202 body.
+
+    queue_timeout: not started within this many seconds of submission, it never runs (EXPIRED);
+    run_timeout: a running attempt is stopped after this long (FAILURE, TimeLimitExceeded).
+    """
     task_id = task_id or str(uuid.uuid4())
+    deadline = time.time() + queue_timeout if queue_timeout else None
     if idempotency is not None and idempotency_key:
         earlier = await idempotency.claim(
             user.sub, idempotency_key, body_fingerprint(fingerprint_body), task_id
@@ -160,6 +171,23 @@ async def submit_task(
             "created_at": now_iso(),
             "callback_url": callback_url,
             "request_id": request_id_var.get(),
+            "retry": retry,
+            "task_name": task_name,
+            "expires_at": f"{deadline:.3f}" if deadline else None,
+            "run_timeout": run_timeout,
+            # What a replay needs; secrets never: their references are left out and
+            # `needs_key` says the owner must send the key again.
+            "inputs": {
+                "task_name": task_name,
+                "kwargs": {k: v for k, v in kwargs.items() if k not in secret_kwargs},
+                "needs_key": bool(kwargs.get("key_ref")),
+                "priority": priority,
+                "callback_url": callback_url,
+                "retry": retry,
+                "queue_timeout": queue_timeout,
+                "run_timeout": run_timeout,
+            },
+            **(extra_record or {}),
         }
     )
     fq = fair_queue(celery_app, records.r, queue)
@@ -173,6 +201,10 @@ async def submit_task(
         priority=prio,
         kwargsrepr=redacted_repr(kwargs, secret_kwargs),
         request_id=request_id_var.get(),
+        # Soft: the task gets TimeLimitExceeded and fails cleanly; hard, a little later, kills
+        # a task that did not stop (Celery then records the failure itself).
+        soft_time_limit=run_timeout,
+        time_limit=run_timeout + HARD_LIMIT_GRACE if run_timeout else None,
     )
 
     async def take_back() -> None:
@@ -182,7 +214,12 @@ async def submit_task(
 
     async def enter() -> Any:
         return await fq.submit(
-            task_id=task_id, owner=user.sub, priority=prio, message=message, countdown=countdown
+            task_id=task_id,
+            owner=user.sub,
+            priority=prio,
+            message=message,
+            countdown=countdown,
+            deadline=deadline,
         )
 
     try:

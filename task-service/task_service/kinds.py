@@ -6,8 +6,10 @@ import hashlib
 import math
 import re
 import statistics
+import time
 from collections import Counter
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +19,11 @@ from shared import PublicTaskError
 
 Handler = Callable[[Any], dict[str, Any]]
 
+# The attempt being run (1 for the first), set by the worker around a handler: `fail` reads it.
+current_attempt: ContextVar[int] = ContextVar("current_attempt", default=1)
+# Called now and then by long handlers (`sleep`); raises when the task was cancelled.
+cancel_check: ContextVar[Callable[[], None] | None] = ContextVar("cancel_check", default=None)
+
 
 @dataclass(frozen=True)
 class TaskKind:
@@ -24,6 +31,8 @@ class TaskKind:
     description: str
     model: type[BaseModel]
     handler: Handler
+    # Attempts when the submission sets no retry policy (a `retry` object may ask for up to 20).
+    default_max_attempts: int = 1
 
     def parse(self, data: dict[str, Any]) -> BaseModel:
         return self.model.model_validate(data)
@@ -43,9 +52,11 @@ class TaskKind:
 REGISTRY: dict[str, TaskKind] = {}
 
 
-def task_kind(name: str, description: str, model: type[BaseModel]) -> Callable[[Handler], Handler]:
+def task_kind(
+    name: str, description: str, model: type[BaseModel], *, default_max_attempts: int = 1
+) -> Callable[[Handler], Handler]:
     def register(fn: Handler) -> Handler:
-        REGISTRY[name] = TaskKind(name, description, model, fn)
+        REGISTRY[name] = TaskKind(name, description, model, fn, default_max_attempts)
         return fn
 
     return register
@@ -310,3 +321,57 @@ class Noop(BaseModel):
 @task_kind("noop", "Does nothing and returns its data: for probes and benchmarks.", Noop)
 def noop(params: Any) -> dict[str, Any]:
     return {"echo": params.model_extra or {}}
+
+
+# --- sleep and fail: for clients testing their integrations --------------------------------
+
+MAX_SLEEP_SECONDS = 3600
+SLEEP_TICK = 0.5
+
+
+class Sleep(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    seconds: float = Field(ge=0, le=MAX_SLEEP_SECONDS)
+
+
+@task_kind("sleep", "Waits {'seconds': 0-3600} and returns; cancellable while it waits.", Sleep)
+def sleep(params: Any) -> dict[str, Any]:
+    assert isinstance(params, Sleep)
+    end = time.monotonic() + params.seconds
+    check = cancel_check.get()
+    while (left := end - time.monotonic()) > 0:
+        time.sleep(min(SLEEP_TICK, left))
+        if check is not None:
+            check()
+    return {"slept_seconds": params.seconds}
+
+
+class FailedOnPurpose(PublicTaskError):
+    """The `fail` task's error: retryable, unlike other public errors (validation and the like)."""
+
+    retryable = True
+
+
+class Fail(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    message: str = Field(default="Failed on purpose.", max_length=1000)
+    succeed_after: int | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description="Fail the first n attempts, then succeed; always fail without it.",
+    )
+
+
+@task_kind(
+    "fail",
+    "Fails with {'message'}; with 'succeed_after': n it fails its first n attempts, then succeeds "
+    "(try it with a `retry` policy). One attempt unless the submission's `retry` asks for more.",
+    Fail,
+)
+def fail(params: Any) -> dict[str, Any]:
+    assert isinstance(params, Fail)
+    attempt = current_attempt.get()
+    if params.succeed_after is None or attempt <= params.succeed_after:
+        raise FailedOnPurpose(params.message)
+    return {"attempt": attempt, "succeeded_after": params.succeed_after}

@@ -4,7 +4,10 @@ The cache's routes are in cache_routes.py."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -12,32 +15,42 @@ import anyio.to_thread
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
+from pydantic import AwareDatetime
 from redis.exceptions import RedisError
 
 from shared import (
     API_PREFIX,
     STATUSES,
     STREAM_RESPONSES,
+    TASKS_REPLAYED,
     TERMINAL,
     CeleryDep,
     Conflict,
     EventsDep,
     IdempotencyKey,
     Principal,
+    QueueName,
     RecordsDep,
     Signal,
+    TooManyRequests,
     Unprocessable,
     callback_secret,
     events_channel,
+    merge_status,
     now_iso,
     require_scope,
     route,
+    submit_task,
 )
 from task_service.kinds import REGISTRY
 from task_service.schemas import (
     BackgroundTaskIn,
+    BulkReplayAccepted,
+    BulkReplayIn,
     CancelAccepted,
     LongRunningTaskIn,
+    ReplayAccepted,
+    ReplayIn,
     TaskAccepted,
     TaskList,
     TaskProgress,
@@ -94,7 +107,12 @@ async def task_types(_: TasksUser) -> dict[str, Any]:
     """
     return {
         "task_types": [
-            {"name": k.name, "description": k.description, "input_schema": k.input_schema()}
+            {
+                "name": k.name,
+                "description": k.description,
+                "input_schema": k.input_schema(),
+                "default_max_attempts": k.default_max_attempts,
+            }
             for k in sorted(REGISTRY.values(), key=lambda k: k.name)
         ]
     }
@@ -143,6 +161,115 @@ async def task_cancel(
     return {"task_id": task_id, "status": status, "cancel_requested": True}
 
 
+REPLAYABLE = frozenset({"FAILURE", "REVOKED", "EXPIRED"})
+MAX_BULK_REPLAY = 1000
+
+
+def _replay_refusal(record: dict[str, Any], status: str, openai_key: str | None) -> Exception | None:
+    """Why this task cannot be replayed now, or None."""
+    if status not in REPLAYABLE:
+        if status == "SUCCESS":
+            return Conflict("The task succeeded; only failed tasks are replayed.", code="task_succeeded")
+        return Conflict(f"The task has not finished ({status}).", code="task_not_finished")
+    inputs = record.get("inputs")
+    if not isinstance(inputs, dict):
+        return Conflict("This task's inputs were not kept; submit it again.", code="inputs_not_kept")
+    if inputs.get("needs_key") and not openai_key:
+        return Unprocessable(
+            "This scrape used your own OpenAI key, which is never kept: send it again as openai_key.",
+            code="key_required",
+        )
+    if record.get("queue") != QueueName.DEFAULT.value:
+        return Conflict(
+            "Only task-service's tasks can be replayed here; submit it again.", code="replay_unsupported"
+        )
+    return None
+
+
+async def _replay(request: Request, user: Principal, record: dict[str, Any]) -> dict[str, Any]:
+    inputs: dict[str, Any] = record["inputs"]
+    accepted = await submit_task(
+        celery_app=request.app.state.celery,
+        records=request.app.state.records,
+        user=user,
+        task_name=inputs["task_name"],
+        task_type=record.get("task_type") or "",
+        queue=QueueName.DEFAULT.value,
+        kwargs=inputs["kwargs"],
+        priority=inputs.get("priority"),
+        callback_url=inputs.get("callback_url"),
+        retry=inputs.get("retry"),
+        queue_timeout=inputs.get("queue_timeout"),
+        run_timeout=inputs.get("run_timeout"),
+        extra_record={"retry_of": record["task_id"]},
+    )
+    return {**accepted, "retry_of": record["task_id"]}
+
+
+@route(router, "POST", "/task-retry/{task_id}", status_code=202, response_model=ReplayAccepted)
+async def task_retry(
+    request: Request, task_id: str, user: TasksUser, records: RecordsDep, body: ReplayIn | None = None
+) -> dict[str, Any]:
+    """Run a failed, revoked or expired task of yours again, as a new task linked by `retry_of`.
+
+    409 for a task that succeeded or has not finished; 422 `key_required` for a scrape that used
+    your own key unless `openai_key` comes again.
+    """
+    record = await records.get_for(user, task_id)
+    status = (await records.status(record))["status"]
+    key = body.openai_key.get_secret_value() if body and body.openai_key else None
+    refusal = _replay_refusal(record, status, key)
+    if refusal is not None:
+        raise refusal
+    accepted = await _replay(request, user, record)
+    TASKS_REPLAYED.labels("single").inc()
+    return accepted
+
+
+@route(router, "POST", "/tasks/retry", status_code=202, response_model=BulkReplayAccepted)
+async def tasks_retry(
+    request: Request, body: BulkReplayIn, user: TasksUser, records: RecordsDep
+) -> dict[str, Any]:
+    """Replay up to 1,000 of your tasks in `status` (FAILURE by default), newest first, optionally
+    only of `task_type` and created `since`. Tasks that cannot be replayed (a scrape needing its
+    key, inputs no longer kept) are skipped; new tasks beyond your queued-task limit are not started."""
+    since = body.since.timestamp() if body.since else None
+    started: list[str] = []
+    # Only tasks created before now: the replays themselves join the same index as we go.
+    async for _, record in records.scan_for(user.sub, since=since, until=time.time()):
+        if len(started) >= MAX_BULK_REPLAY:
+            break
+        view = merge_status(record, None)
+        if view["status"] != body.status or (body.task_type and record.get("task_type") != body.task_type):
+            continue
+        if _replay_refusal(record, view["status"], None) is not None:
+            continue
+        try:
+            accepted = await _replay(request, user, record)
+        except TooManyRequests:
+            break  # the caller's queue is full: what started is answered
+        started.append(accepted["task_id"])
+    TASKS_REPLAYED.labels("bulk").inc(len(started))
+    return {"count": len(started), "task_ids": started}
+
+
+MAX_LIST_SCAN = 5000  # records examined per page at most: a rare status does not scan a week
+
+
+def _encode_cursor(score: float, task_id: str) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps([score, task_id])).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[float, str]:
+    try:
+        score, task_id = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not isinstance(task_id, str) or isinstance(score, bool):
+            raise ValueError
+        return float(score), task_id
+    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
+        raise Unprocessable("cursor is not one this API gave out.", code="invalid_cursor") from None
+
+
 @route(router, "GET", "/tasks/", response_model=TaskList)
 async def list_tasks(
     user: TasksUser,
@@ -151,13 +278,41 @@ async def list_tasks(
         str | None,
         Query(description="Only tasks in this status.", json_schema_extra={"enum": list(STATUSES)}),
     ] = None,
+    task_type: Annotated[str | None, Query(max_length=64, description="Only tasks of this type.")] = None,
+    since: Annotated[
+        AwareDatetime | None, Query(description="Created at or after (ISO 8601 with zone).")
+    ] = None,
+    until: Annotated[
+        AwareDatetime | None, Query(description="Created at or before (ISO 8601 with zone).")
+    ] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=500, description="next_cursor of the previous page.")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
-    """Your tasks, newest first."""
+    """Your tasks, newest first, a page at a time (follow `next_cursor`)."""
     if status is not None and status not in STATUSES:
         raise Unprocessable(f"status must be one of {', '.join(STATUSES)}.", code="invalid_status")
-    tasks = await records.list_for(user.sub, status, limit)
-    return {"tasks": tasks, "count": len(tasks)}
+    before = _decode_cursor(cursor) if cursor else None
+    tasks: list[dict[str, Any]] = []
+    next_cursor = None
+    examined = 0
+    async for score, record in records.scan_for(
+        user.sub,
+        since=since.timestamp() if since else None,
+        until=until.timestamp() if until else None,
+        before=before,
+    ):
+        examined += 1
+        view = merge_status(record, None)
+        if (status is None or view["status"] == status) and (
+            task_type is None or view["task_type"] == task_type
+        ):
+            tasks.append(view)
+        if len(tasks) >= limit or examined >= MAX_LIST_SCAN:
+            next_cursor = _encode_cursor(score, record["task_id"])
+            break
+    return {"tasks": tasks, "count": len(tasks), "next_cursor": next_cursor}
 
 
 def _sse(event: str, data: Any, event_id: str | None = None) -> bytes:
@@ -210,7 +365,10 @@ async def task_events(
                         yield _sse("status", await records.status(fresh))
                         return
                     else:
-                        yield _sse("status", {"task_id": task_id, "status": event.get("status")})
+                        shown = {"task_id": task_id, "status": event.get("status")}
+                        if event.get("next_retry_at"):  # RETRY: when the next attempt is due
+                            shown["next_retry_at"] = event["next_retry_at"]
+                        yield _sse("status", shown)
         except (TimeoutError, RedisError, OSError) as exc:
             # Redis went away mid-stream: end it; the client reconnects and gets a 503 or a fresh start.
             log.warning("task-events %s ended early: %s", task_id, type(exc).__name__)

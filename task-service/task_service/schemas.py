@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
+from pydantic import AnyHttpUrl, AwareDatetime, BaseModel, ConfigDict, Field, SecretStr
 
-from shared import HTTP_URL_PATTERN, MAX_PRIORITY
+from shared import HTTP_URL_PATTERN, MAX_PRIORITY, RetryPolicy
 
-Status = Literal["PENDING", "STARTED", "PROGRESS", "RETRY", "SUCCESS", "FAILURE", "REVOKED"]
+Status = Literal["PENDING", "STARTED", "PROGRESS", "RETRY", "SUCCESS", "FAILURE", "REVOKED", "EXPIRED"]
 
 
 class SubmitOptions(BaseModel):
@@ -23,6 +23,25 @@ class SubmitOptions(BaseModel):
         default=None,
         json_schema_extra={"pattern": HTTP_URL_PATTERN},
         description="The final status is POSTed here, signed (Standard Webhooks), public addresses only.",
+    )
+    queue_timeout_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="Not started within this many seconds of submission: it never runs and ends EXPIRED "
+        "(at most TASK_SOFT_TIME_LIMIT, 1500).",
+        json_schema_extra={"maximum": 1500},
+    )
+    run_timeout_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="An attempt running longer is stopped: FAILURE with error.type TimeLimitExceeded "
+        "(at most TASK_SOFT_TIME_LIMIT, 1500: below RabbitMQ's consumer timeout).",
+        json_schema_extra={"maximum": 1500},
+    )
+    retry: RetryPolicy | None = Field(
+        default=None,
+        description="Retry policy; fields left out take the task type's defaults (GET /task-types/: "
+        "default_max_attempts; exponential backoff from 1 s up to 60 s, with jitter).",
     )
 
 
@@ -82,6 +101,7 @@ class TaskAccepted(BaseModel):
 class TaskType(BaseModel):
     name: str
     description: str
+    default_max_attempts: int = Field(description="Attempts when the submission's `retry` sets none.")
     input_schema: dict[str, Any] = Field(description="JSON Schema of the task's `data`.")
 
 
@@ -104,6 +124,9 @@ class TaskStatus(BaseModel):
     finished_at: str | None
     result: Any = None
     error: TaskError | None = None
+    attempts: int = 0
+    next_retry_at: str | None = None
+    retry_of: str | None = None
 
 
 class TaskProgress(BaseModel):
@@ -119,6 +142,32 @@ class TaskProgress(BaseModel):
 class TaskList(BaseModel):
     tasks: list[TaskStatus]
     count: int
+    next_cursor: str | None = Field(
+        default=None, description="Pass as `cursor` for the next page; null on the last."
+    )
+
+
+class ReplayIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    openai_key: SecretStr | None = Field(
+        default=None, description="A scrape that used your own key needs it again: keys are never kept."
+    )
+
+
+class ReplayAccepted(TaskAccepted):
+    retry_of: str
+
+
+class BulkReplayIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    status: Literal["FAILURE", "REVOKED", "EXPIRED"] = "FAILURE"
+    task_type: str | None = Field(default=None, max_length=64)
+    since: AwareDatetime | None = Field(default=None, description="Only tasks created at or after this time.")
+
+
+class BulkReplayAccepted(BaseModel):
+    count: int
+    task_ids: list[str]
 
 
 class CancelAccepted(BaseModel):

@@ -26,6 +26,7 @@ from shared import (
     TaskRecords,
     Unprocessable,
     check_url,
+    resolve_policy,
     submit_task,
 )
 from task_service.kinds import REGISTRY, known_kinds
@@ -41,6 +42,7 @@ class Prepared:
     task_name: str
     task_type: str
     kwargs: dict[str, Any]
+    default_max_attempts: int = 1  # the task type's, when the body sets no retry policy
 
 
 def check_task_type(body: BackgroundTaskIn) -> None:
@@ -67,6 +69,13 @@ def check_options(opts: SubmitOptions, settings: TaskSettings) -> None:
         raise Unprocessable(
             f"countdown may be at most {settings.max_countdown_seconds} seconds.", code="countdown_too_long"
         )
+    cap = settings.task_soft_time_limit  # below RabbitMQ's consumer timeout
+    for name, value in (
+        ("queue_timeout_seconds", opts.queue_timeout_seconds),
+        ("run_timeout_seconds", opts.run_timeout_seconds),
+    ):
+        if value is not None and value > cap:
+            raise Unprocessable(f"{name} may be at most {cap} seconds.", code="timeout_too_long")
     if opts.callback_url is not None:
         try:
             check_url(str(opts.callback_url), Allowlist.parse(settings.outbound_allowlist))
@@ -79,7 +88,9 @@ def check_options(opts: SubmitOptions, settings: TaskSettings) -> None:
 def prepare_background(body: BackgroundTaskIn) -> Prepared:
     check_task_type(body)
     kwargs = {"task_type": body.task_type, "data": body.data}
-    return Prepared(body, "tasks.run_background", body.task_type, kwargs)
+    return Prepared(
+        body, "tasks.run_background", body.task_type, kwargs, REGISTRY[body.task_type].default_max_attempts
+    )
 
 
 def prepare_long_running(body: LongRunningTaskIn) -> Prepared:
@@ -149,4 +160,7 @@ async def submit_prepared(
         idempotency_key=idempotency_key,
         fingerprint_body=[prepared.task_name, body.model_dump(mode="json")],
         task_id=task_id,
+        retry=resolve_policy(body.retry, prepared.default_max_attempts),
+        queue_timeout=body.queue_timeout_seconds,
+        run_timeout=body.run_timeout_seconds,
     )

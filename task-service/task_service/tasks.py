@@ -7,7 +7,7 @@ from typing import Any
 
 from shared import PublicTaskError, TaskCancelled, report_progress
 from shared._celery import Continuation, PlatformTask
-from task_service.kinds import REGISTRY, known_kinds
+from task_service.kinds import REGISTRY, cancel_check, current_attempt, known_kinds
 from task_service.worker import app, settings
 
 CANCEL_POLL_SECONDS = 0.5
@@ -18,7 +18,20 @@ def run_background(self: PlatformTask, task_type: str, data: dict[str, Any]) -> 
     kind = REGISTRY.get(task_type)
     if kind is None:
         raise PublicTaskError(f"Unknown task_type {task_type!r}; known: {', '.join(known_kinds())}")
-    return kind.run(data)
+    record = getattr(self.request, "platform_record", None) or {}
+    tid = self.request.id
+
+    def check() -> None:
+        if tid and self.records.is_cancelled(tid):
+            raise TaskCancelled()
+
+    attempt = current_attempt.set(int(record.get("attempts") or 0) + 1)  # the record as it was before
+    checker = cancel_check.set(check)
+    try:
+        return kind.run(data)
+    finally:
+        cancel_check.reset(checker)
+        current_attempt.reset(attempt)
 
 
 def _sleep_watching_cancel(task: PlatformTask, seconds: float) -> None:

@@ -85,3 +85,29 @@ async def test_callback_delivered_signed(task_client, task_stack, auth, wait) ->
     assert event["type"] == "task.finished"
     assert event["data"]["task_id"] == task_id and event["data"]["status"] == "SUCCESS"
     assert event["data"]["result"] == {"echo": {"n": 7}}
+
+
+async def test_expired_task_calls_back_with_status_expired(task_client, task_stack, auth, wait) -> None:
+    h = auth("cb-expired")
+    with Receiver(task_stack.urls["callback"]) as receiver:
+        r = await task_client.post(
+            f"{P}/background-task/",
+            json={
+                "task_type": "noop",
+                "countdown": 3,
+                "queue_timeout_seconds": 0.5,
+                "callback_url": task_stack.urls["callback"],
+            },
+            headers=h,
+        )
+        assert r.status_code == 202, r.text
+        task_id = r.json()["task_id"]
+        await wait(task_client, task_id, h, {"EXPIRED"}, timeout=10)
+        for _ in range(100):
+            if receiver.hits:
+                break
+            await asyncio.sleep(0.1)
+    assert len(receiver.hits) == 1
+    data = json.loads(receiver.hits[0][1])["data"]
+    assert data["task_id"] == task_id and data["status"] == "EXPIRED"
+    assert data["error"]["type"] == "QueueTimeout"

@@ -230,6 +230,9 @@ def test_alerts_and_dashboard_use_contract_metrics() -> None:
         "schedule_runs_late_total",
         "schedule_ticks_skipped_total",
         "schedules_overdue",
+        "tasks_expired_total",
+        "tasks_run_timeout_total",
+        "tasks_replayed_total",
     }
     assert used <= CONTRACT_METRICS | extra, used - CONTRACT_METRICS - extra
 

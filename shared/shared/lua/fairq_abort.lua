@@ -19,5 +19,6 @@ if user then
   redis.call('ZREM', a.open .. user, a.id)
 end
 redis.call('ZREM', P .. 'delayed', a.id)
+redis.call('ZREM', P .. 'deadline', a.id)
 redis.call('DEL', mkey)
 return 1

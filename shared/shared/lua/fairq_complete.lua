@@ -13,6 +13,7 @@ for _, id in ipairs(a.ids) do
     local user = redis.call('HGET', mkey, 'user')
     if user then redis.call('ZREM', a.open .. user, id) end
     redis.call('DEL', mkey)
+    redis.call('ZREM', P .. 'deadline', id)
   end
 end
 redis.call('INCRBY', P .. 'done', #a.ids)

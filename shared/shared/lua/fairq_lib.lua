@@ -8,6 +8,7 @@
 --   P..'seq'        counter: first come, first served within one user and priority
 --   P..'m:'..id     hash: user, score, msg (the broker message to publish, JSON)
 --   P..'delayed'    zset: id -> due time (epoch seconds): countdowns wait here, not in a worker
+--   P..'deadline'   zset: id -> queue_timeout deadline (epoch seconds), for tasks that have one
 --   P..'inflight'   zset: id -> time popped: in the broker or running, not finished
 --   P..'claimed'    zset: id -> time popped, until its publisher confirms the publish
 --   P..'window'     how many may be in flight: the live worker slots times a few

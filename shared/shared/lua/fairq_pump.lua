@@ -2,7 +2,10 @@
 -- window follows the live worker slots), moves due delayed tasks into their owners' turn, hands
 -- back popped tasks whose publish was never confirmed (their publisher died), and fills the
 -- window in turn. Every step is safe to run from many workers at once.
--- In (JSON): prefix, node, slots, per_slot, latency, ttl, leave, now, promote_max, reclaim_before,
+-- Tasks past their queue_timeout deadline and still waiting here (never popped, record PENDING)
+-- are taken out and returned by id, for the caller to record EXPIRED; one already in the broker
+-- is left to the worker, which checks the deadline when it picks the task up.
+-- In (JSON): prefix, open, node, slots, per_slot, latency, ttl, leave, now, promote_max, reclaim_before,
 --            max_pop
 -- Out: {summary (JSON), msg, ...}
 local a = cjson.decode(ARGV[1])
@@ -50,6 +53,23 @@ for _, id in ipairs(due) do
   if m[1] and m[2] then fq_enqueue(P, id, m[1], m[2]) end
 end
 
+local expired = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'deadline', '-inf', a.now, 'LIMIT', 0, 200)) do
+  redis.call('ZREM', P .. 'deadline', id)
+  local mkey = P .. 'm:' .. id
+  if not redis.call('ZSCORE', P .. 'inflight', id)
+     and redis.call('HGET', 't:rec:' .. id, 'status') == 'PENDING' then
+    local user = redis.call('HGET', mkey, 'user')
+    if user then
+      redis.call('ZREM', P .. 'u:' .. user, id)
+      redis.call('ZREM', a.open .. user, id)
+    end
+    redis.call('ZREM', P .. 'delayed', id)
+    redis.call('DEL', mkey)
+    expired[#expired + 1] = id
+  end
+end
+
 local republish = {}
 local stale = {}
 if not a.leave then
@@ -72,7 +92,7 @@ if room > 0 and not a.leave then popped = fq_pop(P, math.min(room, a.max_pop), a
 
 local out = {cjson.encode({
   window = window, per_second = per_second, promoted = #due, more_due = #due >= a.promote_max,
-  republished = #republish, popped = #popped,
+  republished = #republish, popped = #popped, expired = expired,
 })}
 for _, msg in ipairs(republish) do out[#out + 1] = msg end
 for _, msg in ipairs(popped) do out[#out + 1] = msg end

@@ -1,7 +1,7 @@
 -- A new task: counted against its owner's limit, then held until due (countdown) or queued in
 -- its owner's turn; when the broker window has room, the next task in turn (not necessarily
 -- this one) is popped for the caller to publish.
--- In (JSON): prefix, open, id, user, priority, msg, now, due, limit, keep, max_pop
+-- In (JSON): prefix, open, id, user, priority, msg, now, due, limit, keep, max_pop, deadline (0: none)
 -- Out: {'too_many'} | {'delayed'} | {'queued', msg, ...}
 local a = cjson.decode(ARGV[1])
 local P = a.prefix
@@ -15,6 +15,7 @@ local score = string.format('%.0f', (9 - a.priority) * 1e12 + seq)
 local mkey = P .. 'm:' .. a.id
 redis.call('HSET', mkey, 'user', a.user, 'score', score, 'msg', a.msg)
 redis.call('EXPIRE', mkey, a.keep)
+if a.deadline and a.deadline > 0 then redis.call('ZADD', P .. 'deadline', a.deadline, a.id) end
 if a.due > a.now then
   redis.call('ZADD', P .. 'delayed', a.due, a.id)
   return {'delayed'}
