@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncGenerator, Generator
+from datetime import datetime
 from typing import Any, TypeVar
 
 import httpx
@@ -401,7 +402,7 @@ class Client:
         *,
         ttl: int | None = None,
         urgency: str | None = None,
-        send_at: str | None = None,
+        send_at: str | datetime | None = None,
         idempotency_key: str | None = None,
     ) -> NotificationAccepted:
         body = ep.notification_body(user_id, title, message, data, ttl, urgency, send_at)
@@ -844,7 +845,7 @@ class AsyncClient:
         *,
         ttl: int | None = None,
         urgency: str | None = None,
-        send_at: str | None = None,
+        send_at: str | datetime | None = None,
         idempotency_key: str | None = None,
     ) -> NotificationAccepted:
         body = ep.notification_body(user_id, title, message, data, ttl, urgency, send_at)

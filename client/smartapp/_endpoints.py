@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
@@ -234,11 +235,11 @@ def notification_body(
     data: dict[str, Any] | None,
     ttl: int | None,
     urgency: str | None,
-    send_at: str | None = None,
+    send_at: str | datetime | None = None,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {"user_id": user_id, "title": title, "message": message, "data": data or {}}
-    if send_at is not None:
-        body["send_at"] = send_at
+    if send_at is not None:  # an aware time: the platform refuses a naive one (422)
+        body["send_at"] = send_at.isoformat() if isinstance(send_at, datetime) else send_at
     if ttl is not None:
         body["ttl"] = ttl
     if urgency is not None:
