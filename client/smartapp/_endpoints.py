@@ -65,6 +65,10 @@ class Call(Generic[T]):
 
     @property
     def safe_to_repeat(self) -> bool:
+        # A conditional write repeated after a lost answer would meet its own first write and
+        # fail 412: better the transport error, which says the outcome is unknown.
+        if {"If-Match", "If-None-Match"} & set(self.extra_headers):
+            return False
         return self.method in {"GET", "PUT", "DELETE"} or self.idempotency_key is not None
 
 
