@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncGenerator, Generator
+from datetime import datetime
 from typing import Any, TypeVar
 
 import httpx
@@ -25,14 +26,20 @@ from smartapp._models import (
     TERMINAL,
     BatchAccepted,
     BatchStatus,
+    CacheBatchResult,
     CacheEntry,
+    CacheItem,
+    CacheListing,
     CancelAccepted,
     Device,
     InboxItem,
     InboxPage,
     NotificationAccepted,
+    NotificationCancelled,
     NotificationStatus,
+    Preferences,
     ReadResult,
+    Schedule,
     TaskAccepted,
     TaskEvent,
     TaskProgress,
@@ -340,8 +347,15 @@ class Client:
         schema: dict[str, Any] | None = None,
         max_age: int | None = None,
         idempotency_key: str | None = None,
+        include_selectors: list[str] | None = None,
+        exclude_selectors: list[str] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> TaskHandle:
-        """`POST /background-scraping/`: the result holds `markdown` and `summary` or `extraction`."""
+        """`POST /background-scraping/`: the result holds `markdown` and `summary` or `extraction`.
+
+        `include_selectors` / `exclude_selectors`: CSS selectors that keep / drop parts of the
+        page before extraction; `headers`: request headers for the page (never cached).
+        """
         accepted = self._send(
             ep.scrape(
                 url,
@@ -351,6 +365,9 @@ class Client:
                 schema=schema,
                 max_age=max_age,
                 idempotency_key=idempotency_key,
+                include_selectors=include_selectors,
+                exclude_selectors=exclude_selectors,
+                headers=headers,
             )
         )
         return TaskHandle(self, accepted.task_id, accepted)
@@ -385,9 +402,10 @@ class Client:
         *,
         ttl: int | None = None,
         urgency: str | None = None,
+        send_at: str | datetime | None = None,
         idempotency_key: str | None = None,
     ) -> NotificationAccepted:
-        body = ep.notification_body(user_id, title, message, data, ttl, urgency)
+        body = ep.notification_body(user_id, title, message, data, ttl, urgency, send_at)
         return self._send(ep.send_notification(body, idempotency_key))
 
     def batch_notifications(
@@ -444,13 +462,98 @@ class Client:
     # cache
 
     def cache_get(self, key: str) -> CacheEntry:
+        """`GET /cache/{key}`: the value, its seconds left, and `.etag` for a conditional put."""
         return self._send(ep.cache_get(key))
 
-    def cache_put(self, key: str, value: Any, *, ttl: int | None = None) -> CacheEntry:
-        return self._send(ep.cache_put(key, value, ttl))
+    def cache_put(
+        self,
+        key: str,
+        value: Any,
+        *,
+        ttl: int | None = None,
+        if_match: str | None = None,
+        if_none_match: str | None = None,
+    ) -> CacheEntry:
+        """`PUT /cache/{key}`; `if_match=entry.etag` writes only over that version and
+        `if_none_match="*"` only creates: `PreconditionFailed` (412) otherwise."""
+        return self._send(ep.cache_put(key, value, ttl, if_match, if_none_match))
 
     def cache_delete(self, key: str) -> None:
         self._send(ep.cache_delete(key))
+
+    def cache_list(
+        self, prefix: str = "", *, cursor: str | None = None, limit: int | None = None
+    ) -> CacheListing:
+        """`GET /cache/`: one page of your keys in key order; `next_cursor` for the next."""
+        return self._send(ep.cache_list(prefix, cursor, limit))
+
+    def iter_cache(self, prefix: str = "", *, limit: int | None = None) -> Generator[CacheItem, None, None]:
+        """Every key under `prefix`, following `next_cursor` page after page."""
+        cursor: str | None = None
+        while True:
+            page = self.cache_list(prefix, cursor=cursor, limit=limit)
+            yield from page.items
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def cache_batch(
+        self,
+        get: list[str] | None = None,
+        set: dict[str, Any] | None = None,
+        delete: list[str] | None = None,
+        *,
+        ttl: int | None = None,
+    ) -> CacheBatchResult:
+        """`POST /cache-batch/`: read, store (each with `ttl`) and delete keys in one atomic step."""
+        return self._send(ep.cache_batch(get, set, delete, ttl))
+
+    # schedules
+
+    def create_schedule(
+        self,
+        name: str,
+        target: str,
+        body: dict[str, Any] | None = None,
+        *,
+        cron: str | None = None,
+        every_seconds: int | None = None,
+        timezone: str | None = None,
+        paused: bool = False,
+    ) -> Schedule:
+        """`POST /schedules/`: run `target` (an endpoint, e.g. `background-task`) with `body`,
+        on `cron` (in `timezone`) or every `every_seconds`."""
+        return self._send(
+            ep.create_schedule(
+                name, target, body, cron=cron, every_seconds=every_seconds, timezone=timezone, paused=paused
+            )
+        )
+
+    def list_schedules(self) -> list[Schedule]:
+        return self._send(ep.list_schedules()).schedules
+
+    def get_schedule(self, schedule_id: str) -> Schedule:
+        return self._send(ep.get_schedule(schedule_id))
+
+    def update_schedule(self, schedule_id: str, **changes: Any) -> Schedule:
+        """`PATCH /schedules/{id}`: e.g. `paused=True`, `cron=...`, `name=...`."""
+        return self._send(ep.update_schedule(schedule_id, changes))
+
+    def delete_schedule(self, schedule_id: str) -> None:
+        self._send(ep.delete_schedule(schedule_id))
+
+    # notification cancel and preferences
+
+    def cancel_notification(self, notification_id: str) -> NotificationCancelled:
+        """`POST /notification-cancel/{id}`: stop one not yet sent; `Conflict` when all went out."""
+        return self._send(ep.cancel_notification(notification_id))
+
+    def get_preferences(self) -> Preferences:
+        return self._send(ep.get_preferences())
+
+    def set_preferences(self, preferences: Preferences | dict[str, Any]) -> Preferences:
+        """`PUT /notification-preferences`: channels on or off, quiet hours (None: none)."""
+        return self._send(ep.set_preferences(preferences))
 
 
 # --- async -------------------------------------------------------------------------------------
@@ -692,6 +795,9 @@ class AsyncClient:
         schema: dict[str, Any] | None = None,
         max_age: int | None = None,
         idempotency_key: str | None = None,
+        include_selectors: list[str] | None = None,
+        exclude_selectors: list[str] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> AsyncTaskHandle:
         accepted = await self._send(
             ep.scrape(
@@ -702,6 +808,9 @@ class AsyncClient:
                 schema=schema,
                 max_age=max_age,
                 idempotency_key=idempotency_key,
+                include_selectors=include_selectors,
+                exclude_selectors=exclude_selectors,
+                headers=headers,
             )
         )
         return AsyncTaskHandle(self, accepted.task_id, accepted)
@@ -736,9 +845,10 @@ class AsyncClient:
         *,
         ttl: int | None = None,
         urgency: str | None = None,
+        send_at: str | datetime | None = None,
         idempotency_key: str | None = None,
     ) -> NotificationAccepted:
-        body = ep.notification_body(user_id, title, message, data, ttl, urgency)
+        body = ep.notification_body(user_id, title, message, data, ttl, urgency, send_at)
         return await self._send(ep.send_notification(body, idempotency_key))
 
     async def batch_notifications(
@@ -796,11 +906,88 @@ class AsyncClient:
     async def cache_get(self, key: str) -> CacheEntry:
         return await self._send(ep.cache_get(key))
 
-    async def cache_put(self, key: str, value: Any, *, ttl: int | None = None) -> CacheEntry:
-        return await self._send(ep.cache_put(key, value, ttl))
+    async def cache_put(
+        self,
+        key: str,
+        value: Any,
+        *,
+        ttl: int | None = None,
+        if_match: str | None = None,
+        if_none_match: str | None = None,
+    ) -> CacheEntry:
+        return await self._send(ep.cache_put(key, value, ttl, if_match, if_none_match))
 
     async def cache_delete(self, key: str) -> None:
         await self._send(ep.cache_delete(key))
+
+    async def cache_list(
+        self, prefix: str = "", *, cursor: str | None = None, limit: int | None = None
+    ) -> CacheListing:
+        return await self._send(ep.cache_list(prefix, cursor, limit))
+
+    async def iter_cache(
+        self, prefix: str = "", *, limit: int | None = None
+    ) -> AsyncGenerator[CacheItem, None]:
+        cursor: str | None = None
+        while True:
+            page = await self.cache_list(prefix, cursor=cursor, limit=limit)
+            for item in page.items:
+                yield item
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    async def cache_batch(
+        self,
+        get: list[str] | None = None,
+        set: dict[str, Any] | None = None,
+        delete: list[str] | None = None,
+        *,
+        ttl: int | None = None,
+    ) -> CacheBatchResult:
+        return await self._send(ep.cache_batch(get, set, delete, ttl))
+
+    # schedules
+
+    async def create_schedule(
+        self,
+        name: str,
+        target: str,
+        body: dict[str, Any] | None = None,
+        *,
+        cron: str | None = None,
+        every_seconds: int | None = None,
+        timezone: str | None = None,
+        paused: bool = False,
+    ) -> Schedule:
+        return await self._send(
+            ep.create_schedule(
+                name, target, body, cron=cron, every_seconds=every_seconds, timezone=timezone, paused=paused
+            )
+        )
+
+    async def list_schedules(self) -> list[Schedule]:
+        return (await self._send(ep.list_schedules())).schedules
+
+    async def get_schedule(self, schedule_id: str) -> Schedule:
+        return await self._send(ep.get_schedule(schedule_id))
+
+    async def update_schedule(self, schedule_id: str, **changes: Any) -> Schedule:
+        return await self._send(ep.update_schedule(schedule_id, changes))
+
+    async def delete_schedule(self, schedule_id: str) -> None:
+        await self._send(ep.delete_schedule(schedule_id))
+
+    # notification cancel and preferences
+
+    async def cancel_notification(self, notification_id: str) -> NotificationCancelled:
+        return await self._send(ep.cancel_notification(notification_id))
+
+    async def get_preferences(self) -> Preferences:
+        return await self._send(ep.get_preferences())
+
+    async def set_preferences(self, preferences: Preferences | dict[str, Any]) -> Preferences:
+        return await self._send(ep.set_preferences(preferences))
 
 
 def _check_deadline(task_id: str, deadline: float | None) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
@@ -18,14 +19,20 @@ from pydantic import BaseModel
 from smartapp._models import (
     BatchAccepted,
     BatchStatus,
+    CacheBatchResult,
     CacheEntry,
+    CacheListing,
     CancelAccepted,
     Device,
     DeviceList,
     InboxPage,
     NotificationAccepted,
+    NotificationCancelled,
     NotificationStatus,
+    Preferences,
     ReadResult,
+    Schedule,
+    ScheduleList,
     TaskAccepted,
     TaskList,
     TaskProgress,
@@ -48,12 +55,20 @@ class Call(Generic[T]):
     # Submissions carry one; it stays the same across the client's own retries, so a retry
     # after a lost answer returns the task the first attempt made instead of a second one.
     idempotency_key: str | None = None
+    extra_headers: dict[str, str] = field(default_factory=dict)
 
     def headers(self) -> dict[str, str]:
-        return {"Idempotency-Key": self.idempotency_key} if self.idempotency_key else {}
+        out = dict(self.extra_headers)
+        if self.idempotency_key:
+            out["Idempotency-Key"] = self.idempotency_key
+        return out
 
     @property
     def safe_to_repeat(self) -> bool:
+        # A conditional write repeated after a lost answer would meet its own first write and
+        # fail 412: better the transport error, which says the outcome is unknown.
+        if {"If-Match", "If-None-Match"} & set(self.extra_headers):
+            return False
         return self.method in {"GET", "PUT", "DELETE"} or self.idempotency_key is not None
 
 
@@ -167,6 +182,9 @@ def scrape(
     schema: dict[str, Any] | None,
     max_age: int | None,
     idempotency_key: str | None,
+    include_selectors: list[str] | None = None,
+    exclude_selectors: list[str] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Call[TaskAccepted]:
     body: dict[str, Any] = {"url": url}
     for name, value in (
@@ -175,6 +193,9 @@ def scrape(
         ("prompt", prompt),
         ("schema", schema),
         ("max_age", max_age),
+        ("include_selectors", include_selectors),
+        ("exclude_selectors", exclude_selectors),
+        ("headers", headers),
     ):
         if value is not None:
             body[name] = value
@@ -218,8 +239,11 @@ def notification_body(
     data: dict[str, Any] | None,
     ttl: int | None,
     urgency: str | None,
+    send_at: str | datetime | None = None,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {"user_id": user_id, "title": title, "message": message, "data": data or {}}
+    if send_at is not None:  # an aware time: the platform refuses a naive one (422)
+        body["send_at"] = send_at.isoformat() if isinstance(send_at, datetime) else send_at
     if ttl is not None:
         body["ttl"] = ttl
     if urgency is not None:
@@ -277,18 +301,112 @@ def mark_all_read() -> Call[ReadResult]:
 INBOX_STREAM_PATH = "/inbox/stream"
 
 
+def cancel_notification(notification_id: str) -> Call[NotificationCancelled]:
+    return Call("POST", f"/notification-cancel/{seg(notification_id)}", _model(NotificationCancelled))
+
+
+def get_preferences() -> Call[Preferences]:
+    return Call("GET", "/notification-preferences", _model(Preferences))
+
+
+def set_preferences(preferences: Preferences | dict[str, Any]) -> Call[Preferences]:
+    body = (
+        preferences.model_dump(mode="json", exclude_unset=False)
+        if isinstance(preferences, Preferences)
+        else preferences
+    )
+    return Call("PUT", "/notification-preferences", _model(Preferences), body)
+
+
+# --- schedules ---------------------------------------------------------------------------------
+
+
+def create_schedule(
+    name: str,
+    target_path: str,
+    body: dict[str, Any] | None,
+    *,
+    cron: str | None,
+    every_seconds: int | None,
+    timezone: str | None,
+    paused: bool,
+) -> Call[Schedule]:
+    payload: dict[str, Any] = {"name": name, "target": {"path": target_path, "body": body or {}}}
+    if cron is not None:
+        payload["cron"] = cron
+    if every_seconds is not None:
+        payload["every_seconds"] = every_seconds
+    if timezone is not None:
+        payload["timezone"] = timezone
+    if paused:
+        payload["paused"] = True
+    return Call("POST", "/schedules/", _model(Schedule), payload)
+
+
+def list_schedules() -> Call[ScheduleList]:
+    return Call("GET", "/schedules/", _model(ScheduleList))
+
+
+def get_schedule(schedule_id: str) -> Call[Schedule]:
+    return Call("GET", f"/schedules/{seg(schedule_id)}", _model(Schedule))
+
+
+def update_schedule(schedule_id: str, changes: dict[str, Any]) -> Call[Schedule]:
+    return Call("PATCH", f"/schedules/{seg(schedule_id)}", _model(Schedule), changes)
+
+
+def delete_schedule(schedule_id: str) -> Call[None]:
+    return Call("DELETE", f"/schedules/{seg(schedule_id)}", _nothing)
+
+
 # --- cache -------------------------------------------------------------------------------------
 
 
+def _entry(r: httpx.Response) -> CacheEntry:
+    entry = CacheEntry.model_validate(r.json())
+    entry._etag = r.headers.get("ETag")
+    return entry
+
+
 def cache_get(key: str) -> Call[CacheEntry]:
-    return Call("GET", f"/cache/{seg(key)}", _model(CacheEntry))
+    return Call("GET", f"/cache/{seg(key)}", _entry)
 
 
-def cache_put(key: str, value: Any, ttl: int | None) -> Call[CacheEntry]:
+def cache_put(
+    key: str, value: Any, ttl: int | None, if_match: str | None = None, if_none_match: str | None = None
+) -> Call[CacheEntry]:
     body: dict[str, Any] = {"value": value}
     if ttl is not None:
         body["ttl"] = ttl
-    return Call("PUT", f"/cache/{seg(key)}", _model(CacheEntry), body)
+    headers: dict[str, str] = {}
+    if if_match is not None:
+        headers["If-Match"] = if_match
+    if if_none_match is not None:
+        headers["If-None-Match"] = if_none_match
+    return Call("PUT", f"/cache/{seg(key)}", _entry, body, extra_headers=headers)
+
+
+def cache_list(prefix: str, cursor: str | None, limit: int | None) -> Call[CacheListing]:
+    params: dict[str, Any] = {"prefix": prefix} if prefix else {}
+    if cursor is not None:
+        params["cursor"] = cursor
+    if limit is not None:
+        params["limit"] = limit
+    return Call("GET", "/cache/", _model(CacheListing), params=params)
+
+
+def cache_batch(
+    get: list[str] | None, set: dict[str, Any] | None, delete: list[str] | None, ttl: int | None
+) -> Call[CacheBatchResult]:
+    body: dict[str, Any] = {}
+    if get:
+        body["get"] = list(get)
+    if set:
+        each = {"ttl": ttl} if ttl is not None else {}
+        body["set"] = {k: {"value": v, **each} for k, v in set.items()}
+    if delete:
+        body["delete"] = list(delete)
+    return Call("POST", "/cache-batch/", _model(CacheBatchResult), body)
 
 
 def cache_delete(key: str) -> Call[None]:

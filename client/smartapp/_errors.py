@@ -78,6 +78,13 @@ class Conflict(APIError):
     default_code = "conflict"
 
 
+class PreconditionFailed(APIError):
+    """`412`: an `If-Match` / `If-None-Match` condition did not hold (someone else wrote first)."""
+
+    status_code = 412
+    default_code = "precondition_failed"
+
+
 class PayloadTooLarge(APIError):
     status_code = 413
     default_code = "payload_too_large"
@@ -127,6 +134,7 @@ _BY_STATUS: dict[int, type[APIError]] = {
     403: Forbidden,
     404: NotFound,
     409: Conflict,
+    412: PreconditionFailed,
     413: PayloadTooLarge,
     422: ValidationError,
     429: RateLimited,

@@ -124,6 +124,60 @@ class CacheEntry(_Model):
     key: str
     value: Any
     ttl: int | None
+    _etag: str | None = PrivateAttr(default=None)
+
+    @property
+    def etag(self) -> str | None:
+        """The answer's `ETag` (quoted, as sent): pass it to `cache_put(..., if_match=...)`."""
+        return self._etag
+
+
+class CacheItem(_Model):
+    key: str
+    ttl: int
+    size: int
+
+
+class CacheListing(_Model):
+    items: list[CacheItem]
+    next_cursor: str | None
+
+
+class CacheBatchResult(_Model):
+    values: dict[str, Any]
+    set: int
+    deleted: int
+
+
+# --- schedules ---------------------------------------------------------------------------------
+
+TargetPath = Literal["background-task", "long-running-task", "background-scraping", "send-notification"]
+
+
+class ScheduleTarget(_Model):
+    path: TargetPath
+    body: dict[str, Any] = {}
+
+
+class Schedule(_Model):
+    schedule_id: str
+    name: str
+    target: ScheduleTarget
+    cron: str | None
+    timezone: str
+    every_seconds: int | None
+    paused: bool
+    next_run_at: str | None
+    last_run_at: str | None
+    last_task_id: str | None
+    runs: int
+    created_at: str
+    updated_at: str
+
+
+class ScheduleList(_Model):
+    schedules: list[Schedule]
+    count: int
 
 
 # --- notifications -----------------------------------------------------------------------------
@@ -254,3 +308,27 @@ class ReadResult(_Model):
     notification_id: str | None = None
     read: bool
     unread_count: int
+
+
+class NotificationCancelled(_Model):
+    notification_id: str
+    status: Literal["cancelled"]
+    cancelled_deliveries: int
+
+
+class ChannelPreferences(_Model):
+    webpush: bool = True
+    webhook: bool = True
+
+
+class QuietHours(_Model):
+    start: str
+    end: str
+    timezone: str
+
+
+class Preferences(_Model):
+    """`GET/PUT /notification-preferences`: channels on or off, and quiet hours (or None)."""
+
+    channels: ChannelPreferences = ChannelPreferences()
+    quiet_hours: QuietHours | None = None

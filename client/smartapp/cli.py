@@ -42,7 +42,7 @@ from smartapp._errors import (
     Unauthorized,
     ValidationError,
 )
-from smartapp._models import TaskStatus
+from smartapp._models import Schedule, TaskStatus
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -533,6 +533,45 @@ def _show_item(item: Any) -> None:
     sys.stdout.flush()
 
 
+@notify.command("cancel")
+@click.argument("notification_id")
+@json_option
+def notify_cancel(notification_id: str) -> None:
+    """Cancel a notification not yet sent (scheduled, queued or deferred)."""
+    result = _state.client().cancel_notification(notification_id)
+    if _state.json:
+        emit_model(result)
+    else:
+        click.echo(f"{result.notification_id}: {result.status} ({result.cancelled_deliveries} deliveries)")
+
+
+@notify.command("prefs")
+@click.option(
+    "--set",
+    "set_json",
+    default=None,
+    help='Replace them with this JSON, e.g. \'{"channels": {"webhook": false}, "quiet_hours": null}\'.',
+)
+@json_option
+def notify_prefs(set_json: str | None) -> None:
+    """Show your notification preferences (channels, quiet hours); --set replaces them."""
+    client = _state.client()
+    prefs = (
+        client.get_preferences()
+        if set_json is None
+        else client.set_preferences(parse_object(set_json, "--set"))
+    )
+    if _state.json:
+        emit_model(prefs)
+        return
+    channels = ", ".join(
+        f"{name} {'on' if on else 'off'}" for name, on in prefs.channels.model_dump().items()
+    )
+    out.print(f"channels: {channels}")
+    q = prefs.quiet_hours
+    out.print(f"quiet hours: {q.start}-{q.end} {q.timezone}" if q else "quiet hours: none")
+
+
 # --- cache -------------------------------------------------------------------------------------
 
 
@@ -577,6 +616,122 @@ def cache_put(key: str, value: str, ttl: int | None, as_string: bool) -> None:
 def cache_rm(key: str) -> None:
     """Delete a key."""
     _state.client().cache_delete(key)
+
+
+@cache.command("ls")
+@click.option("--prefix", default="", help="Only keys that start with this.")
+@json_option
+def cache_ls(prefix: str) -> None:
+    """List your keys (all pages), with their seconds left and sizes."""
+    items = list(_state.client().iter_cache(prefix))
+    if _state.json:
+        emit([i.model_dump() for i in items])
+        return
+    table = Table("key", "ttl (s)", "bytes", box=None)
+    for i in items:
+        table.add_row(i.key, str(i.ttl), str(i.size))
+    out.print(table)
+
+
+# --- schedules ---------------------------------------------------------------------------------
+
+
+@cli.group()
+def schedules() -> None:
+    """Run an endpoint on a cron or every N seconds."""
+
+
+def _show_schedule(schedule: Schedule) -> None:
+    if _state.json:
+        emit_model(schedule)
+        return
+    when = (
+        f"cron {schedule.cron} ({schedule.timezone})" if schedule.cron else f"every {schedule.every_seconds}s"
+    )
+    state = "paused" if schedule.paused else f"next {schedule.next_run_at}"
+    out.print(
+        f"{schedule.schedule_id}  {schedule.name}  {schedule.target.path}  {when}  {state}  runs={schedule.runs}"
+    )
+
+
+@schedules.command("create")
+@click.option("--name", required=True)
+@click.option("--cron", default=None, help="Five cron fields, in --timezone.")
+@click.option("--every", "every", type=int, default=None, help="Instead of --cron: every N seconds.")
+@click.option("--timezone", default=None, help="IANA zone of --cron (default UTC).")
+@click.option(
+    "--target",
+    "target",
+    required=True,
+    type=click.Choice(["background-task", "long-running-task", "background-scraping", "send-notification"]),
+    help="The endpoint each run submits to.",
+)
+@click.option("--body", "body_json", default=None, help="That endpoint's request body (JSON object).")
+@click.option("--paused", is_flag=True, help="Create it paused (resume starts it).")
+@json_option
+def schedules_create(
+    name: str,
+    cron: str | None,
+    every: int | None,
+    timezone: str | None,
+    target: str,
+    body_json: str | None,
+    paused: bool,
+) -> None:
+    """Create a schedule; prints its id (--json: the whole schedule)."""
+    if (cron is None) == (every is None):
+        raise click.UsageError("give exactly one of --cron and --every")
+    body = parse_object(body_json, "--body")
+    schedule = _state.client().create_schedule(
+        name, target, body, cron=cron, every_seconds=every, timezone=timezone, paused=paused
+    )
+    if _state.json:
+        emit_model(schedule)
+    else:
+        click.echo(schedule.schedule_id)
+
+
+@schedules.command("list")
+@json_option
+def schedules_list() -> None:
+    """Your schedules."""
+    items = _state.client().list_schedules()
+    if _state.json:
+        emit([s.model_dump(mode="json") for s in items])
+        return
+    for schedule in items:
+        _show_schedule(schedule)
+
+
+@schedules.command("get")
+@click.argument("schedule_id")
+@json_option
+def schedules_get(schedule_id: str) -> None:
+    """One schedule: its timing, next and last run."""
+    _show_schedule(_state.client().get_schedule(schedule_id))
+
+
+@schedules.command("pause")
+@click.argument("schedule_id")
+@json_option
+def schedules_pause(schedule_id: str) -> None:
+    """Stop its runs until resumed."""
+    _show_schedule(_state.client().update_schedule(schedule_id, paused=True))
+
+
+@schedules.command("resume")
+@click.argument("schedule_id")
+@json_option
+def schedules_resume(schedule_id: str) -> None:
+    """Start its runs again, from the next tick."""
+    _show_schedule(_state.client().update_schedule(schedule_id, paused=False))
+
+
+@schedules.command("rm")
+@click.argument("schedule_id")
+def schedules_rm(schedule_id: str) -> None:
+    """Delete a schedule."""
+    _state.client().delete_schedule(schedule_id)
 
 
 # --- entry point -------------------------------------------------------------------------------

@@ -40,6 +40,21 @@ ENDPOINTS: list[tuple[type[BaseModel], str, str, str, str]] = [
     (smartapp.BatchStatus, "notifications", "get", "/batch-status/{batch_id}", "200"),
     (smartapp.InboxPage, "notifications", "get", "/inbox/", "200"),
     (smartapp.ReadResult, "notifications", "post", "/inbox/{notification_id}/read", "200"),
+    (smartapp.Schedule, "task", "post", "/schedules/", "201"),
+    (smartapp.ScheduleList, "task", "get", "/schedules/", "200"),
+    (smartapp.Schedule, "task", "get", "/schedules/{schedule_id}", "200"),
+    (smartapp.Schedule, "task", "patch", "/schedules/{schedule_id}", "200"),
+    (smartapp.CacheListing, "task", "get", "/cache/", "200"),
+    (smartapp.CacheBatchResult, "task", "post", "/cache-batch/", "200"),
+    (
+        smartapp.NotificationCancelled,
+        "notifications",
+        "post",
+        "/notification-cancel/{notification_id}",
+        "202",
+    ),
+    (smartapp.Preferences, "notifications", "get", "/notification-preferences", "200"),
+    (smartapp.Preferences, "notifications", "put", "/notification-preferences", "200"),
 ]
 
 
