@@ -339,7 +339,8 @@ async def test_console_inbox_is_live_and_the_cache_round_trips(session: Session)
     page = session.page
     await page.goto(f"{session.base}/console/#inbox")
     await session.sign_in()
-    await page.wait_for_function("document.getElementById('inbox-live').textContent === 'live'")
+    # A function, not an expression: Playwright polls an expression with eval, which the CSP refuses.
+    await page.wait_for_function("() => document.getElementById('inbox-live').textContent === 'live'")
     title = '<img src=x onerror="window.__owned=1"> hello'
     async with httpx.AsyncClient(base_url=session.base, timeout=10) as gw:
         r = await gw.post(
@@ -618,6 +619,9 @@ async def test_console_creates_lists_resumes_and_deletes_a_schedule(session: Ses
         doc = (await gw.get(f"{P}/schedules/{sid}", headers=session.headers)).json()
     assert doc["paused"] is False and doc["next_run_at"] is not None
     await screenshot(page, "console-schedules.png")
+    await page.set_viewport_size({"width": 375, "height": 812})
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 375
+    await page.set_viewport_size({"width": 1280, "height": 900})
 
     await page.locator(f'li.schedule[data-schedule-id="{sid}"] button.delete').click()
     await page.wait_for_selector(f'li.schedule[data-schedule-id="{sid}"]', state="detached")
