@@ -5,11 +5,12 @@ import * as cache from "/console/cache.js";
 import * as devices from "/console/devices.js";
 import * as inbox from "/console/inbox.js";
 import * as newTask from "/console/new-task.js";
+import * as schedules from "/console/schedules.js";
 import * as scrape from "/console/scrape.js";
 import * as tasks from "/console/tasks.js";
 
 const $ = (id) => document.getElementById(id);
-const VIEWS = { tasks, new: newTask, scrape, inbox, cache, devices };
+const VIEWS = { tasks, new: newTask, scrape, inbox, schedules, cache, devices };
 let session = null; // {sub, controller}: what the signed-in views share
 
 function show(name) {
