@@ -26,6 +26,7 @@ from smartapp._models import (
     TERMINAL,
     BatchAccepted,
     BatchStatus,
+    BulkReplayAccepted,
     CacheBatchResult,
     CacheEntry,
     CacheItem,
@@ -39,6 +40,7 @@ from smartapp._models import (
     NotificationStatus,
     Preferences,
     ReadResult,
+    ReplayAccepted,
     Schedule,
     TaskAccepted,
     TaskEvent,
@@ -272,6 +274,16 @@ class Client:
 
     def cancel(self, task_id: str) -> CancelAccepted:
         return self._send(ep.cancel(task_id))
+
+    def retry_task(self, task_id: str, openai_key: str | None = None) -> ReplayAccepted:
+        """`POST /task-retry/{id}`: run a failed, revoked or expired task again as a new task."""
+        return self._send(ep.retry_task(task_id, openai_key))
+
+    def retry_tasks(
+        self, status: str = "FAILURE", task_type: str | None = None, since: datetime | str | None = None
+    ) -> BulkReplayAccepted:
+        """`POST /tasks/retry`: replay up to 1,000 of your tasks in `status`."""
+        return self._send(ep.retry_tasks(status, task_type, since))
 
     def list_tasks(self, status: str | None = None, limit: int = 50) -> list[TaskStatus]:
         """Your tasks, newest first."""
@@ -715,6 +727,14 @@ class AsyncClient:
 
     async def cancel(self, task_id: str) -> CancelAccepted:
         return await self._send(ep.cancel(task_id))
+
+    async def retry_task(self, task_id: str, openai_key: str | None = None) -> ReplayAccepted:
+        return await self._send(ep.retry_task(task_id, openai_key))
+
+    async def retry_tasks(
+        self, status: str = "FAILURE", task_type: str | None = None, since: datetime | str | None = None
+    ) -> BulkReplayAccepted:
+        return await self._send(ep.retry_tasks(status, task_type, since))
 
     async def list_tasks(self, status: str | None = None, limit: int = 50) -> list[TaskStatus]:
         return (await self._send(ep.list_tasks(status, limit))).tasks

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from smartapp._models import (
     BatchAccepted,
     BatchStatus,
+    BulkReplayAccepted,
     CacheBatchResult,
     CacheEntry,
     CacheListing,
@@ -31,6 +32,7 @@ from smartapp._models import (
     NotificationStatus,
     Preferences,
     ReadResult,
+    ReplayAccepted,
     Schedule,
     ScheduleList,
     TaskAccepted,
@@ -153,6 +155,26 @@ def get_progress(task_id: str) -> Call[TaskProgress]:
 
 def cancel(task_id: str) -> Call[CancelAccepted]:
     return Call("POST", f"/task-cancel/{seg(task_id)}", _model(CancelAccepted))
+
+
+def _replay_accepted(r: httpx.Response) -> ReplayAccepted:
+    accepted = ReplayAccepted.model_validate(r.json())
+    accepted._request_id = r.headers.get("X-Request-ID")
+    return accepted
+
+
+def retry_task(task_id: str, openai_key: str | None = None) -> Call[ReplayAccepted]:
+    body: dict[str, Any] = {"openai_key": openai_key} if openai_key else {}
+    return Call("POST", f"/task-retry/{seg(task_id)}", _replay_accepted, body)
+
+
+def retry_tasks(status: str, task_type: str | None, since: datetime | str | None) -> Call[BulkReplayAccepted]:
+    body: dict[str, Any] = {"status": status}
+    if task_type is not None:
+        body["task_type"] = task_type
+    if since is not None:
+        body["since"] = since.isoformat() if isinstance(since, datetime) else since
+    return Call("POST", "/tasks/retry", _model(BulkReplayAccepted), body)
 
 
 def list_tasks(status: str | None, limit: int) -> Call[TaskList]:

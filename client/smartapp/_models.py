@@ -88,6 +88,19 @@ class TaskList(_Model):
     next_cursor: str | None = None
 
 
+class ReplayAccepted(TaskAccepted):
+    """`POST /task-retry/{id}`: the new task, linked to the one it replays."""
+
+    retry_of: str
+
+
+class BulkReplayAccepted(_Model):
+    """`POST /tasks/retry`: how many of your tasks were started again, and their new ids."""
+
+    count: int
+    task_ids: list[str]
+
+
 class CancelAccepted(_Model):
     task_id: str
     status: TaskState

@@ -386,6 +386,18 @@ def task_cancel(task_id: str) -> None:
         click.echo(f"{answer.task_id} {answer.status} (cancel requested)")
 
 
+@task.command("retry")
+@click.argument("task_id")
+@json_option
+def task_retry(task_id: str) -> None:
+    """Run a failed, revoked or expired task again, as a new task."""
+    answer = _state.client().retry_task(task_id)
+    if _state.json:
+        emit_model(answer)
+    else:
+        click.echo(f"{answer.task_id} {answer.status} (retry of {answer.retry_of})")
+
+
 @task.command("types")
 @json_option
 def task_types() -> None:

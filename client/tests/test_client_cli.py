@@ -15,9 +15,11 @@ import termios
 import time
 from pathlib import Path
 
+import pytest
 from clientkit import SMARTAPP, Platform, cli_env, run_cli
 from scrape_pages import ARTICLE_FACTS
 
+import smartapp
 from smartapp import Client
 
 
@@ -107,6 +109,25 @@ def test_task_list_status_and_cancel_with_json(platform: Platform, new_user, tmp
     watched = run_cli(["task", "watch", task_id, "--json", "--timeout", "60"], env)
     assert watched.returncode == 1  # the task did not succeed: it was cancelled
     assert json.loads(watched.stdout)["status"] == "REVOKED"
+
+
+def test_task_retry_replays_a_failed_task_through_sdk_and_command(
+    platform: Platform, new_user, tmp_path
+) -> None:
+    user = new_user()
+    with Client(platform.url, token=user.token) as client:
+        failed = client.submit_task("fail", {"message": "boom"}).wait(timeout=60)
+        assert failed.status == "FAILURE"
+        replay = client.retry_task(failed.task_id)
+        assert replay.retry_of == failed.task_id and replay.task_id != failed.task_id
+        with pytest.raises(smartapp.Conflict):
+            client.retry_task(client.submit_task("noop", {}).wait(timeout=60).task_id)  # it succeeded
+        bulk = client.retry_tasks("FAILURE", task_type="fail")
+        assert bulk.count >= 1 and len(bulk.task_ids) == bulk.count
+    env = cli_env(platform, user.token, tmp_path)
+    done = run_cli(["task", "retry", failed.task_id, "--json"], env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["retry_of"] == failed.task_id
 
 
 def _run_on_terminal(args: list[str], env: dict[str, str], timeout: float = 90) -> tuple[int, str]:
