@@ -11,8 +11,10 @@ PYTEST_ARGS ?=
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
+# $(UV) first: under `uv run` (make called from a test), UV names the running uv while PATH
+# leads to the workspace's pip-less python3.
 uv: ## install uv with pip when it is missing
-	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || { \
+	@$(UV) --version >/dev/null 2>&1 || command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || { \
 	  echo "installing uv with pip"; python3 -m pip install --user --quiet uv || python3 -m pip install --quiet uv; }
 
 sync: uv ## install the workspace (locked versions) into .venv

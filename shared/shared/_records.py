@@ -157,7 +157,11 @@ def merge_status(record: dict[str, Any], meta: dict[str, Any] | None) -> dict[st
             result = meta.get("result")
         elif status == "FAILURE":
             res = meta.get("result") or {}
-            error = {"type": res.get("exc_type", "Error"), "message": str(res.get("exc_message", ""))}
+            # Celery keeps the exception's args as a list: ["boom"] reads "boom", as our record does.
+            message = res.get("exc_message", "")
+            if isinstance(message, list | tuple):
+                message = " ".join(str(part) for part in message)
+            error = {"type": res.get("exc_type", "Error"), "message": str(message)}
     return {
         "task_id": record["task_id"],
         "status": status,
