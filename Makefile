@@ -12,10 +12,13 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
 # $(UV) first: under `uv run` (make called from a test), UV names the running uv while PATH
-# leads to the workspace's pip-less python3.
+# leads to the workspace's pip-less python3. Debian's own python3 refuses `pip install --user`
+# (PEP 668, externally managed): uv is one self-contained binary wheel, so the user site takes
+# it with --break-system-packages without touching Debian's packages.
 uv: ## install uv with pip when it is missing
 	@$(UV) --version >/dev/null 2>&1 || command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || { \
-	  echo "installing uv with pip"; python3 -m pip install --user --quiet uv || python3 -m pip install --quiet uv; }
+	  echo "installing uv with pip"; python3 -m pip install --user --quiet uv \
+	  || python3 -m pip install --user --quiet --break-system-packages uv || python3 -m pip install --quiet uv; }
 
 sync: uv ## install the workspace (locked versions) into .venv
 	@$(UV) sync --frozen --all-packages --quiet
