@@ -476,5 +476,8 @@ def test_cache_has_a_redis_of_its_own_and_state_is_never_evicted(services: dict[
     assert state[state.index("--maxmemory-policy") + 1] == "noeviction"
     assert state[state.index("--appendonly") + 1] == "yes"
     assert cache[cache.index("--maxmemory-policy") + 1] == "allkeys-lru"
+    # A cache entry lives up to 30 days: it survives `down` and `up` (make test-compose checks it).
+    assert cache[cache.index("--appendonly") + 1] == "yes"
+    assert any(v.startswith("redis-cache-data:") for v in services["redis-cache"]["volumes"])
     assert services["task-service"]["environment"]["CACHE_REDIS_URL"] == "redis://redis-cache:6379/0"
     assert "redis-cache" in services["task-service"]["depends_on"]
