@@ -102,8 +102,10 @@ def forbidden_reason(ip: IPAddress) -> str | None:
         return forbidden_reason(_low32(ip)) or "reserved"
     if ip in _V4_COMPATIBLE and int(ip) > 1:
         return forbidden_reason(_low32(ip)) or "reserved"  # deprecated, never routed
-    if ip.sixtofour is not None and (embedded := forbidden_reason(ip.sixtofour)) is not None:
-        return embedded
+    if ip.sixtofour is not None:
+        # Judged by the IPv4 address alone: CPython before 3.11.4 counts all of 2002::/16 as
+        # private, so `is_global` below would make the answer depend on the interpreter.
+        return forbidden_reason(ip.sixtofour)
     if ip.teredo is not None:
         server, client = ip.teredo
         return forbidden_reason(client) or forbidden_reason(server) or "reserved"
