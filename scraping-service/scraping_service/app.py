@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from shared import create_service_app
 
+from .internal_routes import replay_router
 from .internal_routes import router as internal_router
 from .keyvault import KeyVault
 from .request_headers import HEADERS_PURPOSE
@@ -30,7 +31,7 @@ def create_app(settings: ScrapingSettings | None = None) -> FastAPI:
         title="smart_application scraping-service",
         description="Background scraping: safe fetching, clean markdown, OpenAI summaries and "
         "schema extraction, with keys that never leak.",
-        routers=[router, internal_router],
+        routers=[router, internal_router, replay_router],
         celery_app=celery_app,
         on_startup=[startup],
     )

@@ -141,6 +141,21 @@ async def background_scraping(
     cookie, say) are sealed the same way as the key, sent only to the URL's own origin, and
     make the result uncached. PDF pages are read as text.
     """
+    return await enqueue_scrape(request, body, user, idempotency_key)
+
+
+async def enqueue_scrape(
+    request: Request,
+    body: ScrapeIn,
+    user: Principal,
+    idempotency_key: str | None = None,
+    *,
+    retry: dict[str, Any] | None = None,
+    extra_record: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Validate, check the server key's budget, seal the secrets, submit: the one path of every
+    scrape (the public endpoint, a schedule's run, a replay). `retry`: a policy already resolved
+    (a replay keeps its original's); `extra_record`: fields for the new record (`retry_of`)."""
     settings = _settings(request)
     _validate(body, settings)
     if idempotency_key is not None:
@@ -193,9 +208,10 @@ async def background_scraping(
             idempotency_key=idempotency_key,
             fingerprint_body=[TASK_NAME, fingerprint],
             task_id=task_id,
-            retry=resolve_policy(body.retry, 1 + settings.scrape_task_max_retries),
+            retry=retry or resolve_policy(body.retry, 1 + settings.scrape_task_max_retries),
             queue_timeout=body.queue_timeout_seconds,
             run_timeout=body.run_timeout_seconds,
+            extra_record=extra_record,
         )
     except BaseException:
         if key_ref is not None:

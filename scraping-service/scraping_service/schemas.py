@@ -149,3 +149,11 @@ class ScrapeResult(BaseModel):
     metadata: dict[str, Any]
     links: list[dict[str, str]]
     warnings: list[str]
+
+
+class ScrapeReplayIn(BaseModel):
+    """What a replay brings again: the secrets a scrape never keeps (see ScrapeIn)."""
+
+    model_config = ConfigDict(extra="forbid")
+    openai_key: SecretStr | None = Field(default=None, min_length=1, max_length=512)
+    headers: dict[HeaderName, HeaderValue] | None = Field(default=None, max_length=MAX_HEADERS)

@@ -82,7 +82,7 @@ from shared._pacing import HostPacer, Pacer, PaceTooFar
 from shared._pubsub import STREAM_RESPONSES, EventHub, Listener, Signal
 from shared._queues import MAX_PRIORITY, QueueName
 from shared._ready import CachedReadiness
-from shared._records import STATUSES, TERMINAL, TaskRecords, events_channel, merge_status, now_iso
+from shared._records import REPLAYABLE, STATUSES, TERMINAL, TaskRecords, events_channel, merge_status, now_iso
 from shared._redis import RedisDep, create_async_redis, create_sync_redis
 from shared._retries import NonRetryable, RetryPolicy, resolve_policy
 from shared._routing import route
@@ -130,6 +130,7 @@ __all__ = [
     "NOTIFICATIONS_SCHEDULED",
     "NOTIFICATION_DELIVERIES",
     "OPENAI_TOKENS",
+    "REPLAYABLE",
     "SCHEDULES_OVERDUE",
     "SCHEDULE_RUNS",
     "SCHEDULE_RUNS_LATE",

@@ -175,12 +175,13 @@ async def submit_task(
             "task_name": task_name,
             "expires_at": f"{deadline:.3f}" if deadline else None,
             "run_timeout": run_timeout,
-            # What a replay needs; secrets never: their references are left out and
-            # `needs_key` says the owner must send the key again.
+            # What a replay needs; secrets never: their references are left out, and
+            # `needs_key` / `needs_headers` say the owner must send the key / headers again.
             "inputs": {
                 "task_name": task_name,
                 "kwargs": {k: v for k, v in kwargs.items() if k not in secret_kwargs},
                 "needs_key": bool(kwargs.get("key_ref")),
+                "needs_headers": bool(kwargs.get("headers_ref")),
                 "priority": priority,
                 "callback_url": callback_url,
                 "retry": retry,

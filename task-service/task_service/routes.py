@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 
 from shared import (
     API_PREFIX,
+    REPLAYABLE,
     STATUSES,
     STREAM_RESPONSES,
     TASKS_REPLAYED,
@@ -31,6 +32,7 @@ from shared import (
     Principal,
     QueueName,
     RecordsDep,
+    ServiceUnavailable,
     Signal,
     TooManyRequests,
     Unprocessable,
@@ -43,6 +45,7 @@ from shared import (
     submit_task,
 )
 from task_service.kinds import REGISTRY
+from task_service.remote_targets import TargetRefused, replay_remote
 from task_service.schemas import (
     BackgroundTaskIn,
     BulkReplayAccepted,
@@ -161,11 +164,15 @@ async def task_cancel(
     return {"task_id": task_id, "status": status, "cancel_requested": True}
 
 
-REPLAYABLE = frozenset({"FAILURE", "REVOKED", "EXPIRED"})
 MAX_BULK_REPLAY = 1000
+# Replayed here: task-service's own queue. Scrapes are replayed by scraping-service (it owns its
+# queue and seals the secrets a replay brings again); notifications are not replayed.
+REPLAYED_REMOTELY = frozenset({QueueName.SCRAPING.value})
 
 
-def _replay_refusal(record: dict[str, Any], status: str, openai_key: str | None) -> Exception | None:
+def _replay_refusal(
+    record: dict[str, Any], status: str, openai_key: str | None, headers: bool = False
+) -> Exception | None:
     """Why this task cannot be replayed now, or None."""
     if status not in REPLAYABLE:
         if status == "SUCCESS":
@@ -179,14 +186,22 @@ def _replay_refusal(record: dict[str, Any], status: str, openai_key: str | None)
             "This scrape used your own OpenAI key, which is never kept: send it again as openai_key.",
             code="key_required",
         )
-    if record.get("queue") != QueueName.DEFAULT.value:
-        return Conflict(
-            "Only task-service's tasks can be replayed here; submit it again.", code="replay_unsupported"
+    if inputs.get("needs_headers") and not headers:
+        return Unprocessable(
+            "This scrape sent request headers, which are never kept: send them again as headers.",
+            code="headers_required",
         )
+    queue = record.get("queue")
+    if queue != QueueName.DEFAULT.value and queue not in REPLAYED_REMOTELY:
+        return Conflict("Only tasks and scrapes can be replayed; submit it again.", code="replay_unsupported")
     return None
 
 
-async def _replay(request: Request, user: Principal, record: dict[str, Any]) -> dict[str, Any]:
+async def _replay(
+    request: Request, user: Principal, record: dict[str, Any], secrets: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    if record.get("queue") in REPLAYED_REMOTELY:
+        return await replay_remote(_settings(request), user, record["task_id"], secrets or {})
     inputs: dict[str, Any] = record["inputs"]
     accepted = await submit_task(
         celery_app=request.app.state.celery,
@@ -212,16 +227,24 @@ async def task_retry(
 ) -> dict[str, Any]:
     """Run a failed, revoked or expired task of yours again, as a new task linked by `retry_of`.
 
-    409 for a task that succeeded or has not finished; 422 `key_required` for a scrape that used
-    your own key unless `openai_key` comes again.
+    409 for a task that succeeded or has not finished; a scrape (which also needs the `scrape`
+    scope) that used your own key needs `openai_key` again (else 422 `key_required`), one that
+    sent request headers needs `headers` again (else 422 `headers_required`); one on the
+    server's key spends your daily budget on it (429 `model_budget_exceeded`).
     """
     record = await records.get_for(user, task_id)
     status = (await records.status(record))["status"]
     key = body.openai_key.get_secret_value() if body and body.openai_key else None
-    refusal = _replay_refusal(record, status, key)
+    headers = {n: v.get_secret_value() for n, v in body.headers.items()} if body and body.headers else None
+    refusal = _replay_refusal(record, status, key, bool(headers))
     if refusal is not None:
         raise refusal
-    accepted = await _replay(request, user, record)
+    secrets: dict[str, Any] = {}
+    if key is not None:
+        secrets["openai_key"] = key
+    if headers:
+        secrets["headers"] = headers
+    accepted = await _replay(request, user, record, secrets)
     TASKS_REPLAYED.labels("single").inc()
     return accepted
 
@@ -232,9 +255,12 @@ async def tasks_retry(
 ) -> dict[str, Any]:
     """Replay up to 1,000 of your tasks in `status` (FAILURE by default), newest first, optionally
     only of `task_type` and created `since`. Tasks that cannot be replayed (a scrape needing its
-    key, inputs no longer kept) are skipped; new tasks beyond your queued-task limit are not started."""
+    key or headers, inputs no longer kept, a scrape refused by scraping-service or without the
+    `scrape` scope) are skipped; new tasks beyond your queued-task limit are not started, nor
+    scrapes beyond your daily budget on the server's key."""
     since = body.since.timestamp() if body.since else None
     started: list[str] = []
+    scrapes_stopped = not user.has("scrape")
     # Only tasks created before now: the replays themselves join the same index as we go.
     async for _, record in records.scan_for(user.sub, since=since, until=time.time()):
         if len(started) >= MAX_BULK_REPLAY:
@@ -244,10 +270,23 @@ async def tasks_retry(
             continue
         if _replay_refusal(record, view["status"], None) is not None:
             continue
+        remote = record.get("queue") in REPLAYED_REMOTELY
+        if remote and scrapes_stopped:
+            continue
         try:
             accepted = await _replay(request, user, record)
-        except TooManyRequests:
+        except TooManyRequests as exc:
+            if remote and exc.code == "model_budget_exceeded":
+                scrapes_stopped = True  # the server key's budget is spent: the other tasks go on
+                continue
             break  # the caller's queue is full: what started is answered
+        except TargetRefused:
+            continue  # this scrape, as scraping-service judges it now (its URL no longer allowed...)
+        except ServiceUnavailable:
+            if not remote:
+                raise
+            scrapes_stopped = True  # scraping-service is away: the other tasks go on
+            continue
         started.append(accepted["task_id"])
     TASKS_REPLAYED.labels("bulk").inc(len(started))
     return {"count": len(started), "task_ids": started}

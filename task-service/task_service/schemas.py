@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AnyHttpUrl, AwareDatetime, BaseModel, ConfigDict, Field, SecretStr
 
@@ -149,8 +149,21 @@ class TaskList(BaseModel):
 
 class ReplayIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    # SecretStr: never in a repr, a log line or a validation error. scraping-service checks them
+    # as a new scrape's (header names and values: 422 invalid_header).
     openai_key: SecretStr | None = Field(
-        default=None, description="A scrape that used your own key needs it again: keys are never kept."
+        default=None,
+        min_length=1,
+        max_length=512,
+        description="A scrape that used your own key needs it again: keys are never kept.",
+    )
+    headers: (
+        dict[Annotated[str, Field(min_length=1, max_length=64)], Annotated[SecretStr, Field(max_length=4096)]]
+        | None
+    ) = Field(
+        default=None,
+        max_length=10,
+        description="A scrape that sent request headers needs them again: headers are never kept.",
     )
 
 
