@@ -275,9 +275,12 @@ class Client:
     def cancel(self, task_id: str) -> CancelAccepted:
         return self._send(ep.cancel(task_id))
 
-    def retry_task(self, task_id: str, openai_key: str | None = None) -> ReplayAccepted:
-        """`POST /task-retry/{id}`: run a failed, revoked or expired task again as a new task."""
-        return self._send(ep.retry_task(task_id, openai_key))
+    def retry_task(
+        self, task_id: str, openai_key: str | None = None, headers: dict[str, str] | None = None
+    ) -> ReplayAccepted:
+        """`POST /task-retry/{id}`: run a failed, revoked or expired task again as a new task (a
+        scrape that used your own key or request headers needs them again: they are never kept)."""
+        return self._send(ep.retry_task(task_id, openai_key, headers))
 
     def retry_tasks(
         self, status: str = "FAILURE", task_type: str | None = None, since: datetime | str | None = None
@@ -728,8 +731,10 @@ class AsyncClient:
     async def cancel(self, task_id: str) -> CancelAccepted:
         return await self._send(ep.cancel(task_id))
 
-    async def retry_task(self, task_id: str, openai_key: str | None = None) -> ReplayAccepted:
-        return await self._send(ep.retry_task(task_id, openai_key))
+    async def retry_task(
+        self, task_id: str, openai_key: str | None = None, headers: dict[str, str] | None = None
+    ) -> ReplayAccepted:
+        return await self._send(ep.retry_task(task_id, openai_key, headers))
 
     async def retry_tasks(
         self, status: str = "FAILURE", task_type: str | None = None, since: datetime | str | None = None

@@ -163,8 +163,12 @@ def _replay_accepted(r: httpx.Response) -> ReplayAccepted:
     return accepted
 
 
-def retry_task(task_id: str, openai_key: str | None = None) -> Call[ReplayAccepted]:
+def retry_task(
+    task_id: str, openai_key: str | None = None, headers: dict[str, str] | None = None
+) -> Call[ReplayAccepted]:
     body: dict[str, Any] = {"openai_key": openai_key} if openai_key else {}
+    if headers:
+        body["headers"] = headers
     return Call("POST", f"/task-retry/{seg(task_id)}", _replay_accepted, body)
 
 

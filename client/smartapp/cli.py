@@ -388,10 +388,16 @@ def task_cancel(task_id: str) -> None:
 
 @task.command("retry")
 @click.argument("task_id")
+@click.option(
+    "--openai-key",
+    envvar="SMARTAPP_OPENAI_KEY",
+    default=None,
+    help="A scrape that used your own key needs it again (or SMARTAPP_OPENAI_KEY).",
+)
 @json_option
-def task_retry(task_id: str) -> None:
+def task_retry(task_id: str, openai_key: str | None) -> None:
     """Run a failed, revoked or expired task again, as a new task."""
-    answer = _state.client().retry_task(task_id)
+    answer = _state.client().retry_task(task_id, openai_key)
     if _state.json:
         emit_model(answer)
     else:

@@ -41,8 +41,8 @@ async def replay_openai() -> AsyncIterator[FakeOpenAI]:
 
 @pytest.fixture(scope="module")
 def replay_stack(infra: Path, replay_openai: FakeOpenAI, e2e_pages: PageServer) -> Iterator[Stack]:
-    """task-service's API pointed at scraping-service's API, and a scraping worker; the server has
-    a key of its own with a budget of one token a day per user."""
+    """task-service's API pointed at scraping-service's API, a scraping worker and a gateway in
+    front; the server has a key of its own with a budget of one token a day per user."""
     vhost = f"{os.environ['TEST_SESSION_VHOST']}_replay"
     testing.ensure_vhost(vhost)
     db = testing.claim_redis_db()
@@ -64,6 +64,11 @@ def replay_stack(infra: Path, replay_openai: FakeOpenAI, e2e_pages: PageServer) 
         stack.api("scraping_service", "scraping")
         stack.worker("scraping_service.worker", "scraping", concurrency=2)
         stack.api("task_service", "task", {"SCRAPING_SERVICE_URL": stack.urls["scraping"]})
+        stack.api(
+            "gateway",
+            "gateway",
+            {"TASK_SERVICE_URL": stack.urls["task"], "SCRAPING_SERVICE_URL": stack.urls["scraping"]},
+        )
         yield stack
     finally:
         stack.stop()
@@ -185,7 +190,9 @@ async def test_a_scrape_on_the_servers_key_replays_without_a_key_within_the_dail
     original = await scrape(replay_stack, h, url=f"{e2e_pages.base}/page/server-{uuid.uuid4().hex[:6]}")
     assert (await finished(task_api, original, h))["status"] == "FAILURE"
 
-    r = await task_api.post(f"{P}/task-retry/{original}", headers=h)
+    # Through the gateway, as a client calls it.
+    async with httpx.AsyncClient(base_url=replay_stack.urls["gateway"], timeout=30) as gateway:
+        r = await gateway.post(f"{P}/task-retry/{original}", headers=h)
     assert r.status_code == 202, r.text
     replayed = r.json()
     assert replayed["retry_of"] == original
@@ -194,7 +201,8 @@ async def test_a_scrape_on_the_servers_key_replays_without_a_key_within_the_dail
     assert replay_openai.requests[-1]["_auth"] == f"Bearer {SERVER_KEY}"
 
     # That run spent more than today's one token on the server's key: the next replay is 429.
-    r = await task_api.post(f"{P}/task-retry/{original}", headers=h)
+    async with httpx.AsyncClient(base_url=replay_stack.urls["gateway"], timeout=30) as gateway:
+        r = await gateway.post(f"{P}/task-retry/{original}", headers=h)
     assert r.status_code == 429, r.text
     assert r.json()["error"]["code"] == "model_budget_exceeded"
     assert 0 < int(r.headers["Retry-After"]) <= 86400
@@ -318,3 +326,32 @@ async def test_only_a_replay_credential_of_the_owner_replays(
         # The gateway's public prefix has no such route.
         r = await client.post(f"{replay_stack.urls['scraping']}{P}{REPLAY}{original}", json=body, headers=h)
         assert r.status_code == 404, r.text
+
+
+async def test_a_scrape_replay_while_scraping_service_is_away_is_503_with_retry_after(
+    replay_stack: Stack,
+    task_api: httpx.AsyncClient,
+    replay_openai: FakeOpenAI,
+    e2e_pages: PageServer,
+    auth: Auth,
+) -> None:
+    h = auth("ursula", "tasks scrape")
+    replay_openai.api_key = SERVER_KEY
+    replay_openai.fail(401, "no", times=1)
+    original = await scrape(replay_stack, h, url=f"{e2e_pages.base}/page/away-{uuid.uuid4().hex[:6]}")
+    assert (await finished(task_api, original, h))["status"] == "FAILURE"
+    nobody = f"http://127.0.0.1:{testing.free_port()}"
+    port = testing.free_port()
+    lonely = testing.start_api(
+        "task_service", port, {**replay_stack.env, "SCRAPING_SERVICE_URL": nobody}, replay_stack.log_dir
+    )
+    try:
+        async with httpx.AsyncClient(timeout=30) as client:
+            r = await client.post(f"http://127.0.0.1:{port}{P}/task-retry/{original}", headers=h)
+    finally:
+        lonely.stop()
+    assert r.status_code == 503, r.text
+    assert r.json()["error"]["code"] == "service_unavailable" and r.headers["Retry-After"] == "5"
+    # Nothing was started: a later replay still finds the task to replay.
+    r = await task_api.post(f"{P}/task-retry/{original}", headers=h)
+    assert r.status_code == 202 and r.json()["retry_of"] == original, r.text
