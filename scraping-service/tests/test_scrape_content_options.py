@@ -14,7 +14,7 @@ from scrape_fakes import FakeOpenAI, PageServer
 
 from scraping_service.content_selectors import SelectorError, check_selectors
 from scraping_service.fetch import Fetcher
-from scraping_service.model import ModelConfig
+from scraping_service.llm import ModelConfig
 from scraping_service.pdf import PdfError, read_pdf
 from scraping_service.politeness import HostThrottle, ThrottlePolicy
 from scraping_service.prices import PRICES_AS_OF, estimated_cost_usd, price_for

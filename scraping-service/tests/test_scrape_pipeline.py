@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 from scrape_fakes import FakeOpenAI, PageServer
 
 from scraping_service.fetch import Fetcher
-from scraping_service.model import ModelConfig
+from scraping_service.llm import ModelConfig
 from scraping_service.politeness import HostThrottle, ThrottlePolicy
 from scraping_service.robots import KEY_PREFIX, RobotsCache, origin_of
 from scraping_service.scrape import ScrapeDeps, ScrapeError, ScrapeJob, page_key, scrape
