@@ -13,10 +13,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from shared import IdempotencyKey, Principal, Unprocessable, service_caller
+from shared import IdempotencyKey, Principal, Unprocessable, app_state, service_caller
 
-from .routes import _settings, _validate, background_scraping
+from .routes import _validate, background_scraping
 from .schemas import ScrapeIn
+from .settings import ScrapingSettings
 
 INTERNAL_PREFIX = "/internal/scheduler/background-scraping"
 router = APIRouter(prefix=INTERNAL_PREFIX, include_in_schema=False)
@@ -36,7 +37,7 @@ def _no_secrets(body: ScrapeIn) -> None:
 async def validate_scrape(request: Request, body: ScrapeIn, owner: Scheduler) -> Response:
     """204 when POST /background-scraping/ would accept this body, else its own 422."""
     _no_secrets(body)
-    _validate(body, _settings(request))
+    _validate(body, app_state(request, "settings", ScrapingSettings))
     return Response(status_code=204)
 
 

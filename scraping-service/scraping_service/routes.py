@@ -18,6 +18,7 @@ from shared import (
     QueueName,
     TooManyRequests,
     Unprocessable,
+    app_state,
     check_url,
     require_scope,
     resolve_policy,
@@ -38,21 +39,6 @@ router = APIRouter(prefix=API_PREFIX, tags=["scraping"])
 ScrapeUser = Annotated[Principal, Depends(require_scope("scrape"))]
 
 TASK_NAME = "scraping.scrape_page"
-
-
-def _settings(request: Request) -> ScrapingSettings:
-    settings: ScrapingSettings = request.app.state.settings
-    return settings
-
-
-def _vault(request: Request) -> KeyVault:
-    vault: KeyVault = request.app.state.key_vault
-    return vault
-
-
-def _header_vault(request: Request) -> KeyVault:
-    vault: KeyVault = request.app.state.header_vault
-    return vault
 
 
 def _plain_headers(body: ScrapeIn) -> dict[str, str] | None:
@@ -141,7 +127,7 @@ async def background_scraping(
     cookie, say) are sealed the same way as the key, sent only to the URL's own origin, and
     make the result uncached. PDF pages are read as text.
     """
-    settings = _settings(request)
+    settings = app_state(request, "settings", ScrapingSettings)
     _validate(body, settings)
     if idempotency_key is not None:
         Idempotency.check_key(idempotency_key)
@@ -153,11 +139,12 @@ async def background_scraping(
             raise TooManyRequests(
                 str(exc), code="model_budget_exceeded", headers={"Retry-After": str(seconds_to_midnight())}
             ) from None
-    vault = _vault(request)
+    vault = app_state(request, "key_vault", KeyVault)
+    header_vault = app_state(request, "header_vault", KeyVault)
     key_ref = await vault.put(body.openai_key.get_secret_value()) if body.openai_key is not None else None
     plain_headers = _plain_headers(body)
     try:
-        headers_ref = await seal_headers(_header_vault(request), plain_headers) if plain_headers else None
+        headers_ref = await seal_headers(header_vault, plain_headers) if plain_headers else None
     except BaseException:
         if key_ref is not None:
             await vault.delete(key_ref)
@@ -201,12 +188,12 @@ async def background_scraping(
         if key_ref is not None:
             await vault.delete(key_ref)
         if headers_ref is not None:
-            await _header_vault(request).delete(headers_ref)
+            await header_vault.delete(headers_ref)
         raise
     if accepted["task_id"] != task_id:
         # A repeat: the earlier task holds its own references.
         if key_ref is not None:
             await vault.delete(key_ref)
         if headers_ref is not None:
-            await _header_vault(request).delete(headers_ref)
+            await header_vault.delete(headers_ref)
     return accepted

@@ -43,7 +43,7 @@ from shared._celery import (
     report_progress,
 )
 from shared._context import request_id_var, task_id_var
-from shared._deps import CacheDep, CeleryDep, EventsDep, RecordsDep
+from shared._deps import CacheDep, CeleryDep, EventsDep, RecordsDep, app_state, state_dependency
 from shared._errors import (
     AppError,
     BadRequest,
@@ -197,6 +197,7 @@ __all__ = [
     "Unauthorized",
     "Unprocessable",
     "accepted_view",
+    "app_state",
     "bearer_token",
     "callback_secret",
     "check_headers",
@@ -235,6 +236,7 @@ __all__ = [
     "route",
     "run_server",
     "service_caller",
+    "state_dependency",
     "submit_task",
     "task_id_var",
     "verify_service_token",
