@@ -19,6 +19,7 @@ from shared import (
     TooManyRequests,
     Unprocessable,
     app_state,
+    check_timeouts,
     check_url,
     require_scope,
     resolve_policy,
@@ -48,13 +49,11 @@ def _plain_headers(body: ScrapeIn) -> dict[str, str] | None:
 
 
 def _validate(body: ScrapeIn, settings: ScrapingSettings) -> None:
-    cap = settings.task_soft_time_limit  # below RabbitMQ's consumer timeout
-    for name, value in (
-        ("queue_timeout_seconds", body.queue_timeout_seconds),
-        ("run_timeout_seconds", body.run_timeout_seconds),
-    ):
-        if value is not None and value > cap:
-            raise Unprocessable(f"{name} may be at most {cap} seconds.", code="timeout_too_long")
+    check_timeouts(
+        settings,
+        queue_timeout_seconds=body.queue_timeout_seconds,
+        run_timeout_seconds=body.run_timeout_seconds,
+    )
     try:
         check_url(
             body.url,

@@ -101,7 +101,7 @@ from shared._shape import (
     check_headers,
     check_json_shape,
 )
-from shared._submit import API_PREFIX, Idempotency, accepted_view, publish, submit_task
+from shared._submit import API_PREFIX, Idempotency, accepted_view, check_timeouts, publish, submit_task
 from shared._url_policy import (
     BodyTooLarge,
     CheckedURL,
@@ -202,6 +202,7 @@ __all__ = [
     "callback_secret",
     "check_headers",
     "check_json_shape",
+    "check_timeouts",
     "check_url",
     "clean_request_id",
     "configure_logging",
