@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 from redis.asyncio import Redis
 
-from .model import ModelBudgetError
+from .llm import ModelBudgetError
 
 PREFIX = "scrape:budget:"
 # The key outlives its day by one more, so the count of a day is readable while it lasts.
@@ -80,7 +80,7 @@ class ServerKeyBudget:
 
 
 class OwnerMeter:
-    """The model client's spend guard for one task on the server's key (see model.SpendGuard)."""
+    """The model client's spend guard for one task on the server's key (see llm.SpendGuard)."""
 
     def __init__(self, budget: ServerKeyBudget, owner: str) -> None:
         self.budget = budget

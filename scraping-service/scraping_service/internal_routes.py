@@ -29,11 +29,13 @@ from shared import (
     QueueName,
     RecordsDep,
     Unprocessable,
+    app_state,
     service_caller,
 )
 
-from .routes import TASK_NAME, _settings, _validate, background_scraping, enqueue_scrape
+from .routes import TASK_NAME, _validate, background_scraping, enqueue_scrape
 from .schemas import ScrapeIn, ScrapeReplayIn
+from .settings import ScrapingSettings
 
 INTERNAL_PREFIX = "/internal/scheduler/background-scraping"
 router = APIRouter(prefix=INTERNAL_PREFIX, include_in_schema=False)
@@ -58,7 +60,7 @@ def _no_secrets(body: ScrapeIn) -> None:
 async def validate_scrape(request: Request, body: ScrapeIn, owner: Scheduler) -> Response:
     """204 when POST /background-scraping/ would accept this body, else its own 422."""
     _no_secrets(body)
-    _validate(body, _settings(request))
+    _validate(body, app_state(request, "settings", ScrapingSettings))
     return Response(status_code=204)
 
 

@@ -144,6 +144,18 @@ def _canonical(value: Any) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
+def _unique(items: Iterable[Any]) -> list[Any]:
+    """The items with repeats (equal as canonical JSON) removed, first occurrence kept."""
+    seen: set[bytes] = set()
+    out = []
+    for item in items:
+        key = _canonical(item)
+        if key not in seen:
+            seen.add(key)
+            out.append(item)
+    return out
+
+
 def _empty(value: Any) -> bool:
     return value is None or value == ""
 
@@ -160,14 +172,7 @@ def merge_values(first: Any, later: Any) -> Any:
             out[key] = merge_values(out[key], value) if key in out else value
         return out
     if isinstance(first, list) and isinstance(later, list):
-        seen: set[bytes] = set()
-        merged = []
-        for item in [*first, *later]:
-            key = _canonical(item)
-            if key not in seen:
-                seen.add(key)
-                merged.append(item)
-        return merged
+        return _unique([*first, *later])
     # Two different scalars: the earlier chunk (nearer the top of the page) wins.
     return first
 
@@ -177,14 +182,7 @@ def dedupe_arrays(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: dedupe_arrays(v) for k, v in value.items()}
     if isinstance(value, list):
-        seen: set[bytes] = set()
-        out = []
-        for item in (dedupe_arrays(v) for v in value):
-            key = _canonical(item)
-            if key not in seen:
-                seen.add(key)
-                out.append(item)
-        return out
+        return _unique(dedupe_arrays(v) for v in value)
     return value
 
 

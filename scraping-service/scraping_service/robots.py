@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 
 from shared import origin_of
 
-__all__ = ["RobotsCache", "RobotsDecision", "RobotsFetch", "crawl_delay", "origin_of"]
+__all__ = ["RobotsCache", "RobotsDecision", "RobotsFetch", "crawl_delay"]
 
 log = logging.getLogger(__name__)
 

@@ -18,6 +18,8 @@ from shared import (
     QueueName,
     TooManyRequests,
     Unprocessable,
+    app_state,
+    check_timeouts,
     check_url,
     require_scope,
     resolve_policy,
@@ -40,21 +42,6 @@ ScrapeUser = Annotated[Principal, Depends(require_scope("scrape"))]
 TASK_NAME = "scraping.scrape_page"
 
 
-def _settings(request: Request) -> ScrapingSettings:
-    settings: ScrapingSettings = request.app.state.settings
-    return settings
-
-
-def _vault(request: Request) -> KeyVault:
-    vault: KeyVault = request.app.state.key_vault
-    return vault
-
-
-def _header_vault(request: Request) -> KeyVault:
-    vault: KeyVault = request.app.state.header_vault
-    return vault
-
-
 def _plain_headers(body: ScrapeIn) -> dict[str, str] | None:
     if not body.headers:
         return None
@@ -62,13 +49,11 @@ def _plain_headers(body: ScrapeIn) -> dict[str, str] | None:
 
 
 def _validate(body: ScrapeIn, settings: ScrapingSettings) -> None:
-    cap = settings.task_soft_time_limit  # below RabbitMQ's consumer timeout
-    for name, value in (
-        ("queue_timeout_seconds", body.queue_timeout_seconds),
-        ("run_timeout_seconds", body.run_timeout_seconds),
-    ):
-        if value is not None and value > cap:
-            raise Unprocessable(f"{name} may be at most {cap} seconds.", code="timeout_too_long")
+    check_timeouts(
+        settings,
+        queue_timeout_seconds=body.queue_timeout_seconds,
+        run_timeout_seconds=body.run_timeout_seconds,
+    )
     try:
         check_url(
             body.url,
@@ -156,7 +141,7 @@ async def enqueue_scrape(
     """Validate, check the server key's budget, seal the secrets, submit: the one path of every
     scrape (the public endpoint, a schedule's run, a replay). `retry`: a policy already resolved
     (a replay keeps its original's); `extra_record`: fields for the new record (`retry_of`)."""
-    settings = _settings(request)
+    settings = app_state(request, "settings", ScrapingSettings)
     _validate(body, settings)
     if idempotency_key is not None:
         Idempotency.check_key(idempotency_key)
@@ -168,11 +153,12 @@ async def enqueue_scrape(
             raise TooManyRequests(
                 str(exc), code="model_budget_exceeded", headers={"Retry-After": str(seconds_to_midnight())}
             ) from None
-    vault = _vault(request)
+    vault = app_state(request, "key_vault", KeyVault)
+    header_vault = app_state(request, "header_vault", KeyVault)
     key_ref = await vault.put(body.openai_key.get_secret_value()) if body.openai_key is not None else None
     plain_headers = _plain_headers(body)
     try:
-        headers_ref = await seal_headers(_header_vault(request), plain_headers) if plain_headers else None
+        headers_ref = await seal_headers(header_vault, plain_headers) if plain_headers else None
     except BaseException:
         if key_ref is not None:
             await vault.delete(key_ref)
@@ -217,12 +203,12 @@ async def enqueue_scrape(
         if key_ref is not None:
             await vault.delete(key_ref)
         if headers_ref is not None:
-            await _header_vault(request).delete(headers_ref)
+            await header_vault.delete(headers_ref)
         raise
     if accepted["task_id"] != task_id:
         # A repeat: the earlier task holds its own references.
         if key_ref is not None:
             await vault.delete(key_ref)
         if headers_ref is not None:
-            await _header_vault(request).delete(headers_ref)
+            await header_vault.delete(headers_ref)
     return accepted

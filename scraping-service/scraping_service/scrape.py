@@ -29,7 +29,8 @@ from .extract import (
     extract,
 )
 from .fetch import Fetcher, FetchError
-from .model import ModelConfig, ModelError, PageInput, SpendGuard, run_model
+from .llm import ModelConfig, ModelError, SpendGuard
+from .mapreduce import PageInput, run_model
 from .pdf import PdfError, is_pdf, pdf_markdown, read_pdf
 from .prices import estimated_cost_usd
 from .schema_validation import SchemaInvalidError, check_schema

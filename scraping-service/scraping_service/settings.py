@@ -7,7 +7,7 @@ from pydantic_settings import SettingsConfigDict
 
 from shared import BaseServiceSettings
 
-from .model import ModelConfig
+from .llm import ModelConfig
 from .politeness import ThrottlePolicy
 
 DEFAULT_USER_AGENT = "SmartApplicationBot/0.1 (+https://github.com/smart-application; scraping)"

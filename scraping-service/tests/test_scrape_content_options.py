@@ -14,14 +14,14 @@ from scrape_fakes import FakeOpenAI, PageServer
 
 from scraping_service.content_selectors import SelectorError, check_selectors
 from scraping_service.fetch import Fetcher
-from scraping_service.model import ModelConfig
+from scraping_service.llm import ModelConfig
 from scraping_service.pdf import PdfError, read_pdf
 from scraping_service.politeness import HostThrottle, ThrottlePolicy
 from scraping_service.prices import PRICES_AS_OF, estimated_cost_usd, price_for
 from scraping_service.request_headers import HeaderError, check_headers
-from scraping_service.robots import KEY_PREFIX, RobotsCache, origin_of
+from scraping_service.robots import KEY_PREFIX, RobotsCache
 from scraping_service.scrape import RESULT_PREFIX, ScrapeDeps, ScrapeError, ScrapeJob, page_key, scrape
-from shared import Allowlist, OutboundClient
+from shared import Allowlist, OutboundClient, origin_of
 
 KEY = "sk-test-valid-key-0123456789abcdef"
 

@@ -257,6 +257,8 @@ async def test_forbidden_urls_are_422(scraping_client: httpx.AsyncClient, auth: 
         ({"max_age": 10**9}, "validation_error", "max_age"),
         ({"openai_key": None}, "openai_key_required", "OPENAI_API_KEY"),
         ({"surprise": 1}, "validation_error", "surprise"),
+        ({"run_timeout_seconds": 100000}, "timeout_too_long", "run_timeout_seconds may be at most"),
+        ({"queue_timeout_seconds": 100000}, "timeout_too_long", "queue_timeout_seconds may be at most"),
     ],
 )
 async def test_invalid_requests_are_422_with_a_sentence(

@@ -10,8 +10,8 @@ from scrape_fakes import PageServer
 
 from scraping_service.fetch import Fetcher, FetchError
 from scraping_service.politeness import COOLDOWN_PREFIX, HostThrottle, ThrottlePolicy
-from scraping_service.robots import KEY_PREFIX, RobotsCache, origin_of
-from shared import Allowlist, OutboundClient
+from scraping_service.robots import KEY_PREFIX, RobotsCache
+from shared import Allowlist, OutboundClient, origin_of
 
 UA = "SmartApplicationBot/0.1 (+test)"
 

@@ -108,18 +108,18 @@ def test_model_names_past_the_bound_are_counted_as_other() -> None:
 
     from prometheus_client import REGISTRY
 
-    from scraping_service import model as model_module
+    from scraping_service import llm
 
     def spent(name: str, kind: str) -> float:
         return REGISTRY.get_sample_value(TOKENS, {"model": name, "kind": kind}) or 0.0
 
     usage = SimpleNamespace(prompt_tokens=7, completion_tokens=3)
-    seen = set(model_module._model_labels)
-    names = [f"bound-test-{uuid.uuid4().hex[:6]}-{i}" for i in range(model_module.MAX_MODEL_LABELS + 5)]
+    seen = set(llm._model_labels)
+    names = [f"bound-test-{uuid.uuid4().hex[:6]}-{i}" for i in range(llm.MAX_MODEL_LABELS + 5)]
     other_before = spent("other", "prompt")
     for name in names:
-        model_module._count_tokens(name, usage)
-    room = model_module.MAX_MODEL_LABELS - len(seen)
+        llm._count_tokens(name, usage)
+    room = llm.MAX_MODEL_LABELS - len(seen)
     assert [spent(n, "prompt") for n in names[:room]] == [7.0] * room
     assert [spent(n, "prompt") for n in names[room:]] == [0.0] * (len(names) - room)
     assert spent("other", "prompt") - other_before == 7.0 * (len(names) - room)

@@ -11,11 +11,11 @@ from redis.asyncio import Redis
 from scrape_fakes import FakeOpenAI, PageServer
 
 from scraping_service.fetch import Fetcher
-from scraping_service.model import ModelConfig
+from scraping_service.llm import ModelConfig
 from scraping_service.politeness import HostThrottle, ThrottlePolicy
-from scraping_service.robots import KEY_PREFIX, RobotsCache, origin_of
+from scraping_service.robots import KEY_PREFIX, RobotsCache
 from scraping_service.scrape import ScrapeDeps, ScrapeError, ScrapeJob, page_key, scrape
-from shared import Allowlist, OutboundClient
+from shared import Allowlist, OutboundClient, origin_of
 
 KEY = "sk-test-valid-key-0123456789abcdef"
 

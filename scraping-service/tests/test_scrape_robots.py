@@ -6,7 +6,8 @@ import httpx
 from redis.asyncio import Redis
 from scrape_fakes import PageServer
 
-from scraping_service.robots import KEY_PREFIX, RobotsCache, crawl_delay, origin_of
+from scraping_service.robots import KEY_PREFIX, RobotsCache, crawl_delay
+from shared import origin_of
 
 UA = "SmartApplicationBot/1.0 (+https://example.invalid/bot)"
 

@@ -43,7 +43,7 @@ from shared._celery import (
     report_progress,
 )
 from shared._context import request_id_var, task_id_var
-from shared._deps import CacheDep, CeleryDep, EventsDep, RecordsDep
+from shared._deps import CacheDep, CeleryDep, EventsDep, RecordsDep, app_state, state_dependency
 from shared._errors import (
     AppError,
     BadRequest,
@@ -101,7 +101,7 @@ from shared._shape import (
     check_headers,
     check_json_shape,
 )
-from shared._submit import API_PREFIX, Idempotency, accepted_view, publish, submit_task
+from shared._submit import API_PREFIX, Idempotency, accepted_view, check_timeouts, publish, submit_task
 from shared._url_policy import (
     BodyTooLarge,
     CheckedURL,
@@ -198,10 +198,12 @@ __all__ = [
     "Unauthorized",
     "Unprocessable",
     "accepted_view",
+    "app_state",
     "bearer_token",
     "callback_secret",
     "check_headers",
     "check_json_shape",
+    "check_timeouts",
     "check_url",
     "clean_request_id",
     "configure_logging",
@@ -236,6 +238,7 @@ __all__ = [
     "route",
     "run_server",
     "service_caller",
+    "state_dependency",
     "submit_task",
     "task_id_var",
     "verify_service_token",

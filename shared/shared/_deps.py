@@ -1,8 +1,10 @@
-"""Annotated dependencies for the clients every service makes in its lifespan."""
+"""What each service's lifespan puts on `app.state`, read back typed: one accessor, and the
+Annotated dependencies for the clients every service makes."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar, cast
 
 from celery import Celery
 from fastapi import Depends, Request
@@ -11,28 +13,26 @@ from shared._cache import Cache
 from shared._pubsub import EventHub
 from shared._records import TaskRecords
 
-
-async def _records(request: Request) -> TaskRecords:
-    records: TaskRecords = request.app.state.records
-    return records
+T = TypeVar("T")
 
 
-async def _cache(request: Request) -> Cache:
-    cache: Cache = request.app.state.cache
-    return cache
+def app_state(request: Request, name: str, kind: type[T]) -> T:
+    """`request.app.state.<name>`, typed as `kind` (not checked: the lifespan set it)."""
+    return cast(T, getattr(request.app.state, name))
 
 
-async def _celery(request: Request) -> Celery:
-    app: Celery = request.app.state.celery
-    return app
+def state_dependency(name: str, kind: type[T]) -> Callable[[Request], Awaitable[T]]:
+    """A FastAPI dependency returning `app.state.<name>`; async, so it runs on the event loop
+    rather than in the thread pool FastAPI gives plain functions."""
+
+    async def dependency(request: Request) -> T:
+        return app_state(request, name, kind)
+
+    dependency.__name__ = f"state_{name}"
+    return dependency
 
 
-async def _events(request: Request) -> EventHub:
-    hub: EventHub = request.app.state.events
-    return hub
-
-
-RecordsDep = Annotated[TaskRecords, Depends(_records)]
-CacheDep = Annotated[Cache, Depends(_cache)]
-CeleryDep = Annotated[Celery, Depends(_celery)]
-EventsDep = Annotated[EventHub, Depends(_events)]
+RecordsDep = Annotated[TaskRecords, Depends(state_dependency("records", TaskRecords))]
+CacheDep = Annotated[Cache, Depends(state_dependency("cache", Cache))]
+CeleryDep = Annotated[Celery, Depends(state_dependency("celery", Celery))]
+EventsDep = Annotated[EventHub, Depends(state_dependency("events", EventHub))]

@@ -33,6 +33,20 @@ HARD_LIMIT_GRACE = 5.0  # seconds between a run_timeout's soft stop and the kill
 MAX_IDEMPOTENCY_KEY = 200
 
 
+def check_timeouts(
+    settings: BaseServiceSettings, *, queue_timeout_seconds: float | None, run_timeout_seconds: float | None
+) -> None:
+    """422 `timeout_too_long` for a queue or run timeout past the workers' soft time limit, which
+    is kept below RabbitMQ's consumer timeout."""
+    cap = settings.task_soft_time_limit
+    for name, value in (
+        ("queue_timeout_seconds", queue_timeout_seconds),
+        ("run_timeout_seconds", run_timeout_seconds),
+    ):
+        if value is not None and value > cap:
+            raise Unprocessable(f"{name} may be at most {cap} seconds.", code="timeout_too_long")
+
+
 def accepted_view(task_id: str, task_type: str, queue: str) -> dict[str, Any]:
     return {
         "task_id": task_id,

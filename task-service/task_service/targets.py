@@ -25,6 +25,7 @@ from shared import (
     QueueName,
     TaskRecords,
     Unprocessable,
+    check_timeouts,
     check_url,
     resolve_policy,
     submit_task,
@@ -69,13 +70,11 @@ def check_options(opts: SubmitOptions, settings: TaskSettings) -> None:
         raise Unprocessable(
             f"countdown may be at most {settings.max_countdown_seconds} seconds.", code="countdown_too_long"
         )
-    cap = settings.task_soft_time_limit  # below RabbitMQ's consumer timeout
-    for name, value in (
-        ("queue_timeout_seconds", opts.queue_timeout_seconds),
-        ("run_timeout_seconds", opts.run_timeout_seconds),
-    ):
-        if value is not None and value > cap:
-            raise Unprocessable(f"{name} may be at most {cap} seconds.", code="timeout_too_long")
+    check_timeouts(
+        settings,
+        queue_timeout_seconds=opts.queue_timeout_seconds,
+        run_timeout_seconds=opts.run_timeout_seconds,
+    )
     if opts.callback_url is not None:
         try:
             check_url(str(opts.callback_url), Allowlist.parse(settings.outbound_allowlist))

@@ -1,4 +1,5 @@
-"""The model pipeline against a local OpenAI-compatible server, through the real openai client."""
+"""The LLM client and the map-reduce over a page, against a local OpenAI-compatible server,
+through the real openai client."""
 
 from __future__ import annotations
 
@@ -11,16 +12,14 @@ import scrape_pages as pages
 from scrape_fakes import FakeOpenAI
 
 from scraping_service.extract import extract
-from scraping_service.model import (
-    DEFAULT_SUMMARY_PROMPT,
+from scraping_service.llm import (
     ModelAuthError,
     ModelConfig,
     ModelOutputError,
     ModelRequestError,
     ModelUnavailableError,
-    PageInput,
-    run_model,
 )
+from scraping_service.mapreduce import DEFAULT_SUMMARY_PROMPT, PageInput, run_model
 
 KEY = "sk-test-valid-key-0123456789abcdef"
 
