@@ -34,12 +34,13 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 from urllib.parse import quote
 
 import orjson
 from redis.asyncio import Redis
+
+from notification_service.scripts import lua
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,14 @@ DELIVERY_STATES = (QUEUED, SENDING, DELIVERED, FAILED, GONE, EXPIRED, DEFERRED, 
 FINAL_STATES = frozenset({DELIVERED, FAILED, GONE, EXPIRED, SKIPPED, CANCELLED})
 # Deliveries still to go out: a batch holding any is not done.
 WAITING_STATES = frozenset({QUEUED, SENDING, DEFERRED})
+# Not gone out yet: claimed once due, or cancelled by the sender.
+UNSENT_STATES = frozenset({QUEUED, DEFERRED})
+# The one place the scripts get the states from: prepended to each, it names every state
+# (QUEUED = 'queued', ...) and the set UNSENT, so no script spells a state itself.
+STATES_LUA = (
+    f"local {', '.join(s.upper() for s in DELIVERY_STATES)} = {', '.join(repr(s) for s in DELIVERY_STATES)}\n"
+    f"local UNSENT = {{{', '.join(f'{s} = true' for s in sorted(UNSENT_STATES))}}}\n"
+)
 MAX_BATCH_FAILURES_KEPT = 1000
 DUE_KEY = "n:due"
 SENDING_KEY = "n:sending"
@@ -128,136 +137,20 @@ def _s(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _lua(name: str) -> str:
-    return (resources.files("notification_service") / "lua" / name).read_text(encoding="utf-8")
-
-
+# Read once at import; each Ledger registers them (EVALSHA; SCRIPT LOAD on a miss).
 # The first run of notifications plans and claims in one step, a slice of notifications per
 # call (lua/plan_claim.lua): one call for many is what keeps the ledger cheap at thousands a
-# second: a call costs the worker more to encode than the Lua costs Redis to run.
-_PLAN_CLAIM_LUA = _lua("plan_claim.lua")
-_SCHEDULE_LUA = _lua("schedule.lua")
-_TAKE_LATER_LUA = _lua("take_later.lua")
-_CANCEL_LUA = _lua("cancel.lua")
-_CANCEL_DELIVERY_LUA = _lua("cancel_delivery.lua")
-
-# KEYS: delivery, due, sending, counts, deferred. ARGV: member, now, token, expires_at, has_batch.
-# A deferred delivery is claimed like a queued one once its next_at (the end of the quiet
-# hours) has come.
-_CLAIM_LUA = """
-local st = redis.call('HGET', KEYS[1], 'status')
-if not st then redis.call('ZREM', KEYS[2], ARGV[1]) redis.call('ZREM', KEYS[5], ARGV[1]) return 'missing' end
-if st ~= 'queued' and st ~= 'deferred' then
-  redis.call('ZREM', KEYS[2], ARGV[1])
-  redis.call('ZREM', KEYS[5], ARGV[1])
-  return st
-end
-local nxt = tonumber(redis.call('HGET', KEYS[1], 'next_at') or '0') or 0
-if nxt > tonumber(ARGV[2]) + 0.5 then return 'not_due' end
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('ZREM', KEYS[5], ARGV[1])
-if tonumber(ARGV[2]) >= tonumber(ARGV[4]) then
-  redis.call('HSET', KEYS[1], 'status', 'expired', 'updated_at', ARGV[2],
-             'error', 'the TTL passed before it could be delivered')
-  if ARGV[5] == '1' then
-    redis.call('HINCRBY', KEYS[4], st, -1)
-    redis.call('HINCRBY', KEYS[4], 'expired', 1)
-  end
-  return 'expired'
-end
-redis.call('HSET', KEYS[1], 'status', 'sending', 'since', ARGV[2], 'token', ARGV[3],
-           'updated_at', ARGV[2])
-local n = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
-if ARGV[5] == '1' then
-  redis.call('HINCRBY', KEYS[4], st, -1)
-  redis.call('HINCRBY', KEYS[4], 'sending', 1)
-end
-return n
-"""
-
-# Records attempts and moves their deliveries out of `sending`, many per call (see above),
-# each only if it still holds the claim token it was sent under.
-# KEYS: due, sending, a (counts, failures) pair per batch, then per attempt its delivery and
-# attempts keys. ARGV: now, retention, number of batches, JSON [[member, token, new_status,
-# error, http_status, attempt_json, next_at, batch number (0: none), failure_json], ...].
-# Answers per attempt 1 when recorded, 0 when the claim was lost (the sweeper took it back).
-_FINISH_LUA = """
-local now, ttl = ARGV[1], ARGV[2]
-local k = 3 + 2 * tonumber(ARGV[3])
-local out, done, due, moves = {}, {}, {}, {}
-for i, e in ipairs(cjson.decode(ARGV[4])) do
-  local dkey, akey = KEYS[k], KEYS[k + 1]
-  k = k + 2
-  local cur = redis.call('HMGET', dkey, 'status', 'token')
-  if cur[1] ~= 'sending' or cur[2] ~= e[2] then
-    out[i] = 0
-  else
-    out[i] = 1
-    local new, b = e[3], e[8]
-    if new == 'queued' then
-      redis.call('HSET', dkey, 'status', new, 'updated_at', now, 'error', e[4],
-                 'http_status', e[5], 'next_at', e[7])
-      due[#due + 1] = e[7]
-      due[#due + 1] = e[1]
-    else
-      redis.call('HSET', dkey, 'status', new, 'updated_at', now, 'error', e[4],
-                 'http_status', e[5])
-    end
-    redis.call('HDEL', dkey, 'token', 'since')
-    redis.call('RPUSH', akey, e[6])
-    redis.call('EXPIRE', akey, ttl)
-    done[#done + 1] = e[1]
-    if b > 0 then
-      local m = moves[b] or {sending = 0}
-      moves[b] = m
-      m.sending = m.sending - 1
-      m[new] = (m[new] or 0) + 1
-      local fkey = KEYS[2 + 2 * b]
-      if new ~= 'queued' and new ~= 'delivered' and redis.call('LLEN', fkey) < 1000 then
-        redis.call('RPUSH', fkey, e[9])
-        redis.call('EXPIRE', fkey, ttl)
-      end
-    end
-  end
-end
-for s = 1, #done, 1000 do
-  redis.call('ZREM', KEYS[2], unpack(done, s, math.min(s + 999, #done)))
-end
-for s = 1, #due, 1000 do
-  redis.call('ZADD', KEYS[1], unpack(due, s, math.min(s + 999, #due)))
-end
-for b, m in pairs(moves) do
-  for state, v in pairs(m) do redis.call('HINCRBY', KEYS[1 + 2 * b], state, v) end
-end
-return out
-"""
-
-# KEYS: delivery, sending, due, counts. ARGV: member, cutoff, now, has_batch.
-# A claim older than the cutoff lost its worker: back to queued, due now.
-_SWEEP_LUA = """
-local st = redis.call('HGET', KEYS[1], 'status')
-if st ~= 'sending' then redis.call('ZREM', KEYS[2], ARGV[1]) return 0 end
-local since = tonumber(redis.call('HGET', KEYS[1], 'since') or '0') or 0
-if since > tonumber(ARGV[2]) then return 0 end
-redis.call('HSET', KEYS[1], 'status', 'queued', 'next_at', ARGV[3], 'updated_at', ARGV[3],
-           'error', 'the worker was lost while sending; queued again')
-redis.call('HDEL', KEYS[1], 'token', 'since')
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
-if ARGV[4] == '1' then
-  redis.call('HINCRBY', KEYS[4], 'sending', -1)
-  redis.call('HINCRBY', KEYS[4], 'queued', 1)
-end
-return 1
-"""
-
-# KEYS: due. ARGV: now, lease_until, limit. Hands out due entries, leasing them.
-_TAKE_DUE_LUA = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
-for _, m in ipairs(due) do redis.call('ZADD', KEYS[1], ARGV[2], m) end
-return due
-"""
+# second: a call costs the worker more to encode than the Lua costs Redis to run. Finishing
+# attempts (lua/finish.lua) takes many per call for the same reason.
+_PLAN_CLAIM_LUA = lua("plan_claim.lua", STATES_LUA)
+_CLAIM_LUA = lua("claim.lua", STATES_LUA)
+_FINISH_LUA = lua("finish.lua", STATES_LUA)
+_SWEEP_LUA = lua("sweep.lua", STATES_LUA)
+_TAKE_DUE_LUA = lua("take_due.lua")
+_SCHEDULE_LUA = lua("schedule.lua")
+_TAKE_LATER_LUA = lua("take_later.lua")
+_CANCEL_LUA = lua("cancel.lua")
+_CANCEL_DELIVERY_LUA = lua("cancel_delivery.lua", STATES_LUA)
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,7 +231,7 @@ class _Finish:
     dev: str
     bid: str
     then: Callable[[int | BaseException], None]
-    row: list[Any]
+    row: dict[str, Any]
 
 
 class Ledger:
@@ -556,8 +449,14 @@ class Ledger:
                     }
                 )
             keys = [SENDING_KEY, DEFERRED_KEY, *(batch_counts_key(bid) for bid in batches), *entry_keys]
-            args: list[Any] = [now, self.retention, token, len(batches), orjson.dumps(spec)]
-            made += await self._plan_claim(keys=keys, args=args)
+            arg = {
+                "now": now,
+                "retention": self.retention,
+                "token": token,
+                "batches": len(batches),
+                "notifications": spec,
+            }
+            made += await self._plan_claim(keys=keys, args=[orjson.dumps(arg)])
         out: list[list[Claimed] | None] = []
         for (notif, _), devs, res in zip(items, targets, made, strict=True):
             nid = notif.notification_id
@@ -582,7 +481,7 @@ class Ledger:
         self, pairs: Sequence[tuple[str, str]], notifs: dict[str, Notification]
     ) -> tuple[list[Claimed], dict[str, int]]:
         """Move queued deliveries to sending; returns those this caller now owns."""
-        now = time.time()
+        now = repr(time.time())
         tokens = [uuid.uuid4().hex for _ in pairs]
         async with self.r.pipeline(transaction=False) as pipe:
             for (nid, dev), token in zip(pairs, tokens, strict=True):
@@ -597,7 +496,17 @@ class Ledger:
                         batch_counts_key(bid or "-"),
                         DEFERRED_KEY,
                     ],
-                    args=[member(nid, dev), now, token, expires, "1" if bid else "0"],
+                    args=[
+                        orjson.dumps(
+                            {
+                                "member": member(nid, dev),
+                                "now": now,
+                                "token": token,
+                                "expires_at": expires,
+                                "has_batch": bool(bid),
+                            }
+                        )
+                    ],
                     client=pipe,
                 )
             results = await pipe.execute()
@@ -695,17 +604,17 @@ class Ledger:
             claim.dev,
             bid or "",
             then,
-            [
-                member(claim.nid, claim.dev),
-                claim.token,
-                status,
-                error,
-                "" if http_status is None else str(http_status),
-                attempt,
-                "" if next_at is None else str(next_at),
-                0,  # the batch's number, given when the call is made
-                failure,
-            ],
+            {
+                "member": member(claim.nid, claim.dev),
+                "token": claim.token,
+                "status": status,
+                "error": error,
+                "http_status": "" if http_status is None else str(http_status),
+                "attempt": attempt,
+                "next_at": "" if next_at is None else str(next_at),
+                "batch": 0,  # the batch's pair of keys, numbered when the call is made
+                "failure": failure,
+            },
         )
         self._pending.append(entry)
         if not self._flushing:
@@ -735,19 +644,25 @@ class Ledger:
         for start in range(0, len(entries), SCRIPT_SLICE):
             batches: dict[str, int] = {}
             entry_keys: list[str] = []
-            spec: list[list[Any]] = []
+            spec: list[dict[str, Any]] = []
             for entry in entries[start : start + SCRIPT_SLICE]:
                 row = entry.row
                 if entry.bid:
-                    row[7] = batches.setdefault(entry.bid, len(batches) + 1)
+                    row["batch"] = batches.setdefault(entry.bid, len(batches) + 1)
                 entry_keys += (delivery_key(entry.nid, entry.dev), attempts_key(entry.nid, entry.dev))
                 spec.append(row)
             keys = [DUE_KEY, SENDING_KEY]
             for bid in batches:
                 keys += (batch_counts_key(bid), batch_failures_key(bid))
             keys += entry_keys
-            args: list[Any] = [now, self.retention, len(batches), orjson.dumps(spec)]
-            out += await self._finish(keys=keys, args=args)
+            arg = {
+                "now": now,
+                "retention": self.retention,
+                "batches": len(batches),
+                "failures_kept": MAX_BATCH_FAILURES_KEPT,
+                "attempts": spec,
+            }
+            out += await self._finish(keys=keys, args=[orjson.dumps(arg)])
         return out
 
     async def deliveries(self, nid: str) -> tuple[bool, list[dict[str, Any]]]:
@@ -788,7 +703,8 @@ class Ledger:
     async def take_due(self, limit: int = 1000, grace: float = 0.0) -> list[tuple[str, str]]:
         """Entries due at least `grace` seconds ago, leased so a lost hand-off comes due again."""
         now = time.time()
-        raw = await self._take_due(keys=[DUE_KEY], args=[now - grace, now + DUE_LEASE_SECONDS, limit])
+        arg = {"now": repr(now - grace), "lease_until": repr(now + DUE_LEASE_SECONDS), "limit": limit}
+        raw = await self._take_due(keys=[DUE_KEY], args=[orjson.dumps(arg)])
         return [split_member(m) for m in raw]
 
     async def sweep_stuck(self, stuck_after: float, limit: int = 1000) -> int:
@@ -810,7 +726,16 @@ class Ledger:
                         DUE_KEY,
                         batch_counts_key(bid or "-"),
                     ],
-                    args=[member(nid, dev), cutoff, now, "1" if bid else "0"],
+                    args=[
+                        orjson.dumps(
+                            {
+                                "member": member(nid, dev),
+                                "cutoff": cutoff,
+                                "now": repr(now),
+                                "has_batch": bool(bid),
+                            }
+                        )
+                    ],
                     client=pipe,
                 )
             results = await pipe.execute()
