@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from notification_service.ledger import q
+from notification_service.ledger_keys import q
 from notification_service.scripts import lua
 from notification_service.webpush import Subscription, b64url_decode, b64url_encode
 from shared import Sealer, SealError

@@ -13,7 +13,8 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from notification_service.ledger import Notification, notification_key, q
+from notification_service.ledger_keys import notification_key, q
+from notification_service.notification import Notification
 from notification_service.scripts import lua
 
 INBOX_USERS_KEY = "n:inbox-users"

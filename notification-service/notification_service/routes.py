@@ -16,7 +16,9 @@ from redis.exceptions import RedisError
 from notification_service import webpush
 from notification_service.devices import Devices, DeviceSecretError, RegistrationContended, TooManyDevices
 from notification_service.inbox import Inbox, inbox_channel, sse_event
-from notification_service.ledger import WAITING_STATES, Ledger, Notification
+from notification_service.ledger import Ledger
+from notification_service.ledger_keys import WAITING_STATES
+from notification_service.notification import Notification
 from notification_service.preferences import Preferences, PreferenceStore
 from notification_service.schemas import (
     MAX_SCHEDULE_DAYS,

@@ -18,7 +18,8 @@ import redis.exceptions
 from celery import signals
 
 from notification_service.delivery import RunResult, chunk_size
-from notification_service.ledger import Ledger, member, split_member
+from notification_service.ledger import Ledger
+from notification_service.ledger_keys import member, split_member
 from notification_service.runtime import runtime
 from notification_service.worker import app, settings
 from shared import NOTIFICATIONS_SCHEDULED, PlatformTask, create_async_redis
