@@ -28,20 +28,24 @@ for i, n in ipairs(a.notifications) do
     for j, d in ipairs(devices) do
       local dkey = KEYS[k + j]
       redis.call('HSET', plan, d.dev, d.channel)
-      redis.call('HSET', dkey, 'status', d.state, 'channel', d.channel, 'created_at', now,
-                 'updated_at', now, 'batch_id', n.bid, 'error', '')
+      -- One HSET per delivery (the fields in the same order whatever the state).
       if d.state == SENDING then
-        redis.call('HSET', dkey, 'attempts', 1, 'since', now, 'token', token)
+        redis.call('HSET', dkey, 'status', d.state, 'channel', d.channel, 'created_at', now,
+                   'updated_at', now, 'batch_id', n.bid, 'error', '',
+                   'attempts', 1, 'since', now, 'token', token)
         claims[#claims + 1] = now
         claims[#claims + 1] = n.nid .. '|' .. d.dev
       elseif d.state == DEFERRED then
-        redis.call('HSET', dkey, 'attempts', 0, 'next_at', d.next_at,
-                   'error', 'quiet hours of the recipient')
+        redis.call('HSET', dkey, 'status', d.state, 'channel', d.channel, 'created_at', now,
+                   'updated_at', now, 'batch_id', n.bid, 'error', 'quiet hours of the recipient',
+                   'attempts', 0, 'next_at', d.next_at)
         later[#later + 1] = d.next_at
         later[#later + 1] = n.nid .. '|' .. d.dev
       else
-        redis.call('HSET', dkey, 'attempts', 0,
-                   'error', 'the channel is switched off in the recipient\'s preferences')
+        redis.call('HSET', dkey, 'status', d.state, 'channel', d.channel, 'created_at', now,
+                   'updated_at', now, 'batch_id', n.bid,
+                   'error', 'the channel is switched off in the recipient\'s preferences',
+                   'attempts', 0)
       end
       redis.call('EXPIRE', dkey, ttl)
       if tally then tally[d.state] = (tally[d.state] or 0) + 1 end
