@@ -5,6 +5,7 @@ Ledger is the one object the API and the workers hold; its parts live by job:
   ledger_queries.py  reading notifications, deliveries and batches
   ledger_plan.py     scheduled sends, batches, planning deliveries (first attempts claimed at once)
   ledger_moves.py    the state machine: claim, finish, retries, the sweeper, cancelling
+The Notification record itself is in notification.py.
 Each write that moves a delivery is one Lua script in lua/*.lua.
 """
 

@@ -1,4 +1,4 @@
-"""Thin Celery tasks: the work lives in delivery.py and ledger.py, run on the process's loop.
+"""Thin Celery tasks: the work lives in delivery.py and the ledger (ledger*.py), run on the process's loop.
 
 Every task is safe to run twice (acks_late redelivers after a lost worker): deliveries are
 claimed in Redis before they are sent, so a second run finds nothing left to send.
