@@ -13,7 +13,10 @@ from notification_service.inbox import Inbox
 from notification_service.internal_routes import router as internal_router
 from notification_service.ledger import Ledger
 from notification_service.preferences import PreferenceStore
-from notification_service.routes import router
+from notification_service.routes_devices import router as devices_router
+from notification_service.routes_inbox import router as inbox_router
+from notification_service.routes_send import router as send_router
+from notification_service.routes_status import router as status_router
 from notification_service.settings import NotificationSettings
 from notification_service.webpush import load_vapid_key
 from shared import Allowlist, create_service_app
@@ -49,7 +52,7 @@ def create_app(settings: NotificationSettings | None = None) -> FastAPI:
         title="smart_application notification-service",
         description="Devices (Web Push, signed webhooks), notifications sent in the background "
         "and tracked per delivery, batches, and each user's inbox.",
-        routers=[router, internal_router],
+        routers=[devices_router, send_router, status_router, inbox_router, internal_router],
         celery_app=celery_app,
         on_startup=[startup],
     )

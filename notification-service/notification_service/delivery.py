@@ -27,7 +27,8 @@ from notification_service.classify import (
     next_retry_delay,
 )
 from notification_service.devices import Device, Devices, DeviceSecretError
-from notification_service.ledger import (
+from notification_service.ledger import Ledger
+from notification_service.ledger_keys import (
     DEFERRED,
     DELIVERED,
     EXPIRED,
@@ -37,10 +38,9 @@ from notification_service.ledger import (
     SENDING,
     SKIPPED,
     Claimed,
-    Ledger,
-    Notification,
     Target,
 )
+from notification_service.notification import Notification
 from notification_service.payloads import webhook_body, webhook_message_id, webpush_payload_for
 from notification_service.preferences import Preferences, PreferenceStore, quiet_until
 from notification_service.settings import NotificationSettings

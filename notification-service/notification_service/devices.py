@@ -18,13 +18,13 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 import orjson
 from redis.asyncio import Redis
 
-from notification_service.ledger import q
+from notification_service.ledger_keys import q
+from notification_service.scripts import lua
 from notification_service.webpush import Subscription, b64url_decode, b64url_encode
 from shared import Sealer, SealError
 
@@ -59,14 +59,10 @@ def _s(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _lua(name: str) -> str:
-    return (resources.files("notification_service") / "lua" / name).read_text(encoding="utf-8")
-
-
 # Read once at import; redis-py loads each into Redis once (EVALSHA, SCRIPT LOAD on a miss).
-_REGISTER_LUA = _lua("device_register.lua")
-_PRUNE_LUA = _lua("device_prune.lua")
-_DISABLE_LUA = _lua("device_disable.lua")
+_REGISTER_LUA = lua("device_register.lua")
+_PRUNE_LUA = lua("device_prune.lua")
+_DISABLE_LUA = lua("device_disable.lua")
 # Attempts at registering while other registrations of the same target move its mapping.
 _REGISTER_TRIES = 5
 

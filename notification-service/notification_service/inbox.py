@@ -13,7 +13,9 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from notification_service.ledger import Notification, notification_key, q
+from notification_service.ledger_keys import notification_key, q
+from notification_service.notification import Notification
+from notification_service.scripts import lua
 
 INBOX_USERS_KEY = "n:inbox-users"
 
@@ -38,42 +40,8 @@ def inbox_channel(user: str) -> str:
     return f"{INBOX_CHANNEL_PREFIX}{q(user)}"
 
 
-# KEYS: inbox-users, then (notification, inbox, unread, seq) per notification.
-# ARGV: retention, max_items, channel prefix, then (nid, json, quoted user) per notification.
-# Writes each notification once (SET NX), files it in its recipient's inbox and wakes the
-# recipient's open streams (a PUBLISH per user, after the writes they will read).
-_LAND_LUA = """
-local n = (#KEYS - 1) / 4
-local touched = {}
-local written = 0
-for i = 1, n do
-  local b = 1 + (i - 1) * 4
-  local nid = ARGV[3 + (i - 1) * 3 + 1]
-  if redis.call('SET', KEYS[b + 1], ARGV[3 + (i - 1) * 3 + 2], 'EX', ARGV[1], 'NX') then
-    local seq = redis.call('INCR', KEYS[b + 4])
-    redis.call('ZADD', KEYS[b + 2], seq, nid)
-    redis.call('ZADD', KEYS[b + 3], seq, nid)
-    touched[KEYS[b + 2]] = {KEYS[b + 3], KEYS[b + 4], ARGV[3 + (i - 1) * 3 + 3]}
-    written = written + 1
-  end
-end
-local max = tonumber(ARGV[2])
-for ikey, other in pairs(touched) do
-  local extra = redis.call('ZCARD', ikey) - max
-  if extra > 0 then
-    local old = redis.call('ZRANGE', ikey, 0, extra - 1)
-    redis.call('ZREM', ikey, unpack(old))
-    redis.call('ZREM', other[1], unpack(old))
-  end
-  redis.call('EXPIRE', ikey, ARGV[1])
-  redis.call('EXPIRE', other[1], ARGV[1])
-  redis.call('EXPIRE', other[2], ARGV[1])
-  redis.call('SADD', KEYS[1], other[3])
-  redis.call('PUBLISH', ARGV[3] .. other[3], redis.call('GET', other[2]))
-end
-return written
-"""
-
+# Writes, files and announces a chunk of notifications in one call (lua/inbox_land.lua).
+_LAND_LUA = lua("inbox_land.lua")
 LAND_CHUNK = 1000
 
 
@@ -107,7 +75,7 @@ class Inbox:
         for start in range(0, len(notifs), LAND_CHUNK):
             chunk = notifs[start : start + LAND_CHUNK]
             keys = [INBOX_USERS_KEY]
-            args: list[Any] = [self.retention, self.max_items, INBOX_CHANNEL_PREFIX]
+            items = []
             for n in chunk:
                 keys += [
                     notification_key(n.notification_id),
@@ -115,7 +83,14 @@ class Inbox:
                     unread_key(n.user_id),
                     seq_key(n.user_id),
                 ]
-                args += [n.notification_id, n.to_json(), q(n.user_id)]
+                items.append({"nid": n.notification_id, "user": q(n.user_id)})
+            head = {
+                "retention": self.retention,
+                "max_items": self.max_items,
+                "channel_prefix": INBOX_CHANNEL_PREFIX,
+                "items": items,
+            }
+            args = [orjson.dumps(head), *(n.to_json() for n in chunk)]
             written += int(await self._land(keys=keys, args=args))
         return written
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from notification_service.routes import _build, _require_send, send_notification
+from notification_service.routes_send import checked_notification, require_send, send_notification
 from notification_service.schemas import NotificationIn
 from shared import IdempotencyKey, Principal, service_caller
 
@@ -25,8 +25,8 @@ Scheduler = Annotated[Principal, Depends(service_caller("scheduler"))]
 @router.post("/validate", status_code=204, response_class=Response)
 async def validate_notification(request: Request, body: NotificationIn, owner: Scheduler) -> Response:
     """204 when POST /send-notification/ would accept this body, else its own 422 or 403."""
-    _require_send(owner, {body.user_id})
-    _build(request, body, owner, time.time(), "", task_id="validate-only")
+    require_send(owner, {body.user_id})
+    checked_notification(request, body, owner, time.time(), "", task_id="validate-only")
     return Response(status_code=204)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from notification_service import webpush
-from notification_service.ledger import Notification
+from notification_service.notification import Notification
 
 WEBHOOK_EVENT_TYPE = "notification.created"
 

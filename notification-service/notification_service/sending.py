@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from notification_service import webpush
-from notification_service.ledger import CANCELLED, DEFERRED, DELIVERED, FINAL_STATES, SKIPPED, Notification
+from notification_service.ledger_keys import CANCELLED, DEFERRED, DELIVERED, FINAL_STATES, SKIPPED
+from notification_service.notification import Notification
 from notification_service.payloads import topic, webpush_payload
 from notification_service.schemas import NotificationIn
 

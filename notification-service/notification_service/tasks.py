@@ -1,4 +1,4 @@
-"""Thin Celery tasks: the work lives in delivery.py and ledger.py, run on the process's loop.
+"""Thin Celery tasks: the work lives in delivery.py and the ledger (ledger*.py), run on the process's loop.
 
 Every task is safe to run twice (acks_late redelivers after a lost worker): deliveries are
 claimed in Redis before they are sent, so a second run finds nothing left to send.
@@ -18,7 +18,8 @@ import redis.exceptions
 from celery import signals
 
 from notification_service.delivery import RunResult, chunk_size
-from notification_service.ledger import Ledger, member, split_member
+from notification_service.ledger import Ledger
+from notification_service.ledger_keys import member, split_member
 from notification_service.runtime import runtime
 from notification_service.worker import app, settings
 from shared import NOTIFICATIONS_SCHEDULED, PlatformTask, create_async_redis

@@ -13,16 +13,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from notification_service.delivery import chunk_size
-from notification_service.ledger import (
-    DEFERRED,
-    DUE_KEY,
-    SENDING_KEY,
-    SKIPPED,
-    Ledger,
-    Notification,
-    Target,
-    split_member,
-)
+from notification_service.ledger import Ledger
+from notification_service.ledger_keys import DEFERRED, DUE_KEY, SENDING_KEY, SKIPPED, Target, split_member
+from notification_service.notification import Notification
 from notification_service.sending import aggregate_status
 
 

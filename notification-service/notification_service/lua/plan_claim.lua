@@ -1,16 +1,18 @@
 -- Plans notifications and claims their deliveries for a first attempt, a slice per call.
--- A delivery is created in the state its recipient's preferences give it: `sending` (claimed
--- by the caller's token, attempt 1), `deferred` (quiet hours: due at next_at, in the
--- deferred index) or `skipped` (its channel is switched off; final).
--- KEYS: sending, deferred, the batch-count keys, then per notification its plan key followed
--- by one delivery key per device.
--- ARGV: now, retention, token, number of batch-count keys, JSON
--- [{batch (0: none), bid, nid, devices: [{dev, channel, state, next_at}]}, ...].
+-- A delivery is created in the state its recipient's preferences give it: SENDING (claimed
+-- by the caller's token, attempt 1), DEFERRED (quiet hours: due at next_at, in the
+-- deferred index) or SKIPPED (its channel is switched off; final).
+-- States: the prelude (ledger_keys.STATES_LUA) names them.
+-- KEYS: sending index, deferred index, the batch-count keys, then per notification its plan
+-- key followed by one delivery key per device.
+-- ARGV: JSON {now, retention, token, batches (how many batch-count keys), notifications:
+-- [{batch (its count key, 0: none), bid, nid, devices: [{dev, channel, state, next_at}]}]}.
 -- Answers per notification 1 when planned now, 0 when already planned (or cancelled).
-local now, ttl, token = ARGV[1], ARGV[2], ARGV[3]
-local k = 3 + tonumber(ARGV[4])
+local a = cjson.decode(ARGV[1])
+local now, ttl, token = a.now, a.retention, a.token
+local k = 3 + a.batches
 local out, claims, later, counts = {}, {}, {}, {}
-for i, n in ipairs(cjson.decode(ARGV[5])) do
+for i, n in ipairs(a.notifications) do
   local plan, devices = KEYS[k], n.devices
   if redis.call('HSETNX', plan, '_planned', now) == 0 then
     out[i] = 0
@@ -26,20 +28,24 @@ for i, n in ipairs(cjson.decode(ARGV[5])) do
     for j, d in ipairs(devices) do
       local dkey = KEYS[k + j]
       redis.call('HSET', plan, d.dev, d.channel)
-      redis.call('HSET', dkey, 'status', d.state, 'channel', d.channel, 'created_at', now,
-                 'updated_at', now, 'batch_id', n.bid, 'error', '')
-      if d.state == 'sending' then
-        redis.call('HSET', dkey, 'attempts', 1, 'since', now, 'token', token)
+      -- One HSET per delivery (the fields in the same order whatever the state).
+      if d.state == SENDING then
+        redis.call('HSET', dkey, 'status', d.state, 'channel', d.channel, 'created_at', now,
+                   'updated_at', now, 'batch_id', n.bid, 'error', '',
+                   'attempts', 1, 'since', now, 'token', token)
         claims[#claims + 1] = now
         claims[#claims + 1] = n.nid .. '|' .. d.dev
-      elseif d.state == 'deferred' then
-        redis.call('HSET', dkey, 'attempts', 0, 'next_at', d.next_at,
-                   'error', 'quiet hours of the recipient')
+      elseif d.state == DEFERRED then
+        redis.call('HSET', dkey, 'status', d.state, 'channel', d.channel, 'created_at', now,
+                   'updated_at', now, 'batch_id', n.bid, 'error', 'quiet hours of the recipient',
+                   'attempts', 0, 'next_at', d.next_at)
         later[#later + 1] = d.next_at
         later[#later + 1] = n.nid .. '|' .. d.dev
       else
-        redis.call('HSET', dkey, 'attempts', 0,
-                   'error', 'the channel is switched off in the recipient\'s preferences')
+        redis.call('HSET', dkey, 'status', d.state, 'channel', d.channel, 'created_at', now,
+                   'updated_at', now, 'batch_id', n.bid,
+                   'error', 'the channel is switched off in the recipient\'s preferences',
+                   'attempts', 0)
       end
       redis.call('EXPIRE', dkey, ttl)
       if tally then tally[d.state] = (tally[d.state] or 0) + 1 end

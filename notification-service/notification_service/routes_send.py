@@ -1,0 +1,224 @@
+"""The sending routes: one notification (now or at its send_at) and batches of up to 10,000,
+each accepted into the inbox and the ledger and handed to the workers."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+
+from notification_service import state
+from notification_service.notification import Notification
+from notification_service.schemas import (
+    MAX_SCHEDULE_DAYS,
+    BatchAccepted,
+    BatchIn,
+    NotificationAccepted,
+    NotificationIn,
+)
+from notification_service.sending import TooLarge, build, iso
+from shared import (
+    API_PREFIX,
+    NOTIFICATIONS_SCHEDULED,
+    Conflict,
+    CurrentUser,
+    Forbidden,
+    Idempotency,
+    IdempotencyKey,
+    Principal,
+    QueueName,
+    ServiceUnavailable,
+    Unprocessable,
+    require_scope,
+    route,
+    submit_task,
+)
+
+router = APIRouter(prefix=API_PREFIX, tags=["notifications"])
+SEND_SCOPE = "notify:send"
+# A batch fans out to many deliveries: it always needs notify:send, even to yourself.
+SendUser = Annotated[Principal, Depends(require_scope(SEND_SCOPE))]
+
+
+def require_send(user: Principal, recipients: set[str]) -> None:
+    if recipients - {user.sub} and not user.has(SEND_SCOPE):
+        raise Forbidden(f"Sending to another user needs the '{SEND_SCOPE}' scope.", code="insufficient_scope")
+
+
+def checked_notification(
+    request: Request,
+    item: NotificationIn,
+    user: Principal,
+    now: float,
+    where: str,
+    **ids: str | None,
+) -> Any:
+    if item.send_at is not None:
+        try:
+            at = item.send_at.timestamp()
+        except (OverflowError, OSError, ValueError):  # e.g. 0001-01-01T00:00:00+14:00
+            at = 0.0
+        if at <= now:
+            raise Unprocessable(f"{where}send_at must be in the future.", code="invalid_send_at")
+        if at > now + MAX_SCHEDULE_DAYS * 86400:
+            raise Unprocessable(
+                f"{where}send_at may be at most {MAX_SCHEDULE_DAYS} days ahead.", code="invalid_send_at"
+            )
+    try:
+        return build(
+            item,
+            sender=user.sub,
+            default_ttl=state.settings(request).notify_default_ttl,
+            now=now,
+            **ids,
+        )
+    except TooLarge as exc:
+        raise Unprocessable(f"{where}{exc}", code="payload_too_large") from None
+
+
+def _accepted(notif: Notification, task_id: str | None) -> dict[str, Any]:
+    if notif.send_at is not None:
+        return {
+            "notification_id": notif.notification_id,
+            "task_id": None,
+            "status": "scheduled",
+            "send_at": iso(notif.send_at),
+        }
+    return {"notification_id": notif.notification_id, "task_id": task_id, "status": "queued"}
+
+
+@route(router, "POST", "/send-notification/", status_code=202, response_model=NotificationAccepted)
+async def send_notification(
+    request: Request,
+    body: NotificationIn,
+    user: CurrentUser,
+    idempotency_key: IdempotencyKey = None,
+) -> dict[str, Any]:
+    """Send a notification to every device of `user_id`, and file it in their inbox.
+
+    Another user than yourself needs scope `notify:send`. With `Idempotency-Key`, a repeat
+    answers the first notification and sends nothing again. With `send_at` it is held
+    (status `scheduled`, cancellable) and sent, and filed in the inbox, at that time.
+    """
+    require_send(user, {body.user_id})
+    task_id = str(uuid.uuid4())
+    notif = checked_notification(request, body, user, time.time(), "", task_id=task_id)
+    idem = Idempotency(request.app.state.redis, "notify")
+    if idempotency_key is not None:
+        fingerprint = _fingerprint(body.model_dump(mode="json"))
+        earlier = await idem.claim(
+            user.sub, idempotency_key, fingerprint, f"{notif.notification_id} {task_id}"
+        )
+        if earlier is not None:
+            nid, _, tid = earlier.partition(" ")
+            first = await state.ledger(request).get_notification(nid)
+            if first is not None and first.send_at is not None:
+                return _accepted(first, None)
+            return {"notification_id": nid, "task_id": tid, "status": "queued"}
+    if notif.send_at is not None:
+        # Held in Redis, not on the broker: the workers' pump publishes it when it is due.
+        await state.ledger(request).schedule([notif])
+        NOTIFICATIONS_SCHEDULED.labels("scheduled").inc()
+        return _accepted(notif, None)
+    inbox = state.inbox(request)
+    await inbox.land([notif])
+    try:
+        await submit_task(
+            celery_app=request.app.state.celery,
+            records=request.app.state.records,
+            user=user,
+            task_name="notifications.deliver",
+            task_type="notification",
+            queue=QueueName.NOTIFICATIONS.value,
+            kwargs={"notification_ids": [notif.notification_id]},
+            task_id=task_id,
+        )
+    except ServiceUnavailable:
+        await inbox.discard([notif])
+        if idempotency_key is not None:
+            await idem.release(user.sub, idempotency_key)
+        raise
+    return {"notification_id": notif.notification_id, "task_id": task_id, "status": "queued"}
+
+
+def _fingerprint(body: Any) -> str:
+    from shared._submit import body_fingerprint
+
+    return body_fingerprint(body)
+
+
+@route(
+    router,
+    "POST",
+    "/batch-notifications/",
+    status_code=202,
+    response_model=BatchAccepted,
+    responses={403: {"description": "The token lacks the notify:send scope."}},
+)
+async def batch_notifications(
+    request: Request,
+    body: BatchIn,
+    user: SendUser,
+    idempotency_key: IdempotencyKey = None,
+) -> dict[str, Any]:
+    """Send up to 10,000 notifications at once (scope `notify:send`); each is tracked per delivery.
+
+    The answer holds every notification's id, in request order; follow the batch at
+    `batch-status/{batch_id}`.
+    """
+    settings = state.settings(request)
+    if len(body.notifications) > settings.notify_max_batch:
+        raise Unprocessable(
+            f"A batch holds at most {settings.notify_max_batch} notifications.",
+            code="batch_too_large",
+        )
+    batch_id, task_id = str(uuid.uuid4()), str(uuid.uuid4())
+    now = time.time()
+    notifs = [
+        checked_notification(request, item, user, now, f"notifications[{i}]: ", batch_id=batch_id)
+        for i, item in enumerate(body.notifications)
+    ]
+    nids = [n.notification_id for n in notifs]
+    ledger = state.ledger(request)
+    idem = Idempotency(request.app.state.redis, "notify-batch")
+    if idempotency_key is not None:
+        fingerprint = _fingerprint(body.model_dump(mode="json"))
+        earlier = await idem.claim(user.sub, idempotency_key, fingerprint, f"{batch_id} {task_id}")
+        if earlier is not None:
+            bid, _, tid = earlier.partition(" ")
+            ids = await ledger.batch_ids(bid)
+            if not ids:
+                raise Conflict(
+                    "The first request with this Idempotency-Key is still being accepted.",
+                    code="idempotency_in_progress",
+                )
+            return {"batch_id": bid, "task_id": tid, "count": len(ids), "notification_ids": ids}
+    await ledger.create_batch(batch_id, user.sub, nids, task_id, iso(now))
+    inbox = state.inbox(request)
+    later = [n for n in notifs if n.send_at is not None]
+    notifs = [n for n in notifs if n.send_at is None]
+    await inbox.land(notifs)
+    if later:
+        await ledger.schedule(later)
+        NOTIFICATIONS_SCHEDULED.labels("scheduled").inc(len(later))
+    try:
+        await submit_task(
+            celery_app=request.app.state.celery,
+            records=request.app.state.records,
+            user=user,
+            task_name="notifications.deliver_batch",
+            task_type="notification_batch",
+            queue=QueueName.NOTIFICATIONS.value,
+            kwargs={"batch_id": batch_id},
+            task_id=task_id,
+        )
+    except ServiceUnavailable:
+        await inbox.discard(notifs)
+        await ledger.unschedule([n.notification_id for n in later])
+        await ledger.discard_batch(batch_id)
+        if idempotency_key is not None:
+            await idem.release(user.sub, idempotency_key)
+        raise
+    return {"batch_id": batch_id, "task_id": task_id, "count": len(nids), "notification_ids": nids}

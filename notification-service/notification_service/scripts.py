@@ -1,0 +1,14 @@
+"""The service's Lua scripts (lua/*.lua), read once at import.
+
+Each owner (Ledger, Inbox, Devices) registers what it runs with redis-py's register_script:
+called by EVALSHA, loaded into Redis with SCRIPT LOAD the first time Redis lacks it.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+
+def lua(name: str, prelude: str = "") -> str:
+    """The script in lua/`name`, after `prelude` (definitions it shares with others)."""
+    return prelude + (resources.files("notification_service") / "lua" / name).read_text(encoding="utf-8")
