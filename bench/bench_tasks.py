@@ -19,8 +19,7 @@ from pathlib import Path
 import aiohttp
 import redis
 
-from shared import mint_token, testing
-from shared._settings import BaseServiceSettings
+from shared import BaseServiceSettings, mint_token, testing
 
 ROOT = Path(__file__).resolve().parents[1]
 # A vhost and (below) a Redis database of the run's own: runs, test sessions and a running

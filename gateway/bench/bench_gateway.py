@@ -33,8 +33,7 @@ import httpx
 import uvicorn
 from fastapi import FastAPI, Request, Response
 
-from shared import mint_token, testing
-from shared._settings import BaseServiceSettings
+from shared import BaseServiceSettings, mint_token, testing
 
 API = "/smart_application/tasks"
 CONNECTIONS = 32

@@ -31,6 +31,7 @@ from shared import (
     QueueName,
     ServiceUnavailable,
     Unprocessable,
+    body_fingerprint,
     require_scope,
     route,
     submit_task,
@@ -107,7 +108,7 @@ async def send_notification(
     notif = checked_notification(request, body, user, time.time(), "", task_id=task_id)
     idem = Idempotency(request.app.state.redis, "notify")
     if idempotency_key is not None:
-        fingerprint = _fingerprint(body.model_dump(mode="json"))
+        fingerprint = body_fingerprint(body.model_dump(mode="json"))
         earlier = await idem.claim(
             user.sub, idempotency_key, fingerprint, f"{notif.notification_id} {task_id}"
         )
@@ -141,12 +142,6 @@ async def send_notification(
             await idem.release(user.sub, idempotency_key)
         raise
     return {"notification_id": notif.notification_id, "task_id": task_id, "status": "queued"}
-
-
-def _fingerprint(body: Any) -> str:
-    from shared._submit import body_fingerprint
-
-    return body_fingerprint(body)
 
 
 @route(
@@ -184,7 +179,7 @@ async def batch_notifications(
     ledger = state.ledger(request)
     idem = Idempotency(request.app.state.redis, "notify-batch")
     if idempotency_key is not None:
-        fingerprint = _fingerprint(body.model_dump(mode="json"))
+        fingerprint = body_fingerprint(body.model_dump(mode="json"))
         earlier = await idem.claim(user.sub, idempotency_key, fingerprint, f"{batch_id} {task_id}")
         if earlier is not None:
             bid, _, tid = earlier.partition(" ")

@@ -12,12 +12,10 @@ from shared._auth import (
     Principal,
     TokenVerifier,
     bearer_token,
-    current_user,
     mint_service_token,
     mint_token,
     require_scope,
     service_caller,
-    verify_service_token,
 )
 from shared._cache import (
     BATCH_MAX_KEYS,
@@ -26,14 +24,11 @@ from shared._cache import (
     LIST_MAX_LIMIT,
     Cache,
     CacheLimits,
-    CachePage,
-    CacheValue,
-    CacheWrite,
     not_modified,
 )
 from shared._callbacks import callback_secret
 from shared._celery import (
-    PlatformCelery,
+    Continuation,
     PlatformTask,
     PublicTaskError,
     TaskCancelled,
@@ -42,8 +37,8 @@ from shared._celery import (
     make_queue,
     report_progress,
 )
-from shared._context import request_id_var, task_id_var
-from shared._deps import CacheDep, CeleryDep, EventsDep, RecordsDep, app_state, state_dependency
+from shared._context import request_id_var
+from shared._deps import CacheDep, CeleryDep, EventsDep, RecordsDep, app_state
 from shared._errors import (
     AppError,
     BadRequest,
@@ -51,7 +46,6 @@ from shared._errors import (
     Forbidden,
     NotFound,
     PayloadTooLarge,
-    PreconditionFailed,
     ServiceUnavailable,
     TooManyRequests,
     Unauthorized,
@@ -59,9 +53,9 @@ from shared._errors import (
     error_body,
     install_error_handlers,
 )
-from shared._http_client import OutboundClient, OutboundResponse
+from shared._http_client import OutboundClient
 from shared._http_fields import MAX_RETRY_AFTER_SECONDS, origin_of, parse_retry_after
-from shared._ip_policy import Allowlist, forbidden_reason, parse_ip_literal
+from shared._ip_policy import Allowlist
 from shared._logging import configure_logging
 from shared._metrics import (
     NOTIFICATION_DELIVERIES,
@@ -74,37 +68,36 @@ from shared._metrics import (
     SCRAPE_PAGES,
     TASKS_REPLAYED,
     ObservabilityMiddleware,
-    clean_request_id,
     metrics_registry,
     render_metrics,
 )
 from shared._pacing import HostPacer, Pacer, PaceTooFar
-from shared._pubsub import STREAM_RESPONSES, EventHub, Listener, Signal
+from shared._pubsub import STREAM_RESPONSES, Signal
 from shared._queues import MAX_PRIORITY, QueueName
 from shared._ready import CachedReadiness
 from shared._records import REPLAYABLE, STATUSES, TERMINAL, TaskRecords, events_channel, merge_status, now_iso
-from shared._redis import RedisDep, create_async_redis, create_sync_redis
-from shared._retries import NonRetryable, RetryPolicy, resolve_policy
+from shared._redis import create_async_redis
+from shared._retries import RetryPolicy, resolve_policy
 from shared._routing import route
-from shared._sealing import Sealer, SealError, derive_sealing_key
+from shared._sealing import Sealer, SealError
 from shared._server import run_server
 from shared._settings import BaseServiceSettings
 from shared._shape import (
     HTTP_URL_PATTERN,
     MAX_HEADER_VALUE_BYTES,
     MAX_JSON_DEPTH,
-    MAX_JSON_INT,
-    MIN_JSON_INT,
-    HeadersTooLarge,
     IdempotencyKey,
-    RequestShapeMiddleware,
     check_headers,
-    check_json_shape,
 )
-from shared._submit import API_PREFIX, Idempotency, accepted_view, check_timeouts, publish, submit_task
+from shared._submit import (
+    API_PREFIX,
+    Idempotency,
+    body_fingerprint,
+    check_timeouts,
+    submit_task,
+)
 from shared._url_policy import (
     BodyTooLarge,
-    CheckedURL,
     OutboundError,
     OutboundRefused,
     OutboundTimeout,
@@ -123,10 +116,8 @@ __all__ = [
     "LIST_MAX_LIMIT",
     "MAX_HEADER_VALUE_BYTES",
     "MAX_JSON_DEPTH",
-    "MAX_JSON_INT",
     "MAX_PRIORITY",
     "MAX_RETRY_AFTER_SECONDS",
-    "MIN_JSON_INT",
     "NOTIFICATIONS_SCHEDULED",
     "NOTIFICATION_DELIVERIES",
     "OPENAI_TOKENS",
@@ -149,43 +140,31 @@ __all__ = [
     "Cache",
     "CacheDep",
     "CacheLimits",
-    "CachePage",
-    "CacheValue",
-    "CacheWrite",
     "CachedReadiness",
     "CeleryDep",
-    "CheckedURL",
     "Conflict",
+    "Continuation",
     "CurrentUser",
-    "EventHub",
     "EventsDep",
     "Forbidden",
-    "HeadersTooLarge",
     "HostPacer",
     "Idempotency",
     "IdempotencyKey",
-    "Listener",
-    "NonRetryable",
     "NotFound",
     "ObservabilityMiddleware",
     "OutboundClient",
     "OutboundError",
     "OutboundRefused",
-    "OutboundResponse",
     "OutboundTimeout",
     "OutboundUnreachable",
     "PaceTooFar",
     "Pacer",
     "PayloadTooLarge",
-    "PlatformCelery",
     "PlatformTask",
-    "PreconditionFailed",
     "Principal",
     "PublicTaskError",
     "QueueName",
     "RecordsDep",
-    "RedisDep",
-    "RequestShapeMiddleware",
     "RetryPolicy",
     "SealError",
     "Sealer",
@@ -197,24 +176,18 @@ __all__ = [
     "TooManyRequests",
     "Unauthorized",
     "Unprocessable",
-    "accepted_view",
     "app_state",
     "bearer_token",
+    "body_fingerprint",
     "callback_secret",
     "check_headers",
-    "check_json_shape",
     "check_timeouts",
     "check_url",
-    "clean_request_id",
     "configure_logging",
     "create_async_redis",
     "create_service_app",
-    "create_sync_redis",
-    "current_user",
-    "derive_sealing_key",
     "error_body",
     "events_channel",
-    "forbidden_reason",
     "install_error_handlers",
     "install_worker_hooks",
     "make_celery",
@@ -226,9 +199,7 @@ __all__ = [
     "not_modified",
     "now_iso",
     "origin_of",
-    "parse_ip_literal",
     "parse_retry_after",
-    "publish",
     "render_metrics",
     "report_progress",
     "request_id_var",
@@ -238,9 +209,6 @@ __all__ = [
     "route",
     "run_server",
     "service_caller",
-    "state_dependency",
     "submit_task",
-    "task_id_var",
-    "verify_service_token",
     "worker_runtime",
 ]

@@ -63,6 +63,7 @@ def accepted_view(task_id: str, task_type: str, queue: str) -> dict[str, Any]:
 
 
 def body_fingerprint(body: Any) -> str:
+    """The SHA-256 of a JSON body with sorted keys: an Idempotency-Key replay must match it."""
     return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 

@@ -26,11 +26,9 @@ from shared import (
     OutboundTimeout,
     OutboundUnreachable,
     check_url,
-    forbidden_reason,
-    parse_ip_literal,
     resolve_checked,
 )
-from shared._ip_policy import IPAddress
+from shared._ip_policy import IPAddress, forbidden_reason, parse_ip_literal
 
 ip = ipaddress.ip_address
 

@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from shared import BaseServiceSettings, EventHub, Signal
-from shared._pubsub import QUEUE_SIZE
+from shared import BaseServiceSettings, Signal
+from shared._pubsub import QUEUE_SIZE, EventHub
 
 
 @pytest.fixture

@@ -6,7 +6,8 @@ import base64
 
 import pytest
 
-from shared import BaseServiceSettings, Sealer, SealError, derive_sealing_key
+from shared import BaseServiceSettings, Sealer, SealError
+from shared._sealing import derive_sealing_key
 
 SECRET = "server-secret-for-tests-0123456789"
 PLAINTEXT = b"whsec_c2VjcmV0LXZhbHVlLXRoYXQtbXVzdC1ub3QtbGVhaw=="

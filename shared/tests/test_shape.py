@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from shared import MAX_JSON_DEPTH, AppError, check_headers, check_json_shape
+from shared import MAX_JSON_DEPTH, AppError, check_headers
+from shared._shape import check_json_shape
 
 
 def nested(depth: int) -> Any:

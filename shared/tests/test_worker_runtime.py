@@ -9,7 +9,8 @@ from email.utils import formatdate
 
 import pytest
 
-from shared import origin_of, parse_retry_after, task_id_var, worker_runtime
+from shared import origin_of, parse_retry_after, worker_runtime
+from shared._context import task_id_var
 
 
 def test_run_returns_results_and_raises_errors_on_one_loop_thread() -> None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from shared import PublicTaskError, TaskCancelled, report_progress
-from shared._celery import Continuation, PlatformTask
+from shared import Continuation, PlatformTask, PublicTaskError, TaskCancelled, report_progress
 from task_service.kinds import REGISTRY, cancel_check, current_attempt, known_kinds
 from task_service.worker import app, settings
 
