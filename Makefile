@@ -48,7 +48,7 @@ test: sync sysdeps infra ## the whole test suite against the real Redis, RabbitM
 lint: sync ## ruff (lint + format check) and mypy
 	@$(UV) run --frozen ruff check .
 	@$(UV) run --frozen ruff format --check .
-	@$(UV) run --frozen mypy shared/shared gateway/gateway task-service/task_service scraping-service/scraping_service notification-service/notification_service client/smartapp
+	@$(UV) run --frozen mypy shared/shared gateway/gateway task-service/task_service scraping-service/scraping_service notification-service/notification_service client/smartapp testkit/testkit
 
 fmt: sync ## format the code
 	@$(UV) run --frozen ruff check --fix .

@@ -16,15 +16,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared import testing
-from shared.testing import Stack
+import testkit
+from testkit import Stack
 
 # Each session has its own vhost and Redis database: sessions may run side by side, and a
 # platform started with `make run` (vhost "/", database 0) is never touched.
-SESSION_VHOST = f"{testing.TEST_VHOST}_{os.getpid()}"
-SESSION_DB = testing.claim_redis_db()
+SESSION_VHOST = f"{testkit.TEST_VHOST}_{os.getpid()}"
+SESSION_DB = testkit.claim_redis_db()
 os.environ.update(
-    testing.test_env(
+    testkit.test_env(
         {
             "REDIS_URL": f"redis://127.0.0.1:6379/{SESSION_DB}",
             "BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{SESSION_VHOST}",
@@ -60,19 +60,19 @@ def auth(token: Callable[..., str]) -> Callable[..., dict[str, str]]:
 @pytest.fixture(scope="session")
 def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Redis and RabbitMQ answer; this session's vhost exists (and goes at the end)."""
-    testing.reap_stale_vhosts()
-    testing.ensure_vhost(SESSION_VHOST)
+    testkit.reap_stale_vhosts()
+    testkit.ensure_vhost(SESSION_VHOST)
     try:
         yield tmp_path_factory.mktemp("logs")
     finally:
-        testing.delete_vhost(SESSION_VHOST)
-        testing.release_redis_db(SESSION_DB)
+        testkit.delete_vhost(SESSION_VHOST)
+        testkit.release_redis_db(SESSION_DB)
 
 
 @pytest.fixture(scope="session")
 def task_stack(infra: Path) -> Iterator[Stack]:
     """task-service's API and one worker on queue `default`."""
-    callback_port = testing.free_port()
+    callback_port = testkit.free_port()
     stack = Stack({**os.environ, "OUTBOUND_ALLOWLIST": f"127.0.0.1:{callback_port}"}, infra)
     stack.urls["callback"] = f"http://127.0.0.1:{callback_port}/hook"
     try:
@@ -103,7 +103,7 @@ LOCAL_STACK_HEALTH = [
 
 
 @pytest.fixture(scope="session")
-def local_stack(infra: Path) -> Iterator[testing.Proc]:
+def local_stack(infra: Path) -> Iterator[testkit.Proc]:
     """The whole platform as `make run` starts it (deploy/local/run.py), on its standard ports."""
     for url in LOCAL_STACK_HEALTH:
         port = int(url.split(":")[2].split("/")[0])
@@ -112,14 +112,14 @@ def local_stack(infra: Path) -> Iterator[testing.Proc]:
                 pytest.fail(f"port {port} is taken (is `make run` running?); the local stack needs it")
     # A vhost of its own: task_stack's worker also consumes `default` in the session vhost.
     vhost = SESSION_VHOST + "_local"
-    testing.ensure_vhost(vhost)
+    testkit.ensure_vhost(vhost)
     env = {
         "PYTHONUNBUFFERED": "1",
         "BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
         # Webhook receivers of the tests listen on loopback (tests/deploy/test_prometheus_live.py).
         "OUTBOUND_ALLOWLIST": "127.0.0.1",
     }
-    proc = testing.Proc(
+    proc = testkit.Proc(
         "make-run", [sys.executable, "deploy/local/run.py"], env, infra / "make-run.log"
     ).start()
     try:
@@ -140,5 +140,5 @@ def local_stack(infra: Path) -> Iterator[testing.Proc]:
         _, alive = psutil.wait_procs(children, timeout=10)
         for leftover in alive:
             leftover.kill()
-        testing.delete_vhost(vhost)
+        testkit.delete_vhost(vhost)
         assert not alive, f"make run left orphans behind: {[p.pid for p in alive]}"

@@ -20,7 +20,8 @@ import aiohttp
 import orjson
 import redis
 
-from shared import BaseServiceSettings, mint_token, testing
+import testkit
+from shared import BaseServiceSettings, mint_token
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -114,8 +115,8 @@ def line(label: str, waits: list[float]) -> str:
 
 
 def main() -> list[str]:
-    testing.ensure_vhost(VHOST)
-    env = testing.test_env(
+    testkit.ensure_vhost(VHOST)
+    env = testkit.test_env(
         {"BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{VHOST}", "REDIS_URL": "redis://127.0.0.1:6379/10"}
     )
     os.environ.update(env)
@@ -127,12 +128,12 @@ def main() -> list[str]:
     rclient = redis.Redis.from_url(env["REDIS_URL"])
     rclient.flushdb()
     purge(env)
-    api_port = testing.free_port()
+    api_port = testkit.free_port()
     url = f"http://127.0.0.1:{api_port}"
-    procs: list[testing.Proc] = []
+    procs: list[testkit.Proc] = []
     try:
-        procs.append(testing.start_api("task_service", api_port, {**os.environ, **env}, log_dir))
-        worker = testing.start_worker(
+        procs.append(testkit.start_api("task_service", api_port, {**os.environ, **env}, log_dir))
+        worker = testkit.start_worker(
             "task_service.worker", "default", {**os.environ, **env}, log_dir, concurrency=CONCURRENCY
         )
         procs.append(worker)
@@ -147,7 +148,7 @@ def main() -> list[str]:
         worker.stop()
 
         bare_env = {**os.environ, **env, "PYTHONPATH": str(ROOT / "bench")}
-        bare = testing.start_worker("bare_app", "bare", bare_env, log_dir, concurrency=CONCURRENCY)
+        bare = testkit.start_worker("bare_app", "bare", bare_env, log_dir, concurrency=CONCURRENCY)
         procs.append(bare)
         _, b = bare_round(0)
         wait_done(rclient, [tid for tid, _ in b])

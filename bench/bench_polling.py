@@ -32,7 +32,8 @@ from pathlib import Path
 
 import aiohttp
 
-from shared import BaseServiceSettings, mint_token, testing
+import testkit
+from shared import BaseServiceSettings, mint_token
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -53,7 +54,7 @@ class Tally:
     other: dict[int, int] = field(default_factory=dict)
 
 
-def cpu_seconds(proc: testing.Proc) -> float:
+def cpu_seconds(proc: testkit.Proc) -> float:
     """User + system CPU of the process so far (Linux /proc; its children are not counted)."""
     fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -143,17 +144,17 @@ def bare_users(users: int, n: int, poll: float) -> tuple[float, int, float]:
 
 
 def main(n: int, users: int, poll: float, limits: list[str]) -> list[str]:
-    testing.ensure_vhost(VHOST)
-    redis_db = testing.claim_redis_db()
+    testkit.ensure_vhost(VHOST)
+    redis_db = testkit.claim_redis_db()
     try:
         return measure(n, users, poll, redis_db, limits)
     finally:
-        testing.delete_vhost(VHOST)
-        testing.release_redis_db(redis_db)
+        testkit.delete_vhost(VHOST)
+        testkit.release_redis_db(redis_db)
 
 
 def measure(n: int, users: int, poll: float, redis_db: int, limits: list[str]) -> list[str]:
-    env = testing.test_env(
+    env = testkit.test_env(
         {
             "BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{VHOST}",
             "REDIS_URL": f"redis://127.0.0.1:6379/{redis_db}",
@@ -165,18 +166,18 @@ def measure(n: int, users: int, poll: float, redis_db: int, limits: list[str]) -
     settings = BaseServiceSettings()
     tokens = [mint_token(settings, f"poller-{u}", ["tasks"], 3600) for u in range(users)]
     purge(env)
-    api_port = testing.free_port()
+    api_port = testkit.free_port()
     base = {**os.environ, **env}
     lines = [
         f"polling: {n} no-op tasks over {users} users, each polling every {poll:g} s, concurrency {CONCURRENCY}"
     ]
-    procs: list[testing.Proc] = []
+    procs: list[testkit.Proc] = []
     try:
         with ThreadPoolExecutor(2) as pool:
             starts = [
-                pool.submit(testing.start_api, "task_service", api_port, base, log_dir),
+                pool.submit(testkit.start_api, "task_service", api_port, base, log_dir),
                 pool.submit(
-                    testing.start_worker,
+                    testkit.start_worker,
                     "bare_app",
                     "bare",
                     {**base, "PYTHONPATH": str(ROOT / "bench")},
@@ -199,7 +200,7 @@ def measure(n: int, users: int, poll: float, redis_db: int, limits: list[str]) -
             f"    bare Celery apply_async + AsyncResult polling: {bare_rate:8.1f} tasks/s"
             f"  ({bare_s:.2f} s, all submitted after {bare_sub:.2f} s, {bare_polls} polls)"
         )
-        worker = testing.start_worker(
+        worker = testkit.start_worker(
             "task_service.worker", "default", base, log_dir, concurrency=CONCURRENCY
         )
         procs.append(worker)
@@ -221,8 +222,8 @@ def measure(n: int, users: int, poll: float, redis_db: int, limits: list[str]) -
                 lines.append(f"        ratio without the gateway  : {rate / bare_rate:8.2f}x")
                 continue
             per_minute, burst = DEFAULT_LIMIT if which == "default" else RAISED_LIMIT
-            gw_port = testing.free_port()
-            gateway = testing.start_api(
+            gw_port = testkit.free_port()
+            gateway = testkit.start_api(
                 "gateway",
                 gw_port,
                 {

@@ -19,7 +19,8 @@ from pathlib import Path
 import aiohttp
 import redis
 
-from shared import BaseServiceSettings, mint_token, testing
+import testkit
+from shared import BaseServiceSettings, mint_token
 
 ROOT = Path(__file__).resolve().parents[1]
 # A vhost and (below) a Redis database of the run's own: runs, test sessions and a running
@@ -89,17 +90,17 @@ def purge(env: dict[str, str]) -> None:
 
 
 def main(n: int) -> list[str]:
-    testing.ensure_vhost(VHOST)
-    redis_db = testing.claim_redis_db()
+    testkit.ensure_vhost(VHOST)
+    redis_db = testkit.claim_redis_db()
     try:
         return measure(n, redis_db)
     finally:
-        testing.delete_vhost(VHOST)
-        testing.release_redis_db(redis_db)
+        testkit.delete_vhost(VHOST)
+        testkit.release_redis_db(redis_db)
 
 
 def measure(n: int, redis_db: int) -> list[str]:
-    env = testing.test_env(
+    env = testkit.test_env(
         {
             "BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{VHOST}",
             "REDIS_URL": f"redis://127.0.0.1:6379/{redis_db}",
@@ -112,17 +113,17 @@ def measure(n: int, redis_db: int) -> list[str]:
     token = mint_token(settings, "bench", ["tasks"], 3600)
     rclient = redis.Redis.from_url(env["REDIS_URL"])
     purge(env)
-    api_port = testing.free_port()
+    api_port = testkit.free_port()
     url = f"http://127.0.0.1:{api_port}"
     lines: list[str] = []
-    procs: list[testing.Proc] = []
+    procs: list[testkit.Proc] = []
     try:
         # The API and the bare worker start side by side (nothing is measured yet).
         with ThreadPoolExecutor(2) as pool:
             starts = [
-                pool.submit(testing.start_api, "task_service", api_port, {**os.environ, **env}, log_dir),
+                pool.submit(testkit.start_api, "task_service", api_port, {**os.environ, **env}, log_dir),
                 pool.submit(
-                    testing.start_worker,
+                    testkit.start_worker,
                     "bare_app",
                     "bare",
                     {**os.environ, **env, "PYTHONPATH": str(ROOT / "bench")},
@@ -147,7 +148,7 @@ def measure(n: int, redis_db: int) -> list[str]:
         bare_e2e = n / (wait_done(rclient, ids) - t0)
         bare_worker.stop()
 
-        worker = testing.start_worker(
+        worker = testkit.start_worker(
             "task_service.worker", "default", {**os.environ, **env}, log_dir, concurrency=CONCURRENCY
         )
         procs.append(worker)

@@ -24,8 +24,8 @@ import httpx
 import pytest
 from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, async_playwright
 
-from shared import testing
-from shared.testing import Stack
+import testkit
+from testkit import Stack
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scraping-service/tests"))
@@ -62,7 +62,7 @@ document.addEventListener("securitypolicyviolation",
 @pytest.fixture(scope="module")
 def push_port() -> int:
     """A loopback port named in OUTBOUND_ALLOWLIST for the stubbed subscription's endpoint."""
-    return testing.free_port()
+    return testkit.free_port()
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ def console_stack(
 ) -> Iterator[Stack]:
     openai_server, pages = third_parties
     vhost = os.environ["TEST_SESSION_VHOST"] + "_console"  # no other test's worker takes these
-    testing.ensure_vhost(vhost)
+    testkit.ensure_vhost(vhost)
     env = {
         **os.environ,
         "BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
@@ -108,7 +108,7 @@ def console_stack(
         yield stack
     finally:
         stack.stop()
-        testing.delete_vhost(vhost)
+        testkit.delete_vhost(vhost)
 
 
 @pytest.fixture(scope="module")

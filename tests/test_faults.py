@@ -18,8 +18,8 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from shared import testing
-from shared.testing import Stack
+import testkit
+from testkit import Stack
 
 P = "/smart_application/tasks"
 pytestmark = pytest.mark.slow
@@ -45,7 +45,7 @@ async def status_of(client: httpx.AsyncClient, task_id: str, h: dict) -> dict:
 def fault_stack(infra: Path) -> Iterator[Stack]:
     """An API on a vhost of its own, so only the workers this test starts take its tasks."""
     vhost = os.environ["TEST_SESSION_VHOST"] + "_faults"
-    testing.ensure_vhost(vhost)
+    testkit.ensure_vhost(vhost)
     env = {**os.environ, "BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{vhost}"}
     stack = Stack(env, infra)
     try:
@@ -53,7 +53,7 @@ def fault_stack(infra: Path) -> Iterator[Stack]:
         yield stack
     finally:
         stack.stop()
-        testing.delete_vhost(vhost)
+        testkit.delete_vhost(vhost)
 
 
 async def test_worker_sigkill_mid_task_loses_nothing(fault_stack: Stack, auth) -> None:
@@ -177,7 +177,7 @@ async def test_cancelled_task_writes_no_progress_or_event_after_it_is_final(faul
 @pytest.fixture
 def private_redis(infra: Path) -> Iterator[tuple[int, callable]]:
     """A redis-server of the test's own, so stopping it disturbs nothing else."""
-    port = testing.free_port()
+    port = testkit.free_port()
     argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     procs: list[subprocess.Popen] = []
 
@@ -247,14 +247,14 @@ BROKER_RESTARTS = int(os.environ.get("FAULT_DRILL_RESTARTS", "2"))
 
 
 @pytest.fixture(scope="module")
-def private_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[testing.PrivateRabbit]:
+def private_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[testkit.PrivateRabbit]:
     """A RabbitMQ node of this module's own: the drills stop it, never the machine's broker."""
-    with testing.private_rabbitmq(tmp_path_factory.mktemp("rabbit")) as rabbit:
+    with testkit.private_rabbitmq(tmp_path_factory.mktemp("rabbit")) as rabbit:
         yield rabbit
 
 
 @pytest.fixture
-def broker_stack(private_broker: testing.PrivateRabbit, infra: Path) -> Iterator[Stack]:
+def broker_stack(private_broker: testkit.PrivateRabbit, infra: Path) -> Iterator[Stack]:
     """task-service's API on a fresh vhost of the private broker; the test starts the workers."""
     vhost = f"drill_{time.monotonic_ns()}"
     env = {**os.environ, "BROKER_URL": private_broker.add_vhost(vhost)}
@@ -268,7 +268,7 @@ def broker_stack(private_broker: testing.PrivateRabbit, infra: Path) -> Iterator
 
 
 async def test_rabbitmq_down_is_503_fast_and_recovers(
-    broker_stack: Stack, private_broker: testing.PrivateRabbit, auth
+    broker_stack: Stack, private_broker: testkit.PrivateRabbit, auth
 ) -> None:
     h = auth("faults")
     broker_stack.worker("task_service.worker", "default", concurrency=1)
@@ -317,7 +317,7 @@ async def wait_progress(client: httpx.AsyncClient, tid: str, h: dict, at_least: 
 
 
 async def test_worker_survives_broker_restarts_while_tasks_run(
-    broker_stack: Stack, private_broker: testing.PrivateRabbit, auth
+    broker_stack: Stack, private_broker: testkit.PrivateRabbit, auth
 ) -> None:
     """Each restart cancels the running long task (its ack is lost with the connection), kills
     its pool process, reconnects and runs it again from its last step; the worker lives on."""

@@ -6,7 +6,7 @@ import asyncio
 
 import httpx
 
-from shared.testing import sample_value
+from testkit import sample_value
 
 GW = "http://127.0.0.1:8000"
 P = "/smart_application/tasks"

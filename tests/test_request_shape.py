@@ -19,8 +19,9 @@ import httpx
 import pytest
 import requests
 
-from shared import mint_token, testing
-from shared.testing import Stack
+import testkit
+from shared import mint_token
+from testkit import Stack
 
 P = "/smart_application/tasks"
 ALL_SCOPES = "tasks scrape cache notify:send admin"
@@ -29,7 +30,7 @@ ALL_SCOPES = "tasks scrape cache notify:send admin"
 @pytest.fixture(scope="module")
 def platform(infra: Path) -> Iterator[Stack]:
     vhost = os.environ["TEST_SESSION_VHOST"] + "_shape"
-    testing.ensure_vhost(vhost)
+    testkit.ensure_vhost(vhost)
     env = {
         **os.environ,
         "BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
@@ -48,13 +49,13 @@ def platform(infra: Path) -> Iterator[Stack]:
         }
         # task-service validates schedules of scrapes and notifications with those services.
         urls["TASK_SERVICE_URL"] = stack.api("task_service", "task", urls)
-        metrics_port = testing.free_port()
+        metrics_port = testkit.free_port()
         stack.api("gateway", "gateway", {**urls, "GATEWAY_METRICS_PORT": str(metrics_port)})
         stack.urls["gateway_metrics"] = f"http://127.0.0.1:{metrics_port}"
         yield stack
     finally:
         stack.stop()
-        testing.delete_vhost(vhost)
+        testkit.delete_vhost(vhost)
 
 
 @pytest.fixture
@@ -206,9 +207,9 @@ async def test_ready_probes_in_a_row_open_at_most_one_broker_connection(infra: P
         "BROKER_URL": f"amqp://guest:guest@127.0.0.1:{proxy.port}/{vhost}",
         "READY_CACHE_SECONDS": "30",
     }
-    port = testing.free_port()
+    port = testkit.free_port()
     # Started in a thread: the relay runs on this test's loop, which must keep turning meanwhile.
-    api = await asyncio.to_thread(testing.start_api, "task_service", port, env, infra)
+    api = await asyncio.to_thread(testkit.start_api, "task_service", port, env, infra)
     try:
         before = proxy.accepted
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:

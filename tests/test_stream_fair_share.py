@@ -20,8 +20,9 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from shared import BaseServiceSettings, testing
-from shared.testing import Stack
+import testkit
+from shared import BaseServiceSettings
+from testkit import Stack
 
 P = "/smart_application/tasks"
 CAP = 20  # MAX_STREAMS_PER_USER's default
@@ -34,22 +35,22 @@ class Platform:
     gateways: list[str]
     log_dir: Path
 
-    def gateway(self, extra: dict[str, str]) -> testing.Proc:
+    def gateway(self, extra: dict[str, str]) -> testkit.Proc:
         """One more gateway replica with settings of its own; the caller stops it."""
-        return testing.start_api("gateway", testing.free_port(), {**self.env, **extra}, self.log_dir)
+        return testkit.start_api("gateway", testkit.free_port(), {**self.env, **extra}, self.log_dir)
 
 
 @pytest.fixture(scope="module")
 def platform(infra: Path, task_stack: Stack) -> Iterator[Platform]:
     vhost = os.environ["TEST_SESSION_VHOST"] + "_streams"
-    testing.ensure_vhost(vhost)
+    testkit.ensure_vhost(vhost)
     stack = Stack({**os.environ, "BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{vhost}"}, infra)
     try:
         notifications = stack.api("notification_service", "notifications")
         gateway_env = {
             **stack.env,
             "TASK_SERVICE_URL": task_stack.urls["task"],
-            "SCRAPING_SERVICE_URL": f"http://127.0.0.1:{testing.free_port()}",
+            "SCRAPING_SERVICE_URL": f"http://127.0.0.1:{testkit.free_port()}",
             "NOTIFICATION_SERVICE_URL": notifications,
             "RATE_LIMIT_PER_MINUTE": "100000",
             "RATE_LIMIT_BURST": "10000",
@@ -58,7 +59,7 @@ def platform(infra: Path, task_stack: Stack) -> Iterator[Platform]:
         yield Platform(stack, gateway_env, gateways, infra)
     finally:
         stack.stop()
-        testing.delete_vhost(vhost)
+        testkit.delete_vhost(vhost)
 
 
 @pytest.fixture

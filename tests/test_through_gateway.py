@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
-from shared import testing
-from shared.testing import Stack
+import testkit
+from testkit import Stack
 
 ROOT = Path(__file__).resolve().parents[1]
 for fakes_dir in ("scraping-service/tests", "notification-service/tests"):
@@ -49,7 +49,7 @@ async def third_parties() -> AsyncIterator[tuple[FakeOpenAI, PageServer, FakeWeb
 def platform(infra: Path, task_stack: Stack, third_parties) -> Iterator[Stack]:
     openai_server, pages, receiver = third_parties
     vhost = os.environ["TEST_SESSION_VHOST"] + "_gw"  # no other session worker takes these tasks
-    testing.ensure_vhost(vhost)
+    testkit.ensure_vhost(vhost)
     receiver_port = receiver.base_url.rsplit(":", 1)[1]
     env = {
         **os.environ,
@@ -78,7 +78,7 @@ def platform(infra: Path, task_stack: Stack, third_parties) -> Iterator[Stack]:
         yield stack
     finally:
         stack.stop()
-        testing.delete_vhost(vhost)
+        testkit.delete_vhost(vhost)
 
 
 @pytest.fixture

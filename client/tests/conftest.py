@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from shared import testing
-from shared.testing import Stack
+import testkit
+from testkit import Stack
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scraping-service/tests"))
@@ -43,8 +43,8 @@ def platform(
 ) -> Iterator[Platform]:
     openai_server, pages = client_fakes
     vhost = os.environ["TEST_SESSION_VHOST"] + "_client"  # no other worker of the session takes these
-    testing.ensure_vhost(vhost)
-    hook_port = testing.free_port()
+    testkit.ensure_vhost(vhost)
+    hook_port = testkit.free_port()
     env = {
         **os.environ,
         "BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
@@ -78,7 +78,7 @@ def platform(
         )
     finally:
         stack.stop()
-        testing.delete_vhost(vhost)
+        testkit.delete_vhost(vhost)
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ COPY task-service/pyproject.toml task-service/
 COPY scraping-service/pyproject.toml scraping-service/
 COPY notification-service/pyproject.toml notification-service/
 COPY client/pyproject.toml client/
+COPY testkit/pyproject.toml testkit/
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-install-workspace --package scraping-service
 # Then our own code, installed as wheels (--no-editable) so the runtime needs no /src.

@@ -33,7 +33,8 @@ import httpx
 import uvicorn
 from fastapi import FastAPI, Request, Response
 
-from shared import BaseServiceSettings, mint_token, testing
+import testkit
+from shared import BaseServiceSettings, mint_token
 
 API = "/smart_application/tasks"
 CONNECTIONS = 32
@@ -160,17 +161,17 @@ def main() -> int:
     # A vhost and a Redis database of the run's own: runs, test sessions and a running
     # platform never share state.
     vhost = f"smartapp_bench_gateway_{os.getpid()}"
-    testing.ensure_vhost(vhost)
-    redis_db = testing.claim_redis_db()
+    testkit.ensure_vhost(vhost)
+    redis_db = testkit.claim_redis_db()
     try:
         return measure(args, vhost, redis_db)
     finally:
-        testing.delete_vhost(vhost)
-        testing.release_redis_db(redis_db)
+        testkit.delete_vhost(vhost)
+        testkit.release_redis_db(redis_db)
 
 
 def measure(args: argparse.Namespace, vhost: str, redis_db: int) -> int:
-    env = testing.test_env(
+    env = testkit.test_env(
         {
             "JWT_SECRET": secrets.token_urlsafe(32),
             "REDIS_URL": f"redis://127.0.0.1:6379/{redis_db}",
@@ -182,12 +183,12 @@ def measure(args: argparse.Namespace, vhost: str, redis_db: int) -> int:
     os.environ.update(env)
     token = mint_token(BaseServiceSettings(), f"bench-{secrets.token_hex(4)}", ["tasks", "cache"], 3600)
     log_dir = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
-    stack = testing.Stack(env, log_dir)
+    stack = testkit.Stack(env, log_dir)
     try:
         task_url = stack.api("task_service", "task")
         # The bare proxy starts while the gateway does (it is waited for after).
-        bare_port = testing.free_port()
-        bare = testing.Proc(
+        bare_port = testkit.free_port()
+        bare = testkit.Proc(
             "bare-proxy",
             [sys.executable, __file__, "--serve-bare", str(bare_port), "--upstream", task_url],
             env,

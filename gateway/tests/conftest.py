@@ -12,10 +12,10 @@ import uvicorn
 from gateway_harness import SECRET, GatewayFactory, RunningGateway, serve
 from gateway_upstream import StandInService, closed_port
 
+import testkit
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
-from shared import testing
-from shared.testing import Stack
+from testkit import Stack
 
 
 @pytest.fixture
@@ -77,7 +77,7 @@ def gateway_process(task_stack: Stack, infra: Path) -> Iterator[str]:
 
     The scraping and notification services are not started: their URLs point at closed ports.
     """
-    port = testing.free_port()
+    port = testkit.free_port()
     env = {
         **os.environ,
         "TASK_SERVICE_URL": task_stack.urls["task"],
@@ -86,7 +86,7 @@ def gateway_process(task_stack: Stack, infra: Path) -> Iterator[str]:
         "RATE_LIMIT_PER_MINUTE": "100000",
         "RATE_LIMIT_BURST": "10000",
     }
-    proc = testing.start_api("gateway", port, env, infra)
+    proc = testkit.start_api("gateway", port, env, infra)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

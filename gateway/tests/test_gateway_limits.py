@@ -9,7 +9,7 @@ from gateway_harness import GatewayFactory
 from gateway_upstream import StandInService, closed_port
 
 from shared import metrics_registry, render_metrics
-from shared.testing import sample_value
+from testkit import sample_value
 
 API = "/smart_application/tasks"
 

@@ -10,7 +10,7 @@ from gateway_upstream import StandInService
 from yarl import URL
 
 from shared import metrics_registry, render_metrics
-from shared.testing import sample_value
+from testkit import sample_value
 
 API = "/smart_application/tasks"
 

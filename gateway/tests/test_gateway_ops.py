@@ -15,7 +15,7 @@ from gateway.routing import RoutingTable, Service
 from gateway.settings import GatewaySettings
 from gateway.token import main as token_main
 from shared import TokenVerifier, metrics_registry, render_metrics
-from shared.testing import sample_value
+from testkit import sample_value
 
 API = "/smart_application/tasks"
 

@@ -18,7 +18,7 @@ import pytest
 from gateway.settings import GatewaySettings
 from gateway.token import main as token_main
 from shared import TokenVerifier
-from shared.testing import ROOT
+from testkit import ROOT
 
 COMPOSE_SECRET = "compose-jwt-secret-from-dotenv-0123456789abcdef"
 ENV_FILE = f"""# as deploy/init_env.py writes it

@@ -158,22 +158,22 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=64, help="in flight per process")
     args = parser.parse_args()
 
-    from shared import testing
+    import testkit
 
     # A Redis database of the run's own, claimed (and emptied) like a test session's, so
     # nothing an earlier run left behind changes what is measured, and runs, test sessions
     # and a running platform never share state.
-    redis_db = testing.claim_redis_db()
+    redis_db = testkit.claim_redis_db()
     try:
         return measure(args, redis_db)
     finally:
-        testing.release_redis_db(redis_db)
+        testkit.release_redis_db(redis_db)
 
 
 def measure(args: argparse.Namespace, redis_db: int) -> int:
-    from shared import testing
+    import testkit
 
-    env = testing.test_env(
+    env = testkit.test_env(
         {
             "REDIS_URL": f"redis://127.0.0.1:6379/{redis_db}",
             "BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{VHOST}",
@@ -193,21 +193,21 @@ def measure(args: argparse.Namespace, redis_db: int) -> int:
     from shared import BaseServiceSettings, mint_token
 
     headers = {"Authorization": "Bearer " + mint_token(BaseServiceSettings(), USER, ["notify:send"], 3600)}
-    testing.ensure_vhost(VHOST)
+    testkit.ensure_vhost(VHOST)
     log_dir = Path(tempfile.mkdtemp(prefix="bench-notify-"))
     ports: Any = multiprocessing.Queue()
     receiver_proc = multiprocessing.Process(target=_receiver, args=(ports,), daemon=True)
     receiver_proc.start()
     receiver = f"http://127.0.0.1:{ports.get(timeout=10)}"
-    procs: list[testing.Proc] = []
+    procs: list[testkit.Proc] = []
     try:
-        port = testing.free_port()
+        port = testkit.free_port()
         # The API and the worker start side by side.
         with ThreadPoolExecutor(2) as pool:
             starts = [
-                pool.submit(testing.start_api, "notification_service", port, env, log_dir),
+                pool.submit(testkit.start_api, "notification_service", port, env, log_dir),
                 pool.submit(
-                    testing.start_worker,
+                    testkit.start_worker,
                     "notification_service.worker",
                     "notifications",
                     env,

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from notify_fakes import FakePushService, FakeWebhookReceiver
 
-from shared import testing
+import testkit
 
 # The session's own Redis database (claimed by the root conftest, shared with task-service so
 # task-status sees these tasks) and a vhost of this suite's own within the session.
@@ -37,15 +37,15 @@ class NotifyStack:
     def __init__(self, log_dir: Path) -> None:
         self.env = {**os.environ, **NOTIFY_ENV}
         self.log_dir = log_dir
-        self.procs: list[testing.Proc] = []
+        self.procs: list[testkit.Proc] = []
         self.url = ""
 
     def start(self) -> NotifyStack:
-        port = testing.free_port()
-        self.procs.append(testing.start_api("notification_service", port, self.env, self.log_dir))
+        port = testkit.free_port()
+        self.procs.append(testkit.start_api("notification_service", port, self.env, self.log_dir))
         self.url = f"http://127.0.0.1:{port}"
         self.procs.append(
-            testing.start_worker("notification_service.worker", "notifications", self.env, self.log_dir)
+            testkit.start_worker("notification_service.worker", "notifications", self.env, self.log_dir)
         )
         return self
 
@@ -61,13 +61,13 @@ def notify_redis_url() -> str:
 
 @pytest.fixture(scope="session")
 def notify_stack(infra: Path, notify_redis_url: str) -> Iterator[NotifyStack]:
-    testing.ensure_vhost(NOTIFY_VHOST)
+    testkit.ensure_vhost(NOTIFY_VHOST)
     stack = NotifyStack(infra)
     try:
         yield stack.start()
     finally:
         stack.stop()
-        testing.delete_vhost(NOTIFY_VHOST)
+        testkit.delete_vhost(NOTIFY_VHOST)
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import httpx
 from notify_fakes import FakePushService, FakeWebhookReceiver, Hook
 
-from shared import testing
+import testkit
 
 Auth = Callable[..., dict[str, str]]
 ZONE = "Asia/Kolkata"  # +05:30: the window is on this wall clock, not UTC's
@@ -99,7 +99,7 @@ def _iso_in(seconds: float) -> str:
 def _metric(stack: Any, outcome: str) -> float:
     worker = stack.procs[1]
     url = f"http://127.0.0.1:{worker.env['WORKER_METRICS_PORT']}/metrics"
-    return testing.metric_value(url, DEFERRED_COUNTED, {"outcome": outcome})
+    return testkit.metric_value(url, DEFERRED_COUNTED, {"outcome": outcome})
 
 
 async def test_quiet_hours_defer_then_send_once_and_scheduled_sends_survive_a_worker_restart(
@@ -172,7 +172,7 @@ async def test_quiet_hours_defer_then_send_once_and_scheduled_sends_survive_a_wo
     assert (await _status(api, sh, kept["notification_id"]))["status"] == "scheduled"
     assert sched_hook.received == []
     notify_stack.procs[1] = await asyncio.to_thread(
-        testing.start_worker,
+        testkit.start_worker,
         "notification_service.worker",
         "notifications",
         notify_stack.env,

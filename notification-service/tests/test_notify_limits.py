@@ -16,7 +16,7 @@ import httpx
 import pytest
 from notify_fakes import FakePushService, FakeWebhookReceiver
 
-from shared import testing
+import testkit
 
 Auth = Callable[..., dict[str, str]]
 PACE = 10  # deliveries a second to one host, in the paced stack
@@ -30,7 +30,7 @@ def _user() -> str:
 def paced_api(notify_stack: Any, infra: Path) -> Iterator[str]:
     """An API and a worker of their own (own vhost) with a low pace per destination host."""
     vhost = os.environ["TEST_SESSION_VHOST"] + "_notify_paced"
-    testing.ensure_vhost(vhost)
+    testkit.ensure_vhost(vhost)
     env = {
         **notify_stack.env,
         "BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
@@ -39,16 +39,16 @@ def paced_api(notify_stack: Any, infra: Path) -> Iterator[str]:
         # of this, so no claim is ever taken back while it waits for its turn.
         "NOTIFY_STUCK_AFTER_SECONDS": "120",
     }
-    port = testing.free_port()
+    port = testkit.free_port()
     procs = []
     try:
-        procs.append(testing.start_api("notification_service", port, env, infra))
-        procs.append(testing.start_worker("notification_service.worker", "notifications", env, infra))
+        procs.append(testkit.start_api("notification_service", port, env, infra))
+        procs.append(testkit.start_worker("notification_service.worker", "notifications", env, infra))
         yield f"http://127.0.0.1:{port}/smart_application/tasks"
     finally:
         for proc in reversed(procs):
             proc.stop()
-        testing.delete_vhost(vhost)
+        testkit.delete_vhost(vhost)
 
 
 async def test_registering_the_same_target_again_returns_the_same_device(

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 from notify_fakes import FakePushService, FakeWebhookReceiver, Scripted
 
-from shared import testing
+import testkit
 
 Auth = Callable[..., dict[str, str]]
 DELIVERIES = "smartapp_notifications_deliveries_total"
@@ -27,7 +27,7 @@ def _worker_metrics(stack: Any) -> str:
 
 
 def _counts(url: str, channel: str) -> dict[str, float]:
-    return {o: testing.metric_value(url, DELIVERIES, {"channel": channel, "outcome": o}) for o in OUTCOMES}
+    return {o: testkit.metric_value(url, DELIVERIES, {"channel": channel, "outcome": o}) for o in OUTCOMES}
 
 
 async def _settled(api: httpx.AsyncClient, headers: dict[str, str], nid: str) -> str:

@@ -41,7 +41,7 @@ sys.path.insert(0, str(HERE.parents[1] / "tests"))
 import scrape_pages as pages  # noqa: E402
 from scrape_fakes import FakeOpenAI, PageServer  # noqa: E402
 
-from shared import testing  # noqa: E402
+import testkit  # noqa: E402
 
 BENCH_VHOST = f"smartapp_bench_{os.getpid()}"
 KEY = f"sk-bench-{uuid.uuid4().hex}"
@@ -49,7 +49,7 @@ P = "/smart_application/tasks"
 
 
 def bench_env(page_port: int, openai: FakeOpenAI, redis_db: int) -> dict[str, str]:
-    env = testing.test_env(
+    env = testkit.test_env(
         {
             "REDIS_URL": f"redis://127.0.0.1:6379/{redis_db}",
             "BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{BENCH_VHOST}",
@@ -139,28 +139,28 @@ async def main() -> None:
     openai = await FakeOpenAI(api_key=KEY).start()
     # A Redis database and a vhost of its own, claimed like a test session's, so a running
     # platform or test session is never touched.
-    redis_db = testing.claim_redis_db()
+    redis_db = testkit.claim_redis_db()
     env = bench_env(page_server.port, openai, redis_db)
-    testing.ensure_vhost(BENCH_VHOST)
+    testkit.ensure_vhost(BENCH_VHOST)
     redis_url = env["REDIS_URL"]
     log_dir = Path(tempfile.mkdtemp(prefix="bench-scrape-"))
-    procs: list[testing.Proc] = []
+    procs: list[testkit.Proc] = []
     loop = asyncio.get_running_loop()
     try:
-        port = testing.free_port()
+        port = testkit.free_port()
         # Starting processes blocks; keep the local servers answering meanwhile, and start
         # the API and the worker side by side.
         started = await asyncio.gather(
-            loop.run_in_executor(None, lambda: testing.start_api("scraping_service", port, env, log_dir)),
+            loop.run_in_executor(None, lambda: testkit.start_api("scraping_service", port, env, log_dir)),
             loop.run_in_executor(
                 None,
-                lambda: testing.start_worker(
+                lambda: testkit.start_worker(
                     "scraping_service.worker", "scraping", env, log_dir, concurrency=args.concurrency
                 ),
             ),
             return_exceptions=True,
         )
-        procs.extend(p for p in started if isinstance(p, testing.Proc))
+        procs.extend(p for p in started if isinstance(p, testkit.Proc))
         for outcome in started:
             if isinstance(outcome, BaseException):
                 raise outcome
@@ -205,8 +205,8 @@ async def main() -> None:
             proc.stop()
         await openai.stop()
         await page_server.stop()
-        testing.delete_vhost(BENCH_VHOST)
-        testing.release_redis_db(redis_db)
+        testkit.delete_vhost(BENCH_VHOST)
+        testkit.release_redis_db(redis_db)
 
 
 if __name__ == "__main__":

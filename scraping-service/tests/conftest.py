@@ -9,7 +9,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from shared.testing import Stack
+from testkit import Stack
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 

@@ -18,7 +18,7 @@ from scrape_fakes import E2E_KEY, FakeOpenAI, PageServer
 from test_scrape_e2e import P, submit, wait_done
 
 from scraping_service.budget import budget_key
-from shared.testing import Stack
+from testkit import Stack
 
 BUDGET = 5000
 Auth = Callable[..., dict[str, str]]

@@ -18,7 +18,7 @@ import redis as sync_redis
 from kombu import Connection
 from scrape_fakes import E2E_KEY, FakeOpenAI, PageServer
 
-from shared.testing import Stack
+from testkit import Stack
 
 P = "/smart_application/tasks"
 Auth = Callable[..., dict[str, str]]

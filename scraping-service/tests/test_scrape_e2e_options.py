@@ -18,7 +18,7 @@ from pdf_pages import make_pdf
 from scrape_fakes import E2E_KEY, FakeOpenAI, PageServer
 from test_scrape_e2e import _rabbitmqctl, _redis_dump, wait_done
 
-from shared.testing import Stack
+from testkit import Stack
 
 P = "/smart_application/tasks"
 Auth = Callable[..., dict[str, str]]

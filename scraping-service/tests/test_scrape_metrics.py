@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 from scrape_fakes import E2E_KEY, FakeOpenAI, PageServer
 
-from shared import testing
-from shared.testing import Stack
+import testkit
+from testkit import Stack
 
 P = "/smart_application/tasks"
 Auth = Callable[..., dict[str, str]]
@@ -31,11 +31,11 @@ def _worker_metrics(stack: Stack) -> str:
 
 def _read(url: str, model: str) -> dict[str, float]:
     return {
-        "fetched": testing.metric_value(url, PAGES, {"outcome": "fetched"}),
-        "cached": testing.metric_value(url, PAGES, {"outcome": "cached"}),
-        "page_not_found": testing.metric_value(url, PAGES, {"outcome": "page_not_found"}),
-        "prompt": testing.metric_value(url, TOKENS, {"model": model, "kind": "prompt"}),
-        "completion": testing.metric_value(url, TOKENS, {"model": model, "kind": "completion"}),
+        "fetched": testkit.metric_value(url, PAGES, {"outcome": "fetched"}),
+        "cached": testkit.metric_value(url, PAGES, {"outcome": "cached"}),
+        "page_not_found": testkit.metric_value(url, PAGES, {"outcome": "page_not_found"}),
+        "prompt": testkit.metric_value(url, TOKENS, {"model": model, "kind": "prompt"}),
+        "completion": testkit.metric_value(url, TOKENS, {"model": model, "kind": "completion"}),
     }
 
 

@@ -22,8 +22,9 @@ from kombu import Connection
 from scrape_fakes import FakeOpenAI, PageServer
 from test_scrape_e2e import _rabbitmqctl, _redis_dump
 
-from shared import SERVICE_TOKEN_HEADER, BaseServiceSettings, mint_service_token, testing
-from shared.testing import Stack
+import testkit
+from shared import SERVICE_TOKEN_HEADER, BaseServiceSettings, mint_service_token
+from testkit import Stack
 
 P = "/smart_application/tasks"
 REPLAY = "/internal/replay/background-scraping/"
@@ -44,8 +45,8 @@ def replay_stack(infra: Path, replay_openai: FakeOpenAI, e2e_pages: PageServer) 
     """task-service's API pointed at scraping-service's API, a scraping worker and a gateway in
     front; the server has a key of its own with a budget of one token a day per user."""
     vhost = f"{os.environ['TEST_SESSION_VHOST']}_replay"
-    testing.ensure_vhost(vhost)
-    db = testing.claim_redis_db()
+    testkit.ensure_vhost(vhost)
+    db = testkit.claim_redis_db()
     env = {
         **os.environ,
         "REDIS_URL": f"redis://127.0.0.1:6379/{db}",
@@ -72,8 +73,8 @@ def replay_stack(infra: Path, replay_openai: FakeOpenAI, e2e_pages: PageServer) 
         yield stack
     finally:
         stack.stop()
-        testing.release_redis_db(db)
-        testing.delete_vhost(vhost)
+        testkit.release_redis_db(db)
+        testkit.delete_vhost(vhost)
 
 
 @pytest.fixture
@@ -340,9 +341,9 @@ async def test_a_scrape_replay_while_scraping_service_is_away_is_503_with_retry_
     replay_openai.fail(401, "no", times=1)
     original = await scrape(replay_stack, h, url=f"{e2e_pages.base}/page/away-{uuid.uuid4().hex[:6]}")
     assert (await finished(task_api, original, h))["status"] == "FAILURE"
-    nobody = f"http://127.0.0.1:{testing.free_port()}"
-    port = testing.free_port()
-    lonely = testing.start_api(
+    nobody = f"http://127.0.0.1:{testkit.free_port()}"
+    port = testkit.free_port()
+    lonely = testkit.start_api(
         "task_service", port, {**replay_stack.env, "SCRAPING_SERVICE_URL": nobody}, replay_stack.log_dir
     )
     try:

@@ -13,7 +13,7 @@ from scrape_fakes import E2E_KEY, FakeOpenAI, PageServer
 from test_scrape_e2e import P, submit, wait_done
 
 from scraping_service.schema_validation import SchemaInvalidError, check_schema, validate
-from shared.testing import Stack
+from testkit import Stack
 
 Auth = Callable[..., dict[str, str]]
 CATASTROPHIC = "^(a+)+b|a*$"  # exponential in Python's re on "aaaa...c"

@@ -1,11 +1,15 @@
-"""shared's public surface: services reach only `shared` (its __all__), and __all__ holds only what
-some code outside shared uses. The import ban itself is ruff's TID251 (pyproject.toml)."""
+"""shared's public surface: services reach only `shared` (its __all__), __all__ holds only what
+some code outside shared uses, and the wheel carries no test helper. The import ban itself is
+ruff's TID251 (pyproject.toml)."""
 
 from __future__ import annotations
 
 import ast
 import os
+import subprocess
+import sys
 import tomllib
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,3 +55,34 @@ def test_every_exported_name_is_used_outside_shared() -> None:
     unused = sorted(set(shared.__all__) - used)
     assert unused == [], f"exported by shared but used by no one outside it (keep them private): {unused}"
     assert len(shared.__all__) == len(set(shared.__all__))
+
+
+def _uv() -> list[str]:
+    """The uv that runs this workspace: $UV under `uv run`, else uv as a module of this Python or of
+    the one the virtualenv was made from (where `pip install --user uv` puts it)."""
+    base = Path(sys.base_prefix) / "bin" / f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    candidates = [[os.environ["UV"]]] if os.environ.get("UV") else []
+    candidates += [[sys.executable, "-m", "uv"], [str(base), "-m", "uv"]]
+    for command in candidates:
+        try:
+            if subprocess.run([*command, "--version"], capture_output=True, check=False).returncode == 0:
+                return command
+        except OSError:
+            continue
+    raise AssertionError(f"no uv found among {candidates}")
+
+
+def test_the_shared_wheel_carries_no_test_helper(tmp_path: Path) -> None:
+    # --offline: hatchling, the build backend, is in uv's cache since `uv sync` built the members.
+    subprocess.run(
+        [*_uv(), "build", "--package", "shared", "--wheel", "--offline", "--quiet", "-o", str(tmp_path)],
+        cwd=ROOT,
+        check=True,
+        timeout=120,
+    )
+    (wheel,) = tmp_path.glob("shared-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    code = sorted(n for n in names if not n.startswith("shared-"))
+    assert "shared/__init__.py" in code and "shared/lua/gcra_reserve.lua" in code
+    assert all(n.startswith("shared/") for n in code), code
+    assert [n for n in code if "testing" in n or "testkit" in n or "/tests/" in n] == []

@@ -14,8 +14,8 @@ import time
 import httpx
 import pytest
 
-from shared import testing
-from shared.testing import Proc, Stack
+import testkit
+from testkit import Proc, Stack
 
 
 def _metrics_url(worker: Proc) -> str:
@@ -72,8 +72,8 @@ def _queue_figures(url: str) -> tuple[float, float]:
     text = httpx.get(url, timeout=10).text
     assert 'smartapp_queue_depth{queue="default"}' in text
     return (
-        testing.sample_value(text, "smartapp_broker_up"),
-        testing.sample_value(text, "smartapp_queue_consumers", {"queue": "default"}),
+        testkit.sample_value(text, "smartapp_broker_up"),
+        testkit.sample_value(text, "smartapp_queue_consumers", {"queue": "default"}),
     )
 
 

@@ -19,7 +19,8 @@ import pytest
 from celery.beat import ScheduleEntry
 from kombu import Connection
 
-from shared import MAX_PRIORITY, testing
+import testkit
+from shared import MAX_PRIORITY
 from task_service import beat, beat_health
 
 
@@ -90,7 +91,7 @@ def test_beat_process_sends_each_entry_to_its_queue_logs_json_and_reports_health
     infra: Path, tmp_path: Path
 ) -> None:
     vhost = os.environ["TEST_SESSION_VHOST"] + "_beat"  # no worker consumes here
-    testing.ensure_vhost(vhost)
+    testkit.ensure_vhost(vhost)
     broker = f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
     schedule = tmp_path / "celerybeat-schedule"
     _aged_schedule(schedule)
@@ -114,7 +115,7 @@ def test_beat_process_sends_each_entry_to_its_queue_logs_json_and_reports_health
         env=env,
         stdout=stdout,
         stderr=stderr,
-        cwd=testing.ROOT,
+        cwd=testkit.ROOT,
         start_new_session=True,
     )
     arrived: dict[str, str] = {}
@@ -153,7 +154,7 @@ def test_beat_process_sends_each_entry_to_its_queue_logs_json_and_reports_health
         proc.wait(30)
         stdout.close()
         stderr.close()
-        testing.delete_vhost(vhost)
+        testkit.delete_vhost(vhost)
     lines = [line for line in (tmp_path / "beat.err").read_text().splitlines() if line.strip()]
     records = [json.loads(line) for line in lines]  # every line on stderr is JSON
     assert {r["service"] for r in records} == {"beat"}

@@ -15,8 +15,8 @@ import pytest
 import redis
 from test_tasks_api import P, assert_envelope, submit
 
-from shared import testing
-from shared.testing import Stack
+import testkit
+from testkit import Stack
 
 MAX_TTL = 30 * 24 * 3600
 
@@ -35,7 +35,7 @@ def small_quota_api(task_stack: Stack, infra: Path) -> Iterator[str]:
 @pytest.fixture
 def private_redis(infra: Path) -> Iterator[int]:
     """A redis-server of the test's own, tiny and refusing to evict: full after a few writes."""
-    port = testing.free_port()
+    port = testkit.free_port()
     argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     argv += ["--maxmemory", "3mb", "--maxmemory-policy", "noeviction"]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -16,8 +16,8 @@ import httpx
 import pytest
 import redis
 
-from shared import testing
-from shared.testing import Stack
+import testkit
+from testkit import Stack
 
 P = "/smart_application/tasks"
 SMALL_LIMIT = 3
@@ -26,7 +26,7 @@ SMALL_LIMIT = 3
 @pytest.fixture(scope="module")
 def fair_stack(infra) -> Iterator[Stack]:
     vhost = os.environ["TEST_SESSION_VHOST"] + "_fair"
-    testing.ensure_vhost(vhost)
+    testkit.ensure_vhost(vhost)
     stack = Stack({**os.environ, "BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{vhost}"}, infra)
     try:
         stack.api("task_service", "task")
@@ -35,7 +35,7 @@ def fair_stack(infra) -> Iterator[Stack]:
         yield stack
     finally:
         stack.stop()
-        testing.delete_vhost(vhost)
+        testkit.delete_vhost(vhost)
 
 
 async def submit_many(

@@ -6,15 +6,15 @@ import os
 
 import httpx
 
-from shared import testing
-from shared.testing import Stack
+import testkit
+from testkit import Stack
 
 P = "/smart_application/tasks"
 
 
 async def test_high_priority_overtakes_backlog(infra, auth, wait) -> None:
     vhost = os.environ["TEST_SESSION_VHOST"] + "_priority"
-    testing.ensure_vhost(vhost)
+    testkit.ensure_vhost(vhost)
     stack = Stack({**os.environ, "BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{vhost}"}, infra)
     h = auth("prio")
     try:
@@ -38,4 +38,4 @@ async def test_high_priority_overtakes_backlog(infra, auth, wait) -> None:
         assert order.index(high) <= 1, [done[t]["started_at"] for t in order]
     finally:
         stack.stop()
-        testing.delete_vhost(vhost)
+        testkit.delete_vhost(vhost)

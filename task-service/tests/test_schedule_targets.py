@@ -13,8 +13,9 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from shared import SERVICE_TOKEN_HEADER, mint_service_token, testing
-from shared.testing import Proc, Stack, sample_value
+import testkit
+from shared import SERVICE_TOKEN_HEADER, mint_service_token
+from testkit import Proc, Stack, sample_value
 
 P = "/smart_application/tasks"
 INTERNAL_NOTIFY = "/internal/scheduler/send-notification/"
@@ -64,7 +65,7 @@ def schedule(path: str, body: dict[str, object], **extra: object) -> dict[str, o
 @pytest.fixture(scope="module")
 def scheduler(targets_stack: Stack) -> Iterator[tuple[Proc, str]]:
     """One scheduler for the module; its metrics URL."""
-    port = testing.free_port()
+    port = testkit.free_port()
     proc = Proc(
         "scheduler",
         [sys.executable, "-m", "task_service.scheduler"],

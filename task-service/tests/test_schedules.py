@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from shared import testing
-from shared.testing import Proc, Stack, sample_value
+import testkit
+from testkit import Proc, Stack, sample_value
 
 P = "/smart_application/tasks"
 TASK = {"path": "background-task", "body": {"task_type": "data_processing", "data": {"input": "tick"}}}
@@ -34,7 +34,7 @@ def schedulers(task_stack: Stack) -> Iterator[list[Proc]]:
 
 
 def start_scheduler(stack: Stack, procs: list[Proc]) -> tuple[Proc, str]:
-    port = testing.free_port()
+    port = testkit.free_port()
     proc = Proc(
         "scheduler",
         [sys.executable, "-m", "task_service.scheduler"],

@@ -10,7 +10,7 @@ import jwt
 import orjson
 import pytest
 
-from shared.testing import sample_value
+from testkit import sample_value
 
 P = "/smart_application/tasks"
 

@@ -9,6 +9,7 @@ import re
 import shlex
 import subprocess
 import sys
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -200,9 +201,22 @@ def test_every_workspace_member_pyproject_is_copied(service: str) -> None:
     # uv checks the whole workspace against the lock, even for one --package.
     _, stages = parse_dockerfile(DOCKER / f"{service}.Dockerfile")
     copied = " ".join(stages[[s.name for s in stages].index("builder")].all("COPY"))
-    for member in ("shared", *SERVICES):
+    members = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["uv"]["workspace"]["members"]
+    assert {"shared", "testkit", *SERVICES} <= set(members)
+    for member in members:
         assert f"{member}/pyproject.toml" in copied, member
     assert "uv.lock" in copied
+
+
+def test_images_leave_the_test_helpers_out(service: str) -> None:
+    # testkit (the tests' process manager) is a dev-group member: --no-dev --package <service>
+    # installs it only if a service depends on it, and only its pyproject enters the build.
+    _, stages = parse_dockerfile(DOCKER / f"{service}.Dockerfile")
+    copies = [c for stage in stages for c in stage.all("COPY")]
+    assert [c for c in copies if "testkit" in c] == ["testkit/pyproject.toml testkit/"]
+    for member in ("shared", *SERVICES):
+        project = tomllib.loads((REPO / member / "pyproject.toml").read_text())["project"]
+        assert not any(d.startswith("testkit") for d in project["dependencies"]), member
 
 
 def test_dockerignore_beside_each_dockerfile(service: str) -> None:

@@ -1,6 +1,7 @@
 """Helpers for tests and benchmarks: real processes (APIs, Celery workers) on loopback.
 
-Not imported by any service. Processes run in their own process group so a test can
+A workspace member of its own that only the dev dependency group installs: no service imports
+it, and neither the shared wheel nor any image carries it. Processes run in their own process group so a test can
 SIGKILL a worker with all its pool children, and teardown leaves no orphans.
 """
 
