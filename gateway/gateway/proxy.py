@@ -227,6 +227,75 @@ class Proxy:
     async def _handle(
         self, scope: Scope, receive: Receive, send: Send, route: Route, extra: list[tuple[bytes, bytes]]
     ) -> None:
+        headers, authorization, content_length, has_te, host, forwarded = self._request_head(scope)
+        client = scope.get("client")
+        client_ip = client[0] if client else ""
+        stream = self.table.is_stream(scope["path"])
+        sub: str | None = None
+        if authorization is None and not stream and self.table.is_public(scope["method"], scope["path"]):
+            caller = f"ip:{client_ip}"  # anonymous callers share a budget per address
+        else:
+            principal = await self.identity.authenticate(authorization)
+            self.identity.authorize(principal, route.scope)
+            sub = principal.sub
+            caller = f"u:{sub}"
+
+        length = None if content_length is None else _declared_length(content_length, route.max_body)
+
+        limiter = self.upstreams.limiter
+        if self.rate_limit and limiter is not None:
+            decision: Decision = await limiter.check(caller)
+            extra.extend(limiter.headers(decision))
+            if not decision.allowed:
+                raise TooManyRequests("Too many requests; slow down.")
+
+        _add_forwarding(headers, forwarded, host, client_ip, scope["scheme"])
+
+        # The body: none, whole, or streamed with a running count against the limit.
+        state = _BodyState(route.max_body)
+        body: bytes | AsyncIterator[bytes] | None = None
+        method = scope["method"]
+        if length is not None or has_te:
+            first = await receive()
+            if first["type"] == "http.disconnect":
+                return
+            chunk = first.get("body", b"")
+            state.count(len(chunk))
+            if not first.get("more_body", False):
+                body = chunk
+            elif length is not None and length <= BUFFER_BELOW:
+                try:
+                    async with asyncio.timeout(self.deadline):
+                        body = await state.read_all(chunk, receive)
+                except TimeoutError:
+                    raise RequestTimeout() from None
+            else:
+                if length is not None:
+                    headers.append(("content-length", str(length)))
+                body = state.stream(chunk, receive)
+        elif method not in BODYLESS:
+            body = b""
+
+        url = _upstream_url(route, scope)
+        if not stream:
+            await self._exchange(scope, receive, send, route, method, url, headers, body, state, extra)
+            return
+        assert sub is not None  # streams always authenticate
+        slot = await self._stream_slot(sub)
+        try:
+            await self._exchange(scope, receive, send, route, method, url, headers, body, state, extra, True)
+        finally:
+            await self._release(slot)
+
+    def _request_head(
+        self, scope: Scope
+    ) -> tuple[list[tuple[str, str]], str | None, bytes | None, bool, bytes, dict[bytes, bytes]]:
+        """One pass over the request's header fields: (the fields to forward, Authorization,
+        Content-Length, whether Transfer-Encoding was sent, Host, trusted X-Forwarded-* fields).
+
+        Hop-by-hop, spoofable and rebuilt fields are dropped here; the few the gateway needs are
+        kept aside. The sizes add up against MAX_HEADER_BYTES.
+        """
         authorization: str | None = None
         content_length: bytes | None = None
         has_te = False
@@ -259,89 +328,7 @@ class Proxy:
             # Connection names further hop-by-hop fields for this message (RFC 9110 7.6.1).
             listed = {t.strip().lower() for t in connection.decode("latin-1").split(",")}
             headers = [h for h in headers if h[0] not in listed or h[0] == "authorization"]
-
-        client = scope.get("client")
-        client_ip = client[0] if client else ""
-        stream = self.table.is_stream(scope["path"])
-        sub: str | None = None
-        if authorization is None and not stream and self.table.is_public(scope["method"], scope["path"]):
-            caller = f"ip:{client_ip}"  # anonymous callers share a budget per address
-        else:
-            principal = await self.identity.authenticate(authorization)
-            self.identity.authorize(principal, route.scope)
-            sub = principal.sub
-            caller = f"u:{sub}"
-
-        length: int | None = None
-        if content_length is not None:
-            if not content_length.isdigit():
-                raise BadRequest("Content-Length must be a number.")
-            length = int(content_length)
-            if length > route.max_body:
-                raise PayloadTooLarge(f"The request body is larger than {route.max_body} bytes.")
-
-        limiter = self.upstreams.limiter
-        if self.rate_limit and limiter is not None:
-            decision: Decision = await limiter.check(caller)
-            extra.extend(limiter.headers(decision))
-            if not decision.allowed:
-                raise TooManyRequests("Too many requests; slow down.")
-
-        xff = forwarded.get(b"x-forwarded-for")
-        headers.append(("x-forwarded-for", f"{xff.decode('latin-1')}, {client_ip}" if xff else client_ip))
-        headers.append(
-            ("x-forwarded-host", forwarded.get(b"x-forwarded-host", host).decode("latin-1")),
-        )
-        headers.append(
-            (
-                "x-forwarded-proto",
-                forwarded.get(b"x-forwarded-proto", b"").decode("latin-1") or scope["scheme"],
-            )
-        )
-        rid = request_id_var.get()
-        if rid:
-            headers.append(("x-request-id", rid))
-
-        # The body: none, whole, or streamed with a running count against the limit.
-        state = _BodyState(route.max_body)
-        body: bytes | AsyncIterator[bytes] | None = None
-        method = scope["method"]
-        if length is not None or has_te:
-            first = await receive()
-            if first["type"] == "http.disconnect":
-                return
-            chunk = first.get("body", b"")
-            state.count(len(chunk))
-            if not first.get("more_body", False):
-                body = chunk
-            elif length is not None and length <= BUFFER_BELOW:
-                try:
-                    async with asyncio.timeout(self.deadline):
-                        body = await state.read_all(chunk, receive)
-                except TimeoutError:
-                    raise RequestTimeout() from None
-            else:
-                if length is not None:
-                    headers.append(("content-length", str(length)))
-                body = state.stream(chunk, receive)
-        elif method not in BODYLESS:
-            body = b""
-
-        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
-        target = route.base_url + raw_path.decode("latin-1")
-        query: bytes = scope["query_string"]
-        if query:
-            target += "?" + query.decode("latin-1")
-        url = URL(target, encoded=True)
-        if not stream:
-            await self._exchange(scope, receive, send, route, method, url, headers, body, state, extra)
-            return
-        assert sub is not None  # streams always authenticate
-        slot = await self._stream_slot(sub)
-        try:
-            await self._exchange(scope, receive, send, route, method, url, headers, body, state, extra, True)
-        finally:
-            await self._release(slot)
+        return headers, authorization, content_length, has_te, host, forwarded
 
     async def _stream_slot(self, sub: str) -> Slot | None:
         slots = self.upstreams.streams
@@ -383,17 +370,11 @@ class Proxy:
             async with asyncio.timeout(self.deadline) as timer:
                 resp = await session.request(method, url, headers=headers, data=body, allow_redirects=False)
                 try:
-                    out = [
-                        (name.lower(), value)
-                        for name, value in resp.raw_headers
-                        if name.lower() not in RESPONSE_DROP
-                    ]
-                    listed = resp.headers.get("Connection")
-                    if listed:
-                        hop = {t.strip().lower().encode("latin-1") for t in listed.split(",")}
-                        out = [h for h in out if h[0] not in hop]
-                    out.extend(extra)
-                    start = {"type": "http.response.start", "status": resp.status, "headers": out}
+                    start = {
+                        "type": "http.response.start",
+                        "status": resp.status,
+                        "headers": _response_head(resp, extra),
+                    }
                     if stream and resp.content_type == "text/event-stream":
                         # A stream lives until its client leaves or STREAM_MAX_SECONDS pass.
                         timer.reschedule(None)
@@ -415,33 +396,39 @@ class Proxy:
                     await send({"type": "http.response.body", "body": b""})
                 finally:
                     resp.release()
-        except AppError:
-            raise
-        except TimeoutError as exc:
-            if state.too_large:
-                raise state.too_large_error() from None
+        except (TimeoutError, aiohttp.ClientError, _ClientGone, OSError) as exc:
+            # An AppError (the gateway's own answer) is none of these and passes through.
+            error = self._upstream_error(exc, route, state, started)
+            if error is not None:
+                raise error from None
+
+    def _upstream_error(
+        self, exc: BaseException, route: Route, state: _BodyState, started: bool
+    ) -> Exception | None:
+        """What a failed exchange becomes: the client's error, a dropped response once it has
+        started (UpstreamAborted), or None when the client itself went away."""
+        if state.too_large:
+            return state.too_large_error()
+        if isinstance(exc, TimeoutError):
             if isinstance(exc, aiohttp.ConnectionTimeoutError):
-                raise self._unavailable(route) from None
+                return self._unavailable(route)
             if started:
                 log.warning("upstream %s passed the deadline mid-response; dropping it", route.service)
-                raise UpstreamAborted(route.service) from None
+                return UpstreamAborted(route.service)
             log.warning("upstream %s timed out after %.1f s", route.service, self.deadline)
-            raise GatewayTimeout(
+            return GatewayTimeout(
                 f"The {SERVICE_TITLES[route.service]} did not answer within {self.deadline:g} s."
-            ) from None
-        except (aiohttp.ClientError, _ClientGone, OSError) as exc:
-            if state.too_large:
-                raise state.too_large_error() from None
-            if state.client_gone or isinstance(exc, _ClientGone):
-                return
-            if started:
-                log.warning("upstream %s failed mid-response: %s", route.service, type(exc).__name__)
-                raise UpstreamAborted(route.service) from None
-            if isinstance(exc, aiohttp.ClientConnectorError):
-                log.warning("upstream %s refused the connection", route.service)
-                raise self._unavailable(route) from None
-            log.warning("upstream %s failed: %s", route.service, type(exc).__name__)
-            raise BadGateway(f"The {SERVICE_TITLES[route.service]} answered badly; try again.") from None
+            )
+        if state.client_gone or isinstance(exc, _ClientGone):
+            return None
+        if started:
+            log.warning("upstream %s failed mid-response: %s", route.service, type(exc).__name__)
+            return UpstreamAborted(route.service)
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            log.warning("upstream %s refused the connection", route.service)
+            return self._unavailable(route)
+        log.warning("upstream %s failed: %s", route.service, type(exc).__name__)
+        return BadGateway(f"The {SERVICE_TITLES[route.service]} answered badly; try again.")
 
     @staticmethod
     def _unavailable(route: Route) -> ServiceUnavailable:
@@ -449,6 +436,55 @@ class Proxy:
             f"The {SERVICE_TITLES[route.service]} is unavailable; try again shortly.",
             code="upstream_unavailable",
         )
+
+
+def _response_head(
+    resp: aiohttp.ClientResponse, extra: list[tuple[bytes, bytes]]
+) -> list[tuple[bytes, bytes]]:
+    """The service's response fields less hop-by-hop ones (and those its Connection names), then
+    the gateway's own (`extra`: the rate-limit fields)."""
+    out = [(name.lower(), value) for name, value in resp.raw_headers if name.lower() not in RESPONSE_DROP]
+    listed = resp.headers.get("Connection")
+    if listed:
+        hop = {t.strip().lower().encode("latin-1") for t in listed.split(",")}
+        out = [h for h in out if h[0] not in hop]
+    out.extend(extra)
+    return out
+
+
+def _declared_length(content_length: bytes, max_body: int) -> int:
+    """The Content-Length a client declared, refused when it is not a number or over the limit."""
+    if not content_length.isdigit():
+        raise BadRequest("Content-Length must be a number.")
+    length = int(content_length)
+    if length > max_body:
+        raise PayloadTooLarge(f"The request body is larger than {max_body} bytes.")
+    return length
+
+
+def _add_forwarding(
+    headers: list[tuple[str, str]], forwarded: dict[bytes, bytes], host: bytes, client_ip: str, scheme: str
+) -> None:
+    """X-Forwarded-For/-Host/-Proto (extending trusted ones a proxy in front sent) and X-Request-Id."""
+    xff = forwarded.get(b"x-forwarded-for")
+    headers.append(("x-forwarded-for", f"{xff.decode('latin-1')}, {client_ip}" if xff else client_ip))
+    headers.append(("x-forwarded-host", forwarded.get(b"x-forwarded-host", host).decode("latin-1")))
+    headers.append(
+        ("x-forwarded-proto", forwarded.get(b"x-forwarded-proto", b"").decode("latin-1") or scheme)
+    )
+    rid = request_id_var.get()
+    if rid:
+        headers.append(("x-request-id", rid))
+
+
+def _upstream_url(route: Route, scope: Scope) -> URL:
+    """The service's URL for this request: its base, the raw path as the client sent it, the query."""
+    raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+    target = route.base_url + raw_path.decode("latin-1")
+    query: bytes = scope["query_string"]
+    if query:
+        target += "?" + query.decode("latin-1")
+    return URL(target, encoded=True)
 
 
 class _BodyState:

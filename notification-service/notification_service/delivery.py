@@ -74,6 +74,24 @@ def _transport_error(exc: OutboundError) -> TransportError:
     return TransportError.CONNECT
 
 
+def _unsendable(
+    claim: Claimed, notif: Notification | None, device: Device | None, remaining: int
+) -> tuple[str, str] | None:
+    """(final state, why) when a claimed delivery cannot be sent at all; None when it can.
+
+    `remaining` is the notification's TTL left, in whole seconds."""
+    if notif is None:
+        return FAILED, "the notification expired"
+    if device is None:
+        return GONE, "the device was removed"
+    if not device.active:
+        return FAILED, "the device is disabled"
+    # TTL 0 means "now or never" (RFC 8030): one attempt, however late the queue is.
+    if remaining <= 0 and not (notif.ttl == 0 and claim.attempt == 1):
+        return EXPIRED, "the TTL passed before it could be sent"
+    return None
+
+
 def chunk_size(size: int, largest: int, spread: int = BATCH_SPREAD) -> int:
     """Notifications per delivery task of a batch of `size`: `spread` tasks, so as many
     worker processes share it, within bounds. Each task costs its start and the ramp up
@@ -309,20 +327,12 @@ class Deliverer:
     ) -> None:
         """One attempt of one claimed delivery, recorded with the state it ends in."""
         channel = device.channel if device is not None else Channel.WEBPUSH.value
-        if notif is None:
-            self._end(tally, claim, notif, channel, FAILED, "the notification expired", 0.0)
+        remaining = 0 if notif is None else int(notif.expires_ts - time.time())
+        unsendable = _unsendable(claim, notif, device, remaining)
+        if unsendable is not None:
+            self._end(tally, claim, notif, channel, *unsendable, 0.0)
             return
-        if device is None:
-            self._end(tally, claim, notif, channel, GONE, "the device was removed", 0.0)
-            return
-        if not device.active:
-            self._end(tally, claim, notif, channel, FAILED, "the device is disabled", 0.0)
-            return
-        remaining = int(notif.expires_ts - time.time())
-        # TTL 0 means "now or never" (RFC 8030): one attempt, however late the queue is.
-        if remaining <= 0 and not (notif.ttl == 0 and claim.attempt == 1):
-            self._end(tally, claim, notif, channel, EXPIRED, "the TTL passed before it could be sent", 0.0)
-            return
+        assert notif is not None and device is not None  # _unsendable said so
         if channel == Channel.WEBPUSH:
             request = webpush.build_request(
                 device.subscription(),

@@ -178,37 +178,7 @@ def scrape_page(
     attempts_before = int((getattr(self.request, "platform_record", None) or {}).get("attempts") or 0)
     seq = itertools.count(1 + 10_000 * (self.request.retries + attempts_before))
     progress = _progress_reporter(self, seq)
-    plaintext: list[str] = []
-
-    async def api_key() -> str:
-        if key_ref:
-            try:
-                key = await rt.vault.get(key_ref)
-            except KeyVaultError as exc:
-                raise ScrapeError(str(exc), code="key_unavailable") from None
-            plaintext.append(key)
-            remember_secret(key)
-            return key
-        if settings.openai_api_key:
-            return settings.openai_api_key
-        raise ScrapeError(
-            "No OpenAI key: the request had none and the server has no OPENAI_API_KEY.",
-            code="key_missing",
-        )
-
-    async def user_headers() -> dict[str, str] | None:
-        if not headers_ref:
-            return None
-        try:
-            opened = await open_headers(rt.header_vault, headers_ref)
-        except KeyVaultError as exc:
-            raise ScrapeError(str(exc), code="headers_unavailable") from None
-        for value in secret_values(opened):
-            plaintext.append(value)
-            remember_secret(value)
-        return opened
-
-    final = True
+    secrets = _TaskSecrets(rt, key_ref, headers_ref)
     try:
         job = ScrapeJob(
             url=url,
@@ -219,38 +189,18 @@ def scrape_page(
             max_age=max_age,
             include_selectors=tuple(include_selectors or ()),
             exclude_selectors=tuple(exclude_selectors or ()),
-            headers=worker_runtime.run(user_headers()),
+            headers=worker_runtime.run(secrets.headers()),
         )
         # The server's key is metered per user and day; a user's own key is theirs to spend.
         guard = None if key_ref else OwnerMeter(rt.budget, owner)
-        result = worker_runtime.run(scrape(job, rt.deps, api_key, progress, guard))
+        result = worker_runtime.run(scrape(job, rt.deps, secrets.api_key, progress, guard))
         if job.headers:
             # A page may echo what it was sent; the result store must not hold it either.
             result = _without(result, secret_values(job.headers))
         report_progress(self, 1, 1, "done", seq=next(seq) + 1000)
         return result
     except ScrapeError as exc:
-        record = getattr(self.request, "platform_record", None) or {}
-        policy = record.get("retry")
-        if exc.retryable and isinstance(policy, dict):
-            # The submission's retry policy: the next attempt waits in the fair queue's delayed
-            # set (shared PlatformTask); the sealed key and headers must outlive the wait.
-            if int(record.get("attempts") or 0) + 1 < int(policy.get("max_attempts", 1)):
-                final = False
-                keep = int(max(float(policy.get("max_seconds", 60)), exc.retry_after or 0)) + 1
-                for vault, ref in ((rt.vault, key_ref), (rt.header_vault, headers_ref)):
-                    if ref:
-                        worker_runtime.run(vault.extend(ref, keep + settings.scrape_key_ttl_seconds))
-            raise RetryableScrapeError(scrub(str(exc), plaintext), retry_after=exc.retry_after) from None
-        if exc.retryable and self.request.retries < settings.scrape_task_max_retries:
-            final = False
-            countdown = _retry_countdown(exc, self.request.retries)
-            for vault, ref in ((rt.vault, key_ref), (rt.header_vault, headers_ref)):
-                if ref:
-                    worker_runtime.run(vault.extend(ref, int(countdown) + settings.scrape_key_ttl_seconds))
-            message = scrub(str(exc), plaintext)
-            raise self.retry(countdown=countdown, exc=PublicTaskError(message)) from None
-        raise PublicTaskError(scrub(str(exc), plaintext)) from None
+        raise _failure(self, exc, secrets) from None
     except (TaskCancelled, Retry):
         raise
     except SoftTimeLimitExceeded:
@@ -261,11 +211,93 @@ def scrape_page(
         log.exception("scrape failed unexpectedly")
         raise PublicTaskError("The scrape failed with an internal error.") from None
     finally:
-        for key in plaintext:
-            forget_secret(key)
-        for vault, ref in ((rt.vault, key_ref), (rt.header_vault, headers_ref)):
-            if final and ref:
-                try:
-                    worker_runtime.run(vault.delete(ref))
-                except Exception:  # the TTL removes it anyway
-                    log.warning("could not delete a secret reference of a finished task")
+        secrets.close()
+
+
+class _TaskSecrets:
+    """One task's sealed OpenAI key and request headers: opened when the scrape asks, scrubbed
+    from its messages, forgotten when it ends, and their references deleted then unless a retry
+    will need them (keep_for)."""
+
+    __slots__ = ("header_vault", "headers_ref", "keep", "key_ref", "plaintext", "vault")
+
+    def __init__(self, rt: _Runtime, key_ref: str | None, headers_ref: str | None) -> None:
+        self.vault = rt.vault
+        self.header_vault = rt.header_vault
+        self.key_ref = key_ref
+        self.headers_ref = headers_ref
+        self.plaintext: list[str] = []
+        self.keep = False
+
+    def _opened(self, value: str) -> None:
+        self.plaintext.append(value)
+        remember_secret(value)
+
+    async def api_key(self) -> str:
+        if self.key_ref:
+            try:
+                key = await self.vault.get(self.key_ref)
+            except KeyVaultError as exc:
+                raise ScrapeError(str(exc), code="key_unavailable") from None
+            self._opened(key)
+            return key
+        if settings.openai_api_key:
+            return settings.openai_api_key
+        raise ScrapeError(
+            "No OpenAI key: the request had none and the server has no OPENAI_API_KEY.",
+            code="key_missing",
+        )
+
+    async def headers(self) -> dict[str, str] | None:
+        if not self.headers_ref:
+            return None
+        try:
+            opened = await open_headers(self.header_vault, self.headers_ref)
+        except KeyVaultError as exc:
+            raise ScrapeError(str(exc), code="headers_unavailable") from None
+        for value in secret_values(opened):
+            self._opened(value)
+        return opened
+
+    def scrub(self, text: str) -> str:
+        return scrub(text, self.plaintext)
+
+    def _refs(self) -> list[tuple[KeyVault, str]]:
+        pairs = ((self.vault, self.key_ref), (self.header_vault, self.headers_ref))
+        return [(vault, ref) for vault, ref in pairs if ref]
+
+    def keep_for(self, seconds: int) -> None:
+        """A retry comes after `seconds`: the references outlive it by the usual TTL."""
+        self.keep = True
+        for vault, ref in self._refs():
+            worker_runtime.run(vault.extend(ref, seconds + settings.scrape_key_ttl_seconds))
+
+    def close(self) -> None:
+        for value in self.plaintext:
+            forget_secret(value)
+        if self.keep:
+            return
+        for vault, ref in self._refs():
+            try:
+                worker_runtime.run(vault.delete(ref))
+            except Exception:  # the TTL removes it anyway
+                log.warning("could not delete a secret reference of a finished task")
+
+
+def _failure(task: ScrapeTask, exc: ScrapeError, secrets: _TaskSecrets) -> PublicTaskError:
+    """What a failed scrape raises, its message scrubbed of the task's secrets: a retry per the
+    submission's policy (RetryableScrapeError: the next attempt waits in the fair queue's delayed
+    set), else Celery's own retry (task.retry raises), else a final PublicTaskError."""
+    message = secrets.scrub(str(exc))
+    record = getattr(task.request, "platform_record", None) or {}
+    policy = record.get("retry")
+    if exc.retryable and isinstance(policy, dict):
+        if int(record.get("attempts") or 0) + 1 < int(policy.get("max_attempts", 1)):
+            # The sealed key and headers must outlive the wait.
+            secrets.keep_for(int(max(float(policy.get("max_seconds", 60)), exc.retry_after or 0)) + 1)
+        return RetryableScrapeError(message, retry_after=exc.retry_after)
+    if exc.retryable and task.request.retries < settings.scrape_task_max_retries:
+        countdown = _retry_countdown(exc, task.request.retries)
+        secrets.keep_for(int(countdown))
+        raise task.retry(countdown=countdown, exc=PublicTaskError(message))
+    return PublicTaskError(message)
