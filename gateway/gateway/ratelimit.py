@@ -2,8 +2,10 @@
 
 GCRA (the generic cell rate algorithm) keeps one number per user, the theoretical arrival
 time (TAT) of the next request; a request is allowed when it does not arrive more than
-`burst` emission intervals early. One EVALSHA per request, clock taken from Redis so
-replicas with drifting clocks agree.
+`burst` emission intervals early. The script is the platform's one GCRA,
+shared/shared/lua/gcra_reserve.lua (shared.GCRA_RESERVE_LUA, also behind shared.Pacer), asked
+to reserve one slot without waiting. One EVALSHA per request on the gateway's pipelined
+client, clock taken from Redis so replicas with drifting clocks agree.
 
 Redis down: the limiter fails *soft*, not open and not closed. It logs (at most once per
 fallback window), counts the event in a metric, and enforces the same limit per process for
@@ -22,10 +24,12 @@ import math
 import time
 from dataclasses import dataclass
 
+import orjson
 from prometheus_client import Counter
 
 from gateway.pipelined_redis import PipelinedRedis, RedisReplyError, RedisUnavailable, Script
 from gateway.settings import GatewaySettings
+from shared import GCRA_RESERVE_LUA
 
 log = logging.getLogger("gateway.ratelimit")
 
@@ -33,24 +37,6 @@ RATE_LIMITED = Counter("smartapp_gateway_rate_limited_total", "Requests refused 
 LIMITER_FALLBACK = Counter(
     "smartapp_gateway_ratelimit_fallback_total", "Times the limiter fell back to in-process limits"
 )
-
-# KEYS[1] the user's key; ARGV[1] emission interval in microseconds; ARGV[2] burst.
-# Returns {allowed, remaining, retry_after_us, reset_us}.
-GCRA_LUA = """
-local interval = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local new_tat = tat + interval
-local allow_at = new_tat - burst * interval
-if now < allow_at then
-  return {0, 0, allow_at - now, tat - now}
-end
-redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000))
-return {1, math.floor((now - allow_at) / interval), 0, new_tat - now}
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +75,11 @@ class RateLimiter:
         self.burst = settings.rate_limit_burst
         self.interval_us = max(1, round(60_000_000 / settings.rate_limit_per_minute))
         self.fallback_seconds = settings.rate_limit_fallback_seconds
-        self._script = Script(client, GCRA_LUA)
+        self._script = Script(client, GCRA_RESERVE_LUA)
+        # The same arguments for every request, encoded once: one slot now, or a refusal.
+        self._args = orjson.dumps(
+            {"interval_us": self.interval_us, "burst": self.burst, "max_wait_us": 0, "count": 1}
+        ).decode()
         self._local = LocalGCRA(self.interval_us, self.burst)
         self._redis_down_until = 0.0
         window = math.ceil(self.burst * self.interval_us / 1e6)
@@ -103,10 +93,8 @@ class RateLimiter:
             decision = self._local.check(user)
         else:
             try:
-                allowed, remaining, retry_us, reset_us = await self._script(
-                    f"gw:rl:{user}", self.interval_us, self.burst
-                )
-            except (RedisUnavailable, RedisReplyError, OSError, ValueError) as exc:
+                answer = orjson.loads(await self._script(f"gw:rl:{user}", self._args))
+            except (RedisUnavailable, RedisReplyError, OSError, ValueError, TypeError) as exc:
                 self._redis_down_until = time.monotonic() + self.fallback_seconds
                 LIMITER_FALLBACK.inc()
                 log.warning(
@@ -117,7 +105,9 @@ class RateLimiter:
                 decision = self._local.check(user)
             else:
                 self._redis_down_until = 0.0
-                decision = Decision(bool(allowed), int(remaining), retry_us / 1e6, reset_us / 1e6)
+                decision = Decision(
+                    answer["ok"], int(answer["remaining"]), answer["wait_us"] / 1e6, answer["reset_us"] / 1e6
+                )
         if not decision.allowed:
             RATE_LIMITED.inc()
         return decision

@@ -9,12 +9,13 @@ import socket
 import time
 import uuid
 
+import orjson
 import pytest
 import redis
 import uvloop
 
 from gateway.pipelined_redis import PipelinedRedis, RedisReplyError, RedisUnavailable, Script, pack
-from gateway.ratelimit import GCRA_LUA
+from shared import GCRA_RESERVE_LUA
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/9")
 COUNTER = "return redis.call('INCR', KEYS[1])"
@@ -109,12 +110,18 @@ async def test_nothing_listening_fails_fast() -> None:
 async def test_gcra_script_counts_down_the_burst() -> None:
     client = PipelinedRedis(REDIS_URL)
     try:
-        script = Script(client, GCRA_LUA)
+        # The platform's one GCRA (shared's gcra_reserve.lua), as the rate limiter calls it.
+        script = Script(client, GCRA_RESERVE_LUA)
         key = f"gw:rl:test-{uuid.uuid4().hex}"
         interval_us, burst = 1_000_000, 3
-        replies = [await script(key, interval_us, burst) for _ in range(4)]
+        args = orjson.dumps({"interval_us": interval_us, "burst": burst, "max_wait_us": 0, "count": 1})
+        replies = [orjson.loads(await script(key, args.decode())) for _ in range(4)]
     finally:
         await client.aclose()
-    assert [r[0] for r in replies] == [1, 1, 1, 0]
-    assert [r[1] for r in replies] == [2, 1, 0, 0]
-    assert 0 < replies[3][2] <= interval_us  # retry after at most one interval
+    assert [r["ok"] for r in replies] == [True, True, True, False]
+    assert [r["remaining"] for r in replies] == [2, 1, 0, 0]
+    assert [r["wait_us"] for r in replies[:3]] == [0, 0, 0]
+    assert 0 < replies[3]["wait_us"] <= interval_us  # retry after at most one interval
+    # Full again once the three slots taken have drained: about three intervals away.
+    assert 2 * interval_us < replies[2]["reset_us"] <= 3 * interval_us
+    assert replies[3]["reset_us"] <= replies[2]["reset_us"]

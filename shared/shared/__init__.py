@@ -71,7 +71,7 @@ from shared._metrics import (
     metrics_registry,
     render_metrics,
 )
-from shared._pacing import HostPacer, Pacer, PaceTooFar
+from shared._pacing import GCRA_RESERVE_LUA, HostPacer, Pacer, PaceTooFar
 from shared._pubsub import STREAM_RESPONSES, Signal
 from shared._queues import MAX_PRIORITY, QueueName
 from shared._ready import CachedReadiness
@@ -110,6 +110,7 @@ __all__ = [
     "API_PREFIX",
     "BATCH_MAX_KEYS",
     "CACHE_KEY_RE",
+    "GCRA_RESERVE_LUA",
     "HTTP_URL_PATTERN",
     "KNOWN_SCOPES",
     "LIST_DEFAULT_LIMIT",

@@ -16,7 +16,8 @@ from importlib import resources
 import orjson
 from redis.asyncio import Redis
 
-_GCRA_LUA = (resources.files("shared") / "lua" / "gcra_reserve.lua").read_text(encoding="utf-8")
+# Also the gateway's rate limit, run on its own Redis client (shared.GCRA_RESERVE_LUA).
+GCRA_RESERVE_LUA = (resources.files("shared") / "lua" / "gcra_reserve.lua").read_text(encoding="utf-8")
 
 
 class PaceTooFar(Exception):
@@ -35,7 +36,7 @@ class Pacer:
         self._redis = redis
         self.prefix = prefix
         self.cooldown_prefix = cooldown_prefix or prefix + "cooldown:"
-        self._script = redis.register_script(_GCRA_LUA)
+        self._script = redis.register_script(GCRA_RESERVE_LUA)
 
     async def reserve(
         self, key: str, *, interval_s: float, burst: int = 1, max_wait_s: float, count: int = 1
