@@ -44,7 +44,9 @@ from smartapp._models import (
     Schedule,
     TaskAccepted,
     TaskEvent,
+    TaskList,
     TaskProgress,
+    TaskRetry,
     TaskStatus,
     TaskType,
 )
@@ -221,6 +223,9 @@ class Client:
         countdown: float | None = None,
         priority: int | None = None,
         callback_url: str | None = None,
+        retry: TaskRetry | dict[str, Any] | None = None,
+        queue_timeout_seconds: float | None = None,
+        run_timeout_seconds: float | None = None,
         idempotency_key: str | None = None,
     ) -> TaskHandle:
         """`POST /background-task/`: start a task of a registered type."""
@@ -228,10 +233,10 @@ class Client:
             ep.submit_task(
                 task_type,
                 data,
-                countdown=countdown,
-                priority=priority,
-                callback_url=callback_url,
-                idempotency_key=idempotency_key,
+                ep.SubmitOptions(
+                    retry, queue_timeout_seconds, run_timeout_seconds, countdown, priority, callback_url
+                ),
+                idempotency_key,
             )
         )
         return TaskHandle(self, accepted.task_id, accepted)
@@ -245,6 +250,9 @@ class Client:
         countdown: float | None = None,
         priority: int | None = None,
         callback_url: str | None = None,
+        retry: TaskRetry | dict[str, Any] | None = None,
+        queue_timeout_seconds: float | None = None,
+        run_timeout_seconds: float | None = None,
         idempotency_key: str | None = None,
     ) -> TaskHandle:
         """`POST /long-running-task/`: `steps` steps of `step_seconds` each, with progress."""
@@ -253,10 +261,10 @@ class Client:
                 steps,
                 step_seconds,
                 data,
-                countdown=countdown,
-                priority=priority,
-                callback_url=callback_url,
-                idempotency_key=idempotency_key,
+                ep.SubmitOptions(
+                    retry, queue_timeout_seconds, run_timeout_seconds, countdown, priority, callback_url
+                ),
+                idempotency_key,
             )
         )
         return TaskHandle(self, accepted.task_id, accepted)
@@ -285,9 +293,53 @@ class Client:
         """`POST /tasks/retry`: replay up to 1,000 of your tasks in `status`."""
         return self._send(ep.retry_tasks(status, task_type, since))
 
-    def list_tasks(self, status: str | None = None, limit: int = 50) -> list[TaskStatus]:
-        """Your tasks, newest first."""
-        return self._send(ep.list_tasks(status, limit)).tasks
+    def list_tasks(
+        self,
+        status: str | None = None,
+        limit: int = 50,
+        *,
+        task_type: str | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        cursor: str | None = None,
+    ) -> list[TaskStatus]:
+        """Your tasks, newest first: one page (`list_tasks_page` has its `next_cursor`)."""
+        return self.list_tasks_page(
+            status, limit, task_type=task_type, since=since, until=until, cursor=cursor
+        ).tasks
+
+    def list_tasks_page(
+        self,
+        status: str | None = None,
+        limit: int | None = None,
+        *,
+        task_type: str | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        cursor: str | None = None,
+    ) -> TaskList:
+        """`GET /tasks/`: one page of your tasks, created in [`since`, `until`], newest first."""
+        return self._send(ep.list_tasks(status, limit, task_type, since, until, cursor))
+
+    def iter_tasks(
+        self,
+        status: str | None = None,
+        *,
+        task_type: str | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        page_size: int | None = None,
+    ) -> Generator[TaskStatus, None, None]:
+        """Every task that matches, newest first, following `next_cursor` page after page."""
+        cursor: str | None = None
+        while True:
+            page = self.list_tasks_page(
+                status, page_size, task_type=task_type, since=since, until=until, cursor=cursor
+            )
+            yield from page.tasks
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
 
     def task_types(self) -> list[TaskType]:
         return self._send(ep.task_types())
@@ -362,6 +414,9 @@ class Client:
         include_selectors: list[str] | None = None,
         exclude_selectors: list[str] | None = None,
         headers: dict[str, str] | None = None,
+        retry: TaskRetry | dict[str, Any] | None = None,
+        queue_timeout_seconds: float | None = None,
+        run_timeout_seconds: float | None = None,
     ) -> TaskHandle:
         """`POST /background-scraping/`: the result holds `markdown` and `summary` or `extraction`.
 
@@ -380,6 +435,7 @@ class Client:
                 include_selectors=include_selectors,
                 exclude_selectors=exclude_selectors,
                 headers=headers,
+                options=ep.SubmitOptions(retry, queue_timeout_seconds, run_timeout_seconds),
             )
         )
         return TaskHandle(self, accepted.task_id, accepted)
@@ -678,16 +734,19 @@ class AsyncClient:
         countdown: float | None = None,
         priority: int | None = None,
         callback_url: str | None = None,
+        retry: TaskRetry | dict[str, Any] | None = None,
+        queue_timeout_seconds: float | None = None,
+        run_timeout_seconds: float | None = None,
         idempotency_key: str | None = None,
     ) -> AsyncTaskHandle:
         accepted = await self._send(
             ep.submit_task(
                 task_type,
                 data,
-                countdown=countdown,
-                priority=priority,
-                callback_url=callback_url,
-                idempotency_key=idempotency_key,
+                ep.SubmitOptions(
+                    retry, queue_timeout_seconds, run_timeout_seconds, countdown, priority, callback_url
+                ),
+                idempotency_key,
             )
         )
         return AsyncTaskHandle(self, accepted.task_id, accepted)
@@ -701,6 +760,9 @@ class AsyncClient:
         countdown: float | None = None,
         priority: int | None = None,
         callback_url: str | None = None,
+        retry: TaskRetry | dict[str, Any] | None = None,
+        queue_timeout_seconds: float | None = None,
+        run_timeout_seconds: float | None = None,
         idempotency_key: str | None = None,
     ) -> AsyncTaskHandle:
         accepted = await self._send(
@@ -708,10 +770,10 @@ class AsyncClient:
                 steps,
                 step_seconds,
                 data,
-                countdown=countdown,
-                priority=priority,
-                callback_url=callback_url,
-                idempotency_key=idempotency_key,
+                ep.SubmitOptions(
+                    retry, queue_timeout_seconds, run_timeout_seconds, countdown, priority, callback_url
+                ),
+                idempotency_key,
             )
         )
         return AsyncTaskHandle(self, accepted.task_id, accepted)
@@ -736,8 +798,52 @@ class AsyncClient:
     ) -> BulkReplayAccepted:
         return await self._send(ep.retry_tasks(status, task_type, since))
 
-    async def list_tasks(self, status: str | None = None, limit: int = 50) -> list[TaskStatus]:
-        return (await self._send(ep.list_tasks(status, limit))).tasks
+    async def list_tasks(
+        self,
+        status: str | None = None,
+        limit: int = 50,
+        *,
+        task_type: str | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        cursor: str | None = None,
+    ) -> list[TaskStatus]:
+        page = await self.list_tasks_page(
+            status, limit, task_type=task_type, since=since, until=until, cursor=cursor
+        )
+        return page.tasks
+
+    async def list_tasks_page(
+        self,
+        status: str | None = None,
+        limit: int | None = None,
+        *,
+        task_type: str | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        cursor: str | None = None,
+    ) -> TaskList:
+        return await self._send(ep.list_tasks(status, limit, task_type, since, until, cursor))
+
+    async def iter_tasks(
+        self,
+        status: str | None = None,
+        *,
+        task_type: str | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        page_size: int | None = None,
+    ) -> AsyncGenerator[TaskStatus, None]:
+        cursor: str | None = None
+        while True:
+            page = await self.list_tasks_page(
+                status, page_size, task_type=task_type, since=since, until=until, cursor=cursor
+            )
+            for task in page.tasks:
+                yield task
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
 
     async def task_types(self) -> list[TaskType]:
         return await self._send(ep.task_types())
@@ -818,6 +924,9 @@ class AsyncClient:
         include_selectors: list[str] | None = None,
         exclude_selectors: list[str] | None = None,
         headers: dict[str, str] | None = None,
+        retry: TaskRetry | dict[str, Any] | None = None,
+        queue_timeout_seconds: float | None = None,
+        run_timeout_seconds: float | None = None,
     ) -> AsyncTaskHandle:
         accepted = await self._send(
             ep.scrape(
@@ -831,6 +940,7 @@ class AsyncClient:
                 include_selectors=include_selectors,
                 exclude_selectors=exclude_selectors,
                 headers=headers,
+                options=ep.SubmitOptions(retry, queue_timeout_seconds, run_timeout_seconds),
             )
         )
         return AsyncTaskHandle(self, accepted.task_id, accepted)

@@ -38,6 +38,7 @@ from smartapp._models import (
     TaskAccepted,
     TaskList,
     TaskProgress,
+    TaskRetry,
     TaskStatus,
     TaskType,
     VapidPublicKey,
@@ -99,30 +100,36 @@ def _key(given: str | None) -> str:
     return given or str(uuid.uuid4())
 
 
-def _options(countdown: float | None, priority: int | None, callback_url: str | None) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if countdown is not None:
-        out["countdown"] = countdown
-    if priority is not None:
-        out["priority"] = priority
-    if callback_url is not None:
-        out["callback_url"] = callback_url
-    return out
+def iso(value: datetime | str) -> str:
+    """A time for the API: an aware datetime as ISO 8601 (the platform refuses a naive one, 422)."""
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+@dataclass(frozen=True)
+class SubmitOptions:
+    """What every submission may carry besides its own fields (None: the server's default)."""
+
+    retry: TaskRetry | dict[str, Any] | None = None
+    queue_timeout_seconds: float | None = None
+    run_timeout_seconds: float | None = None
+    countdown: float | None = None  # not taken by scraping
+    priority: int | None = None  # not taken by scraping
+    callback_url: str | None = None  # not taken by scraping
+
+    def body(self) -> dict[str, Any]:
+        out = {k: v for k, v in vars(self).items() if v is not None}
+        if isinstance(self.retry, TaskRetry):
+            out["retry"] = self.retry.model_dump(exclude_none=True)
+        return out
 
 
 # --- tasks -------------------------------------------------------------------------------------
 
 
 def submit_task(
-    task_type: str,
-    data: dict[str, Any] | None,
-    *,
-    countdown: float | None,
-    priority: int | None,
-    callback_url: str | None,
-    idempotency_key: str | None,
+    task_type: str, data: dict[str, Any] | None, options: SubmitOptions, idempotency_key: str | None
 ) -> Call[TaskAccepted]:
-    body = {"task_type": task_type, "data": data or {}, **_options(countdown, priority, callback_url)}
+    body = {"task_type": task_type, "data": data or {}, **options.body()}
     return Call("POST", "/background-task/", _accepted, body, idempotency_key=_key(idempotency_key))
 
 
@@ -130,18 +137,10 @@ def submit_long_running(
     steps: int,
     step_seconds: float,
     data: dict[str, Any] | None,
-    *,
-    countdown: float | None,
-    priority: int | None,
-    callback_url: str | None,
+    options: SubmitOptions,
     idempotency_key: str | None,
 ) -> Call[TaskAccepted]:
-    body = {
-        "steps": steps,
-        "step_seconds": step_seconds,
-        "data": data or {},
-        **_options(countdown, priority, callback_url),
-    }
+    body = {"steps": steps, "step_seconds": step_seconds, "data": data or {}, **options.body()}
     return Call("POST", "/long-running-task/", _accepted, body, idempotency_key=_key(idempotency_key))
 
 
@@ -173,14 +172,26 @@ def retry_tasks(status: str, task_type: str | None, since: datetime | str | None
     if task_type is not None:
         body["task_type"] = task_type
     if since is not None:
-        body["since"] = since.isoformat() if isinstance(since, datetime) else since
+        body["since"] = iso(since)
     return Call("POST", "/tasks/retry", _model(BulkReplayAccepted), body)
 
 
-def list_tasks(status: str | None, limit: int) -> Call[TaskList]:
-    params: dict[str, Any] = {"limit": limit}
-    if status is not None:
-        params["status"] = status
+def list_tasks(
+    status: str | None,
+    limit: int | None,
+    task_type: str | None,
+    since: datetime | str | None,
+    until: datetime | str | None,
+    cursor: str | None,
+) -> Call[TaskList]:
+    params: dict[str, Any] = {}
+    for name, value in (("status", status), ("limit", limit), ("task_type", task_type), ("cursor", cursor)):
+        if value is not None:
+            params[name] = value
+    if since is not None:
+        params["since"] = iso(since)
+    if until is not None:
+        params["until"] = iso(until)
     return Call("GET", "/tasks/", _model(TaskList), params=params)
 
 
@@ -207,8 +218,9 @@ def scrape(
     include_selectors: list[str] | None = None,
     exclude_selectors: list[str] | None = None,
     headers: dict[str, str] | None = None,
+    options: SubmitOptions | None = None,
 ) -> Call[TaskAccepted]:
-    body: dict[str, Any] = {"url": url}
+    body: dict[str, Any] = {"url": url, **(options or SubmitOptions()).body()}
     for name, value in (
         ("openai_key", openai_key),
         ("model", model),
@@ -265,7 +277,7 @@ def notification_body(
 ) -> dict[str, Any]:
     body: dict[str, Any] = {"user_id": user_id, "title": title, "message": message, "data": data or {}}
     if send_at is not None:  # an aware time: the platform refuses a naive one (422)
-        body["send_at"] = send_at.isoformat() if isinstance(send_at, datetime) else send_at
+        body["send_at"] = iso(send_at)
     if ttl is not None:
         body["ttl"] = ttl
     if urgency is not None:

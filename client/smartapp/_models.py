@@ -82,6 +82,20 @@ class TaskProgress(_Model):
     updated_at: str | None
 
 
+class TaskRetry(BaseModel):
+    """A submission's `retry` option; a field left out takes the task type's default.
+
+    Sent, not received: unknown fields are refused here rather than by the server (422).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    max_attempts: int | None = None  # attempts in all, the first included (1-20)
+    backoff: Literal["exponential", "fixed"] | None = None
+    initial_seconds: float | None = None
+    max_seconds: float | None = None
+    jitter: bool | None = None
+
+
 class TaskList(_Model):
     tasks: list[TaskStatus]
     count: int

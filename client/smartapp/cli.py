@@ -8,10 +8,12 @@ JSON, or a request the platform refused as invalid: 400/413/422); 3 the token wa
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, NoReturn, TypeVar
 
 import click
@@ -42,7 +44,7 @@ from smartapp._errors import (
     Unauthorized,
     ValidationError,
 )
-from smartapp._models import Schedule, TaskStatus
+from smartapp._models import Schedule, TaskRetry, TaskStatus
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -91,6 +93,58 @@ def json_option(f: F) -> F:
         callback=_set_json,
         help="Print machine-readable JSON (and no progress bar).",
     )(f)
+
+
+def submit_options(f: F) -> F:
+    """--max-attempts, --queue-timeout and --run-timeout: what every submission may carry."""
+    for option in reversed(
+        (
+            click.option(
+                "--max-attempts",
+                type=click.IntRange(1, 20),
+                default=None,
+                help="Attempts in all, the first included (default: the task type's).",
+            ),
+            click.option(
+                "--queue-timeout",
+                type=click.FloatRange(0, min_open=True),
+                default=None,
+                help="Seconds it may wait to start; not started by then, it ends EXPIRED.",
+            ),
+            click.option(
+                "--run-timeout",
+                type=click.FloatRange(0, min_open=True),
+                default=None,
+                help="Seconds an attempt may run; stopped then (FAILURE, TimeLimitExceeded).",
+            ),
+        )
+    ):
+        f = option(f)
+    return f
+
+
+def submission(
+    max_attempts: int | None, queue_timeout: float | None, run_timeout: float | None
+) -> dict[str, Any]:
+    """The SDK's keyword arguments for the options of `submit_options`."""
+    return {
+        "retry": None if max_attempts is None else TaskRetry(max_attempts=max_attempts),
+        "queue_timeout_seconds": queue_timeout,
+        "run_timeout_seconds": run_timeout,
+    }
+
+
+def parse_time(value: str | None, what: str) -> datetime | None:
+    """An ISO 8601 time; without a zone it is taken as local time, as `date` shows it."""
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            "not an ISO 8601 time, e.g. 2026-11-30T12:00+00:00", param_hint=what
+        ) from None
+    return when if when.tzinfo is not None else when.astimezone()
 
 
 def parse_json(value: str | None, what: str) -> Any:
@@ -294,6 +348,7 @@ def _complete_task_type(ctx: click.Context, _: click.Parameter, incomplete: str)
 @click.option("--timeout", type=float, default=None, help="Seconds --wait gives up after (exit 1).")
 @click.option("--priority", type=click.IntRange(0, 9), default=None)
 @click.option("--countdown", type=float, default=None, help="Seconds before it may start.")
+@submit_options
 @json_option
 def task_run(
     task_type: str,
@@ -302,6 +357,9 @@ def task_run(
     timeout: float | None,
     priority: int | None,
     countdown: float | None,
+    max_attempts: int | None,
+    queue_timeout: float | None,
+    run_timeout: float | None,
 ) -> None:
     """Start a task of TYPE (see `smartapp task types`), or `long-running`.
 
@@ -309,15 +367,21 @@ def task_run(
     """
     data = parse_object(data_json, "--data")
     client = _state.client()
+    options = submission(max_attempts, queue_timeout, run_timeout)
     if task_type == LONG_RUNNING:
         steps = data.pop("steps", 10)
         step_seconds = data.pop("step_seconds", 1.0)
         inner = data.pop("data", None)
         handle = client.submit_long_running(
-            steps, step_seconds, inner if inner is not None else data, countdown=countdown, priority=priority
+            steps,
+            step_seconds,
+            inner if inner is not None else data,
+            countdown=countdown,
+            priority=priority,
+            **options,
         )
     else:
-        handle = client.submit_task(task_type, data, countdown=countdown, priority=priority)
+        handle = client.submit_task(task_type, data, countdown=countdown, priority=priority, **options)
     if not wait:
         _started(handle)
         return
@@ -360,17 +424,35 @@ def task_status(task_id: str) -> None:
         ["PENDING", "STARTED", "PROGRESS", "RETRY", "SUCCESS", "FAILURE", "REVOKED", "EXPIRED"]
     ),
 )
-@click.option("--limit", type=click.IntRange(1, 500), default=20, show_default=True)
+@click.option("--type", "task_type", default=None, help="Only tasks of this type.")
+@click.option("--since", default=None, help="Created at or after (ISO 8601; no zone: local time).")
+@click.option("--until", default=None, help="Created at or before (ISO 8601; no zone: local time).")
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 10_000),
+    default=20,
+    show_default=True,
+    help="How many to show, across as many pages as it takes.",
+)
 @json_option
-def task_list(status: str | None, limit: int) -> None:
+def task_list(
+    status: str | None, task_type: str | None, since: str | None, until: str | None, limit: int
+) -> None:
     """Your tasks, newest first."""
-    tasks = _state.client().list_tasks(status=status, limit=limit)
+    found = _state.client().iter_tasks(
+        status,
+        task_type=task_type,
+        since=parse_time(since, "--since"),
+        until=parse_time(until, "--until"),
+        page_size=min(limit, 500),
+    )
+    tasks = list(itertools.islice(found, limit))
     if _state.json:
         emit([t.model_dump(mode="json") for t in tasks])
         return
-    table = Table("task_id", "type", "status", "created_at")
+    table = Table("task_id", "type", "status", "attempts", "created_at")
     for t in tasks:
-        table.add_row(t.task_id, t.task_type or "-", t.status, t.created_at or "-")
+        table.add_row(t.task_id, t.task_type or "-", t.status, str(t.attempts), t.created_at or "-")
     out.print(table)
 
 
@@ -388,10 +470,16 @@ def task_cancel(task_id: str) -> None:
 
 @task.command("retry")
 @click.argument("task_id")
+@click.option(
+    "--openai-key",
+    envvar="SMARTAPP_OPENAI_KEY",
+    default=None,
+    help="For a scrape that used your own key: the key again (it is never kept).",
+)
 @json_option
-def task_retry(task_id: str) -> None:
+def task_retry(task_id: str, openai_key: str | None) -> None:
     """Run a failed, revoked or expired task again, as a new task."""
-    answer = _state.client().retry_task(task_id)
+    answer = _state.client().retry_task(task_id, openai_key)
     if _state.json:
         emit_model(answer)
     else:
@@ -432,6 +520,7 @@ def task_types() -> None:
 )
 @click.option("--wait/--no-wait", default=False, help="Follow it and print the markdown or extraction.")
 @click.option("--timeout", type=float, default=None)
+@submit_options
 @json_option
 def scrape(
     url: str,
@@ -442,11 +531,20 @@ def scrape(
     openai_key: str | None,
     wait: bool,
     timeout: float | None,
+    max_attempts: int | None,
+    queue_timeout: float | None,
+    run_timeout: float | None,
 ) -> None:
     """Scrape URL in the background: markdown plus a summary, or an extraction with --schema."""
     schema = parse_object(schema_json, "--schema") if schema_json else None
     handle = _state.client().scrape(
-        url, openai_key=openai_key, model=model, prompt=prompt, schema=schema, max_age=max_age
+        url,
+        openai_key=openai_key,
+        model=model,
+        prompt=prompt,
+        schema=schema,
+        max_age=max_age,
+        **submission(max_attempts, queue_timeout, run_timeout),
     )
     if not wait:
         _started(handle)
