@@ -1,4 +1,4 @@
-"""What both clients share about streams and retries: reading events, and how long to wait."""
+"""What both clients share about streams and retries: reading events, how long to wait, what to do next."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 from httpx_sse import ServerSentEvent
 
-from smartapp._errors import parse_retry_after
+from smartapp._errors import TransportError, WaitTimeout, parse_retry_after
 from smartapp._models import TERMINAL, InboxItem, TaskEvent, TaskProgress, TaskStatus
 
 # Refusals that mean "not processed, try again later" (API.md: both carry Retry-After).
@@ -119,3 +119,93 @@ def inbox_item(sse: ServerSentEvent) -> InboxItem | None:
     if sse.event != "notification":
         return None
     return InboxItem.model_validate_json(sse.data)
+
+
+class Follow:
+    """What `events()` does next, for both clients: the socket work is theirs, the decisions are here.
+
+    It streams `task-events` and opens a dropped stream again; after `policy.reconnects`
+    failures in a row, or at once when the stream is refused (429/503), it polls
+    `task-progress` instead, to the end. Repeats are skipped: a reconnected stream starts
+    with a snapshot of the progress already seen.
+    """
+
+    def __init__(self, task_id: str, timeout: float | None, policy: StreamPolicy) -> None:
+        self.task_id = task_id
+        self.deadline = deadline_of(timeout)
+        self.policy = policy
+        self.last: TaskEvent | None = None
+        self.failures = 0
+        self.got_any = False
+
+    @property
+    def streaming(self) -> bool:
+        return self.failures <= self.policy.reconnects
+
+    def read_timeout(self) -> httpx.Timeout:
+        return read_timeout(self.deadline, self.policy)
+
+    def streamed(self, event: TaskEvent) -> bool:
+        """An event came on the stream: whether to yield it."""
+        self.got_any, self.failures = True, 0
+        return self.fresh(event)
+
+    def fresh(self, event: TaskEvent) -> bool:
+        if event == self.last:
+            return False
+        self.last = event
+        return True
+
+    def ended(self) -> None:
+        """The server closed the stream before the final status: open it again."""
+        self.failures += 0 if self.got_any else 1
+        self.got_any = False
+        self.check()
+
+    def refused(self) -> None:
+        self.failures = self.policy.reconnects + 1
+        self.check()
+
+    def failed(self) -> float:
+        """The stream broke: the seconds to wait before the next try."""
+        self.failures += 1
+        self.got_any = False
+        self.check()
+        return min(0.2 * self.failures, 1.0)
+
+    def poll_wait(self) -> float:
+        self.check()
+        left = remaining(self.deadline)
+        return self.policy.poll_interval if left is None else min(self.policy.poll_interval, max(left, 0))
+
+    def check(self) -> None:
+        """`WaitTimeout` once the deadline has passed (a busy stream never times out by itself)."""
+        left = remaining(self.deadline)
+        if left is not None and left <= 0:
+            raise WaitTimeout(f"task {self.task_id} did not finish in time")
+
+
+class InboxFollow:
+    """What `follow_inbox()` does next, for both clients: resume after the last seen, give up
+    after `policy.reconnects + 2` failures in a row."""
+
+    def __init__(self, since: int | None, policy: StreamPolicy) -> None:
+        self.last = since
+        self.policy = policy
+        self.failures = 0
+
+    def headers(self) -> dict[str, str]:
+        return {"Last-Event-ID": str(self.last)} if self.last is not None else {}
+
+    def read_timeout(self) -> httpx.Timeout:
+        return read_timeout(None, self.policy)
+
+    def seen(self, item: InboxItem) -> None:
+        self.failures = 0
+        self.last = item.seq
+
+    def failed(self, exc: Exception) -> float:
+        self.failures += 1
+        if self.failures > self.policy.reconnects + 2:
+            raise TransportError(f"the inbox stream keeps failing: {exc}") from exc
+        return min(0.5 * self.failures, 5.0)

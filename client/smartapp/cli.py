@@ -35,7 +35,8 @@ from rich.table import Table
 from rich.text import Text
 
 from smartapp import _config
-from smartapp._client import DEFAULT_URL, Client, TaskHandle, _version
+from smartapp._base import DEFAULT_URL, version
+from smartapp._client import Client
 from smartapp._errors import (
     BadRequest,
     Forbidden,
@@ -45,6 +46,7 @@ from smartapp._errors import (
     ValidationError,
 )
 from smartapp._models import Schedule, TaskRetry, TaskStatus
+from smartapp._tasks import TaskHandle
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -180,7 +182,7 @@ def emit_model(model: Any) -> None:
 )
 @click.option("--token", envvar=_config.ENV_TOKEN, help="Bearer token (default: from `login`).")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON (and no progress bar).")
-@click.version_option(_version(), prog_name="smartapp")
+@click.version_option(version(), prog_name="smartapp")
 def cli(url: str | None, token: str | None, as_json: bool) -> None:
     """Start and follow background work on the smart_application platform.
 
