@@ -13,22 +13,13 @@ from collections.abc import AsyncGenerator
 from typing import ClassVar, TypeVar
 
 import httpx
-from httpx_sse import SSEError, aconnect_sse
+from httpx_sse import ServerSentEvent, aconnect_sse
 
 from smartapp._api_notifications import INBOX_STREAM_PATH
-from smartapp._base import FINAL_ERRORS, BaseClient
-from smartapp._call import Call, seg
-from smartapp._errors import APIError
+from smartapp._base import BaseClient
+from smartapp._call import Call
 from smartapp._models import TERMINAL, InboxItem, TaskAccepted, TaskEvent
-from smartapp._stream import (
-    Follow,
-    InboxFollow,
-    StreamUnavailable,
-    final_event,
-    inbox_item,
-    progress_event,
-    task_event,
-)
+from smartapp._stream import BROKEN, FINAL_ERRORS, Follow, InboxFollow, check_stream, final_event
 from smartapp._tasks import AsyncTaskHandle
 
 T = TypeVar("T")
@@ -84,62 +75,50 @@ class AsyncClient(BaseClient[httpx.AsyncClient, httpx.AsyncBaseTransport]):
         follow = Follow(task_id, timeout, self._stream_policy)
         while follow.streaming:
             try:
-                async with contextlib.aclosing(self._stream_events(follow)) as stream:
-                    async for event in stream:
-                        if follow.streamed(event):
+                async with contextlib.aclosing(self._sse(follow.path, follow.read_timeout())) as stream:
+                    async for sse in stream:
+                        if (event := follow.streamed(sse)) is not None:
                             yield event
-                        if event.final is not None:
+                        if follow.done:
                             return
-                        follow.check()
                 follow.ended()
             except FINAL_ERRORS:
                 raise
-            except StreamUnavailable:
-                follow.refused()
-            except (httpx.TransportError, SSEError, APIError):
-                await asyncio.sleep(follow.failed())
+            except BROKEN as exc:
+                await asyncio.sleep(follow.failed(exc))
         while True:
             progress = await self.get_progress(task_id)
             if progress.status in TERMINAL:
                 yield final_event(await self.get_task(task_id))
                 return
-            event = progress_event(progress)
-            if follow.fresh(event):
-                yield event
+            if (news := follow.polled(progress)) is not None:
+                yield news
             await asyncio.sleep(follow.poll_wait())
 
-    async def _stream_events(self, follow: Follow) -> AsyncGenerator[TaskEvent, None]:
-        path = f"/task-events/{seg(follow.task_id)}"
-        async with aconnect_sse(self._http, "GET", path, timeout=follow.read_timeout()) as source:
+    async def _sse(
+        self, path: str, read_timeout: httpx.Timeout, headers: dict[str, str] | None = None
+    ) -> AsyncGenerator[ServerSentEvent, None]:
+        """The events of one `text/event-stream` answer; an error answer raised as `check_stream` says."""
+        async with aconnect_sse(
+            self._http, "GET", path, headers=dict(headers or {}), timeout=read_timeout
+        ) as source:
             if source.response.status_code != 200:
                 await source.response.aread()
-            self._check_stream(source.response)
+            check_stream(source.response)
             async for sse in source.aiter_sse():
-                event = task_event(follow.task_id, sse)
-                if event is not None:
-                    yield event
+                yield sse
 
     async def follow_inbox(self, *, since: int | None = None) -> AsyncGenerator[InboxItem, None]:
         """`GET /inbox/stream`, forever: new notifications; reconnects resume after the last seen."""
         follow = InboxFollow(since, self._stream_policy)
         while True:
             try:
-                async with aconnect_sse(
-                    self._http,
-                    "GET",
-                    INBOX_STREAM_PATH,
-                    headers=follow.headers(),
-                    timeout=follow.read_timeout(),
-                ) as source:
-                    if source.response.status_code != 200:
-                        await source.response.aread()
-                    self._check_stream(source.response)
-                    async for sse in source.aiter_sse():
-                        item = inbox_item(sse)
-                        if item is not None:
-                            follow.seen(item)
+                stream = self._sse(INBOX_STREAM_PATH, follow.read_timeout(), follow.headers())
+                async with contextlib.aclosing(stream):
+                    async for sse in stream:
+                        if (item := follow.item(sse)) is not None:
                             yield item
             except FINAL_ERRORS:
                 raise
-            except (httpx.TransportError, SSEError, APIError, StreamUnavailable) as exc:
+            except BROKEN as exc:
                 await asyncio.sleep(follow.failed(exc))

@@ -16,13 +16,11 @@ from smartapp._api_notifications import NotificationsAPI
 from smartapp._api_schedules import SchedulesAPI
 from smartapp._api_tasks import TasksAPI
 from smartapp._call import Call
-from smartapp._errors import Forbidden, NotFound, TransportError, Unauthorized, error_from_response
-from smartapp._stream import RetryPolicy, StreamPolicy, StreamUnavailable
+from smartapp._errors import TransportError, error_from_response
+from smartapp._stream import RetryPolicy, StreamPolicy
 
 API_PREFIX = "/smart_application/tasks"
 DEFAULT_URL = "http://localhost:8000"
-# Refusals a reconnect or a poll cannot fix: raised to the caller at once.
-FINAL_ERRORS = (NotFound, Unauthorized, Forbidden)
 
 H = TypeVar("H", httpx.Client, httpx.AsyncClient)
 TR = TypeVar("TR", httpx.BaseTransport, httpx.AsyncBaseTransport)
@@ -81,13 +79,3 @@ class BaseClient(TasksAPI, NotificationsAPI, CacheAPI, SchedulesAPI, Generic[H, 
         if wait is None:
             raise error_from_response(seen)
         return wait
-
-    @staticmethod
-    def _check_stream(response: httpx.Response) -> None:
-        """Raise for a stream that answered with an error: final ones as such, others as unavailable."""
-        if response.status_code == 200:
-            return
-        error = error_from_response(response)
-        if isinstance(error, FINAL_ERRORS):
-            raise error
-        raise StreamUnavailable(str(error))

@@ -6,11 +6,21 @@ import json
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
-from httpx_sse import ServerSentEvent
+from httpx_sse import ServerSentEvent, SSEError
 
-from smartapp._errors import TransportError, WaitTimeout, parse_retry_after
+from smartapp._errors import (
+    APIError,
+    Forbidden,
+    NotFound,
+    TransportError,
+    Unauthorized,
+    WaitTimeout,
+    error_from_response,
+    parse_retry_after,
+)
 from smartapp._models import TERMINAL, InboxItem, TaskEvent, TaskProgress, TaskStatus
 
 # Refusals that mean "not processed, try again later" (API.md: both carry Retry-After).
@@ -57,6 +67,22 @@ class StreamPolicy:
 
 class StreamUnavailable(Exception):
     """The event stream could not be used (429 too_many_streams, 503, not an event stream)."""
+
+
+# Refusals a reconnect or a poll cannot fix: raised to the caller at once (caught before BROKEN).
+FINAL_ERRORS = (NotFound, Unauthorized, Forbidden)
+# What a stream may meet that another try (or polling) may get past.
+BROKEN = (httpx.TransportError, SSEError, APIError, StreamUnavailable)
+
+
+def check_stream(response: httpx.Response) -> None:
+    """Raise for a stream that answered with an error: final ones as such, others as unavailable."""
+    if response.status_code == 200:
+        return
+    error = error_from_response(response)
+    if isinstance(error, FINAL_ERRORS):
+        raise error
+    raise StreamUnavailable(str(error))
 
 
 def deadline_of(timeout: float | None) -> float | None:
@@ -137,6 +163,7 @@ class Follow:
         self.last: TaskEvent | None = None
         self.failures = 0
         self.got_any = False
+        self.done = False
 
     @property
     def streaming(self) -> bool:
@@ -145,10 +172,28 @@ class Follow:
     def read_timeout(self) -> httpx.Timeout:
         return read_timeout(self.deadline, self.policy)
 
-    def streamed(self, event: TaskEvent) -> bool:
-        """An event came on the stream: whether to yield it."""
+    @property
+    def path(self) -> str:
+        return f"/task-events/{quote(self.task_id, safe='')}"
+
+    def streamed(self, sse: ServerSentEvent) -> TaskEvent | None:
+        """An event came on the stream: the task event to yield, if it is one and news.
+
+        After the final status `done` is true; before it, past the deadline, `WaitTimeout`.
+        """
+        event = task_event(self.task_id, sse)
+        if event is None:
+            return None
         self.got_any, self.failures = True, 0
-        return self.fresh(event)
+        self.done = event.final is not None
+        if not self.done:
+            self.check()  # a busy stream never times out by itself
+        return event if self.fresh(event) else None
+
+    def polled(self, progress: TaskProgress) -> TaskEvent | None:
+        """A polled progress as an event, when it is news."""
+        event = progress_event(progress)
+        return event if self.fresh(event) else None
 
     def fresh(self, event: TaskEvent) -> bool:
         if event == self.last:
@@ -162,16 +207,15 @@ class Follow:
         self.got_any = False
         self.check()
 
-    def refused(self) -> None:
-        self.failures = self.policy.reconnects + 1
-        self.check()
+    def failed(self, exc: Exception) -> float:
+        """The stream broke (one of BROKEN): the seconds to wait before the next try.
 
-    def failed(self) -> float:
-        """The stream broke: the seconds to wait before the next try."""
-        self.failures += 1
+        Refused (429 too_many_streams, 503): polling instead, at once."""
+        refused = isinstance(exc, StreamUnavailable)
+        self.failures = self.policy.reconnects + 1 if refused else self.failures + 1
         self.got_any = False
         self.check()
-        return min(0.2 * self.failures, 1.0)
+        return 0.0 if refused else min(0.2 * self.failures, 1.0)
 
     def poll_wait(self) -> float:
         self.check()
@@ -200,9 +244,13 @@ class InboxFollow:
     def read_timeout(self) -> httpx.Timeout:
         return read_timeout(None, self.policy)
 
-    def seen(self, item: InboxItem) -> None:
-        self.failures = 0
-        self.last = item.seq
+    def item(self, sse: ServerSentEvent) -> InboxItem | None:
+        """The notification an event carries (None for others), remembered as the last seen."""
+        found = inbox_item(sse)
+        if found is not None:
+            self.failures = 0
+            self.last = found.seq
+        return found
 
     def failed(self, exc: Exception) -> float:
         self.failures += 1
