@@ -1,7 +1,7 @@
 """Typed views of the platform's answers, field for field the services' OpenAPI schemas.
 
 `extra="allow"`: a server newer than this package may add fields; they are kept, not refused.
-client/tests/test_models_match_openapi.py fails when these drift from the live schemas.
+client/tests/test_client_models_match_openapi.py fails when these drift from the live schemas.
 """
 
 from __future__ import annotations
