@@ -9,7 +9,9 @@ with Client("http://localhost:8000", token=TOKEN) as client:
     print(task.wait(timeout=60).result)
 """
 
-from smartapp._client import API_PREFIX, DEFAULT_URL, AsyncClient, AsyncTaskHandle, Client, TaskHandle
+from smartapp._async_client import AsyncClient
+from smartapp._base import API_PREFIX, DEFAULT_URL
+from smartapp._client import Client
 from smartapp._errors import (
     APIError,
     BadRequest,
@@ -61,12 +63,14 @@ from smartapp._models import (
     TaskEvent,
     TaskList,
     TaskProgress,
+    TaskRetry,
     TaskState,
     TaskStatus,
     TaskType,
     VapidPublicKey,
 )
 from smartapp._stream import RetryPolicy, StreamPolicy
+from smartapp._tasks import AsyncTaskHandle, TaskHandle
 
 __all__ = [
     "API_PREFIX",
@@ -121,6 +125,7 @@ __all__ = [
     "TaskHandle",
     "TaskList",
     "TaskProgress",
+    "TaskRetry",
     "TaskState",
     "TaskStatus",
     "TaskType",

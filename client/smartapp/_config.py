@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from smartapp._client import DEFAULT_URL
+from smartapp._base import DEFAULT_URL
 
 ENV_URL = "SMARTAPP_URL"
 # The name of an environment variable, not a secret.

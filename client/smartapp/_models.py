@@ -1,7 +1,7 @@
 """Typed views of the platform's answers, field for field the services' OpenAPI schemas.
 
 `extra="allow"`: a server newer than this package may add fields; they are kept, not refused.
-client/tests/test_models_match_openapi.py fails when these drift from the live schemas.
+client/tests/test_client_models_match_openapi.py fails when these drift from the live schemas.
 """
 
 from __future__ import annotations
@@ -80,6 +80,20 @@ class TaskProgress(_Model):
     percent: float
     message: str | None
     updated_at: str | None
+
+
+class TaskRetry(BaseModel):
+    """A submission's `retry` option; a field left out takes the task type's default.
+
+    Sent, not received: unknown fields are refused here rather than by the server (422).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    max_attempts: int | None = None  # attempts in all, the first included (1-20)
+    backoff: Literal["exponential", "fixed"] | None = None
+    initial_seconds: float | None = None
+    max_seconds: float | None = None
+    jitter: bool | None = None
 
 
 class TaskList(_Model):

@@ -208,6 +208,11 @@ async def test_scrape_wait_prints_the_markdown_and_the_extraction(
     code, out, err = await run("scrape", f"{platform.pages.base}/article", "--schema", schema, "--wait")
     assert code == 0, err
     assert set(json.loads(out)) == {"title"}
+    # The submission options, by names the scraping service knows (it refuses others: exit 2).
+    options = ("--max-attempts", "1", "--queue-timeout", "60", "--run-timeout", "60")
+    code, out, err = await run("scrape", f"{platform.pages.base}/article", *options, "--wait", "--json")
+    assert code == 0, err
+    assert json.loads(out)["attempts"] == 1
 
 
 def test_notify_send_and_inbox_follow_streams_new_notifications(

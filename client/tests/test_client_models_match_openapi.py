@@ -17,6 +17,7 @@ from clientkit import Platform
 from pydantic import BaseModel
 
 import smartapp
+from smartapp import TaskRetry
 
 P = "/smart_application/tasks"
 
@@ -177,3 +178,29 @@ def test_the_comparison_catches_a_missing_field_and_a_changed_type() -> None:
     problems = compare(Drifted.model_json_schema(), server, "Drifted", doc, doc, {})
     assert any("fields missing in the SDK ['new']" in p for p in problems)
     assert any("Drifted.task_id: integer in the SDK, string on the server" in p for p in problems)
+
+
+SUBMISSIONS = [
+    ("task", "/background-task/", ["countdown", "priority", "callback_url"]),
+    ("task", "/long-running-task/", ["countdown", "priority", "callback_url"]),
+    ("scraping", "/background-scraping/", []),
+]
+
+
+@pytest.mark.parametrize(("service", "path", "own"), SUBMISSIONS, ids=[s[1] for s in SUBMISSIONS])
+def test_submission_options_match_the_live_request_schema(
+    openapi: dict[str, Doc], service: str, path: str, own: list[str]
+) -> None:
+    """What the SDK sends: each option by a name the body knows, and `retry` field for field.
+
+    TaskRetry's fields are all optional (left out, the task type's default applies), so only
+    nullability may differ from the server's RetryPolicy."""
+    doc = openapi[service]
+    paths = doc.doc["paths"]
+    operation = (paths.get(P + path) or paths[P + path + "/"])["post"]
+    body = doc.resolve(operation["requestBody"]["content"]["application/json"]["schema"], {})
+    assert {"retry", "queue_timeout_seconds", "run_timeout_seconds", *own} <= set(body["properties"])
+    retry = TaskRetry.model_json_schema()
+    problems = compare(retry, body["properties"]["retry"], "TaskRetry", doc, doc, {})
+    assert [p for p in problems if "nullable" not in p] == []
+    assert set(retry["properties"]) == set(TaskRetry.model_fields)

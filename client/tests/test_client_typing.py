@@ -1,0 +1,72 @@
+"""The endpoints are written once and bound to both clients by descriptors (`_bind.py`):
+this checks, with mypy itself, that a user still sees each method typed for their client,
+and that the methods are real functions and coroutine functions at run time."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import textwrap
+from pathlib import Path
+
+from mypy import api
+
+from smartapp import AsyncClient, Client
+
+USER_CODE = """
+from smartapp import AsyncClient, Client
+
+
+async def use(client: Client, aclient: AsyncClient) -> None:
+    reveal_type(client.get_task("t"))
+    reveal_type(await aclient.get_task("t"))
+    reveal_type(client.submit_task("noop", {}, retry={"max_attempts": 2}))
+    reveal_type(await aclient.scrape("https://example.com", run_timeout_seconds=5))
+    reveal_type(client.iter_tasks("FAILURE", page_size=10))
+    reveal_type(aclient.iter_cache("report:"))
+    reveal_type(client.list_devices())
+    client.get_task(42)
+    client.submit_task("noop", countdown="soon")
+    aclient.list_tasks(no_such_filter=1)
+"""
+
+
+def test_a_users_code_sees_each_method_typed_for_its_client(tmp_path: Path) -> None:
+    source = tmp_path / "user.py"
+    source.write_text(textwrap.dedent(USER_CODE))
+    report, _, status = api.run(["--strict", "--no-incremental", "--cache-dir", str(tmp_path), str(source)])
+    lines = [
+        line.split(": ", 2)[-1].replace("builtins.", "") for line in report.splitlines() if "user.py:" in line
+    ]
+    assert status == 1, report
+    assert lines[:7] == [
+        'Revealed type is "smartapp._models.TaskStatus"',
+        'Revealed type is "smartapp._models.TaskStatus"',
+        'Revealed type is "smartapp._tasks.TaskHandle"',
+        'Revealed type is "smartapp._tasks.AsyncTaskHandle"',
+        'Revealed type is "typing.Generator[smartapp._models.TaskStatus, None, None]"',
+        'Revealed type is "typing.AsyncGenerator[smartapp._models.CacheItem, None]"',
+        'Revealed type is "list[smartapp._models.Device]"',
+    ], report
+    errors = [line for line in lines[7:] if "[" in line]
+    assert len(errors) == 4, report
+    assert '"int"; expected "str"' in errors[0]
+    assert '"str"; expected "float | None"' in errors[1]
+    assert 'Unexpected keyword argument "no_such_filter"' in errors[2]
+    assert '"Coroutine[Any, Any, list[TaskStatus]]" must be used' in errors[3]  # not awaited
+
+
+def test_methods_are_functions_with_the_endpoints_signature_and_docs() -> None:
+    client, aclient = Client(), AsyncClient()
+    try:
+        assert list(inspect.signature(client.get_task).parameters) == ["task_id"]
+        assert inspect.signature(aclient.list_tasks) == inspect.signature(client.list_tasks)
+        assert "task-status" in (client.get_task.__doc__ or "")
+        assert not inspect.iscoroutinefunction(client.get_task)
+        assert inspect.iscoroutinefunction(aclient.get_task)
+        assert inspect.iscoroutinefunction(aclient.submit_task)
+        assert inspect.isasyncgenfunction(aclient.iter_tasks)
+        assert inspect.isgeneratorfunction(client.iter_cache)
+    finally:
+        client.close()
+        asyncio.run(aclient.aclose())
