@@ -21,7 +21,6 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import ValidationError
 
 from shared import (
-    REPLAYABLE,
     Conflict,
     Forbidden,
     IdempotencyKey,
@@ -30,6 +29,7 @@ from shared import (
     RecordsDep,
     Unprocessable,
     app_state,
+    replay_refusal,
     service_caller,
 )
 
@@ -77,16 +77,6 @@ def _replayed_body(inputs: dict[str, Any], again: ScrapeReplayIn) -> ScrapeIn:
     kwargs = inputs.get("kwargs")
     if inputs.get("task_name") != TASK_NAME or not isinstance(kwargs, dict):
         raise Conflict("This task's inputs were not kept; submit it again.", code="inputs_not_kept")
-    if inputs.get("needs_key") and again.openai_key is None:
-        raise Unprocessable(
-            "This scrape used your own OpenAI key, which is never kept: send it again as openai_key.",
-            code="key_required",
-        )
-    if inputs.get("needs_headers") and not again.headers:
-        raise Unprocessable(
-            "This scrape sent request headers, which are never kept: send them again as headers.",
-            code="headers_required",
-        )
     fields = {f: kwargs[f] for f in REPLAYED_FIELDS if kwargs.get(f) is not None}
     try:
         body = ScrapeIn.model_validate(
@@ -117,14 +107,14 @@ async def replay_scrape(
     if record.get("queue") != QueueName.SCRAPING.value:
         raise Conflict("Only scrapes are replayed here.", code="replay_unsupported")
     status = (await records.status(record))["status"]
-    if status not in REPLAYABLE:
-        if status == "SUCCESS":
-            raise Conflict("The task succeeded; only failed tasks are replayed.", code="task_succeeded")
-        raise Conflict(f"The task has not finished ({status}).", code="task_not_finished")
-    inputs = record.get("inputs")
-    if not isinstance(inputs, dict):
-        raise Conflict("This task's inputs were not kept; submit it again.", code="inputs_not_kept")
-    scrape = _replayed_body(inputs, body or ScrapeReplayIn())
+    again = body or ScrapeReplayIn()
+    inputs: Any = record.get("inputs")  # a dict once replay_refusal lets it through
+    refusal = replay_refusal(
+        status, inputs, has_key=again.openai_key is not None, has_headers=bool(again.headers)
+    )
+    if refusal is not None:
+        raise refusal
+    scrape = _replayed_body(inputs, again)
     retry = inputs.get("retry") if isinstance(inputs.get("retry"), dict) else None
     accepted = await enqueue_scrape(
         request, scrape, owner, retry=retry, extra_record={"retry_of": record["task_id"]}

@@ -77,6 +77,7 @@ from shared._queues import MAX_PRIORITY, QueueName
 from shared._ready import CachedReadiness
 from shared._records import REPLAYABLE, STATUSES, TERMINAL, TaskRecords, events_channel, merge_status, now_iso
 from shared._redis import create_async_redis
+from shared._replay import replay_refusal
 from shared._retries import RetryPolicy, resolve_policy
 from shared._routing import route
 from shared._sealing import Sealer, SealError
@@ -202,6 +203,7 @@ __all__ = [
     "origin_of",
     "parse_retry_after",
     "render_metrics",
+    "replay_refusal",
     "report_progress",
     "request_id_var",
     "require_scope",

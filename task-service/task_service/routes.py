@@ -20,7 +20,6 @@ from redis.exceptions import RedisError
 
 from shared import (
     API_PREFIX,
-    REPLAYABLE,
     STATUSES,
     STREAM_RESPONSES,
     TASKS_REPLAYED,
@@ -40,6 +39,7 @@ from shared import (
     events_channel,
     merge_status,
     now_iso,
+    replay_refusal,
     require_scope,
     route,
     submit_task,
@@ -174,23 +174,9 @@ def _replay_refusal(
     record: dict[str, Any], status: str, openai_key: str | None, headers: bool = False
 ) -> Exception | None:
     """Why this task cannot be replayed now, or None."""
-    if status not in REPLAYABLE:
-        if status == "SUCCESS":
-            return Conflict("The task succeeded; only failed tasks are replayed.", code="task_succeeded")
-        return Conflict(f"The task has not finished ({status}).", code="task_not_finished")
-    inputs = record.get("inputs")
-    if not isinstance(inputs, dict):
-        return Conflict("This task's inputs were not kept; submit it again.", code="inputs_not_kept")
-    if inputs.get("needs_key") and not openai_key:
-        return Unprocessable(
-            "This scrape used your own OpenAI key, which is never kept: send it again as openai_key.",
-            code="key_required",
-        )
-    if inputs.get("needs_headers") and not headers:
-        return Unprocessable(
-            "This scrape sent request headers, which are never kept: send them again as headers.",
-            code="headers_required",
-        )
+    refusal = replay_refusal(status, record.get("inputs"), has_key=bool(openai_key), has_headers=headers)
+    if refusal is not None:
+        return refusal
     queue = record.get("queue")
     if queue != QueueName.DEFAULT.value and queue not in REPLAYED_REMOTELY:
         return Conflict("Only tasks and scrapes can be replayed; submit it again.", code="replay_unsupported")
