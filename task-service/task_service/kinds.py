@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -52,10 +52,12 @@ class TaskKind:
 REGISTRY: dict[str, TaskKind] = {}
 
 
-def task_kind(
-    name: str, description: str, model: type[BaseModel], *, default_max_attempts: int = 1
-) -> Callable[[Handler], Handler]:
+def task_kind(name: str, description: str, *, default_max_attempts: int = 1) -> Callable[[Handler], Handler]:
+    """Register the decorated handler as task type `name`; its `data` is validated as the model
+    its `params` argument is annotated with, and the handler is given that model."""
+
     def register(fn: Handler) -> Handler:
+        model = get_type_hints(fn)["params"]
         REGISTRY[name] = TaskKind(name, description, model, fn, default_max_attempts)
         return fn
 
@@ -160,10 +162,8 @@ def _process(value: Any, ops: list[str], sort_by: str | None, dedupe: bool) -> t
     "Clean and describe any JSON: strings trimmed and normalised (operations: trim, lowercase, "
     "uppercase, normalize_whitespace, slugify), number lists summarised, record lists "
     "de-duplicated and sorted (sort_by).",
-    DataProcessing,
 )
-def data_processing(params: Any) -> dict[str, Any]:
-    assert isinstance(params, DataProcessing)
+def data_processing(params: DataProcessing) -> dict[str, Any]:
     unknown = [op for op in params.operations if op not in _STRING_OPS]
     if unknown:
         raise PublicTaskError(f"Unknown operations {unknown}; known: {sorted(_STRING_OPS)}")
@@ -239,10 +239,8 @@ class TextAnalysis(BaseModel):
     "text_analysis",
     "Word, sentence and character counts, the most frequent terms (stop words excluded) and "
     "reading time of {'text': ...}.",
-    TextAnalysis,
 )
-def text_analysis(params: Any) -> dict[str, Any]:
-    assert isinstance(params, TextAnalysis)
+def text_analysis(params: TextAnalysis) -> dict[str, Any]:
     words = [w.lower() for w in _WORD_RE.findall(params.text)]
     sentences = max(1, len(_SENTENCE_RE.findall(params.text.strip()))) if words else 0
     terms = Counter(w for w in words if w not in _STOPWORDS and len(w) > 1)
@@ -279,10 +277,8 @@ class Aggregate(BaseModel):
     "aggregate",
     "Group {'records': [...]} by one or more fields and compute count plus sum/avg/min/max/median "
     "of numeric fields named in 'metrics' ({'amount': ['sum', 'avg']}).",
-    Aggregate,
 )
-def aggregate(params: Any) -> dict[str, Any]:
-    assert isinstance(params, Aggregate)
+def aggregate(params: Aggregate) -> dict[str, Any]:
     keys = [params.group_by] if isinstance(params.group_by, str) else params.group_by
     for field, aggs in params.metrics.items():
         bad = [a for a in aggs if a not in _AGGREGATES]
@@ -318,8 +314,8 @@ class Noop(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
-@task_kind("noop", "Does nothing and returns its data: for probes and benchmarks.", Noop)
-def noop(params: Any) -> dict[str, Any]:
+@task_kind("noop", "Does nothing and returns its data: for probes and benchmarks.")
+def noop(params: Noop) -> dict[str, Any]:
     return {"echo": params.model_extra or {}}
 
 
@@ -334,9 +330,8 @@ class Sleep(BaseModel):
     seconds: float = Field(ge=0, le=MAX_SLEEP_SECONDS)
 
 
-@task_kind("sleep", "Waits {'seconds': 0-3600} and returns; cancellable while it waits.", Sleep)
-def sleep(params: Any) -> dict[str, Any]:
-    assert isinstance(params, Sleep)
+@task_kind("sleep", "Waits {'seconds': 0-3600} and returns; cancellable while it waits.")
+def sleep(params: Sleep) -> dict[str, Any]:
     end = time.monotonic() + params.seconds
     check = cancel_check.get()
     while (left := end - time.monotonic()) > 0:
@@ -367,10 +362,8 @@ class Fail(BaseModel):
     "fail",
     "Fails with {'message'}; with 'succeed_after': n it fails its first n attempts, then succeeds "
     "(try it with a `retry` policy). One attempt unless the submission's `retry` asks for more.",
-    Fail,
 )
-def fail(params: Any) -> dict[str, Any]:
-    assert isinstance(params, Fail)
+def fail(params: Fail) -> dict[str, Any]:
     attempt = current_attempt.get()
     if params.succeed_after is None or attempt <= params.succeed_after:
         raise FailedOnPurpose(params.message)
