@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from urllib.parse import urlsplit
 
 from shared import (
@@ -60,25 +60,16 @@ def _host(url: str) -> str:
     return (urlsplit(url).hostname or "").lower()
 
 
+@dataclass(eq=False)
 class Fetcher:
-    def __init__(
-        self,
-        client: OutboundClient,
-        throttle: HostThrottle,
-        robots: RobotsCache | None,
-        *,
-        user_agent: str,
-        max_bytes: int,
-        timeout_s: float,
-        max_redirects: int,
-    ) -> None:
-        self.client = client
-        self.throttle = throttle
-        self.robots = robots
-        self.user_agent = user_agent
-        self.max_bytes = max_bytes
-        self.timeout_s = timeout_s
-        self.max_redirects = max_redirects
+    client: OutboundClient
+    throttle: HostThrottle
+    robots: RobotsCache | None
+    _: KW_ONLY
+    user_agent: str
+    max_bytes: int
+    timeout_s: float
+    max_redirects: int
 
     async def fetch_robots(self, robots_url: str) -> tuple[int, str]:
         """GET robots.txt through the same safe client; network failures become OSError."""
