@@ -26,7 +26,6 @@ import os
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +36,7 @@ from shared import BaseServiceSettings, mint_token
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
+import benchkit  # noqa: E402
 from bench_tasks import purge  # noqa: E402
 
 VHOST = f"smartapp_bench_polling_{os.getpid()}"
@@ -154,15 +154,7 @@ def main(n: int, users: int, poll: float, limits: list[str]) -> list[str]:
 
 
 def measure(n: int, users: int, poll: float, redis_db: int, limits: list[str]) -> list[str]:
-    env = testkit.test_env(
-        {
-            "BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{VHOST}",
-            "REDIS_URL": f"redis://127.0.0.1:6379/{redis_db}",
-        }
-    )
-    os.environ.update(env)
-    log_dir = ROOT / ".run" / "bench-logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
+    env, log_dir = benchkit.run_env(VHOST, redis_db)
     settings = BaseServiceSettings()
     tokens = [mint_token(settings, f"poller-{u}", ["tasks"], 3600) for u in range(users)]
     purge(env)
@@ -173,23 +165,7 @@ def measure(n: int, users: int, poll: float, redis_db: int, limits: list[str]) -
     ]
     procs: list[testkit.Proc] = []
     try:
-        with ThreadPoolExecutor(2) as pool:
-            starts = [
-                pool.submit(testkit.start_api, "task_service", api_port, base, log_dir),
-                pool.submit(
-                    testkit.start_worker,
-                    "bare_app",
-                    "bare",
-                    {**base, "PYTHONPATH": str(ROOT / "bench")},
-                    log_dir,
-                    concurrency=CONCURRENCY,
-                ),
-            ]
-        procs.extend(f.result() for f in starts if f.exception() is None)
-        for f in starts:
-            if (error := f.exception()) is not None:
-                raise error
-        api, bare_worker = starts[0].result(), starts[1].result()
+        api, bare_worker = benchkit.start_api_and_bare_worker(procs, api_port, base, concurrency=CONCURRENCY)
         # Warm up with every user (one task each): connection set-up is not measured, on
         # either side (each side's pools then hold what 50 users need).
         bare_users(users, users, poll)

@@ -13,18 +13,17 @@ import contextlib
 import os
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import aiohttp
+import benchkit
 import redis
 
 import testkit
 from shared import BaseServiceSettings, mint_token
 
 ROOT = Path(__file__).resolve().parents[1]
-# A vhost and (below) a Redis database of the run's own: runs, test sessions and a running
-# platform never share state.
+# The run's own vhost and (below) Redis database (benchkit.run_env).
 VHOST = f"smartapp_bench_tasks_{os.getpid()}"
 CONCURRENCY = 2
 HTTP_CONNECTIONS = 32
@@ -100,15 +99,7 @@ def main(n: int) -> list[str]:
 
 
 def measure(n: int, redis_db: int) -> list[str]:
-    env = testkit.test_env(
-        {
-            "BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{VHOST}",
-            "REDIS_URL": f"redis://127.0.0.1:6379/{redis_db}",
-        }
-    )
-    os.environ.update(env)
-    log_dir = ROOT / ".run" / "bench-logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
+    env, log_dir = benchkit.run_env(VHOST, redis_db)
     settings = BaseServiceSettings()
     token = mint_token(settings, "bench", ["tasks"], 3600)
     rclient = redis.Redis.from_url(env["REDIS_URL"])
@@ -119,23 +110,9 @@ def measure(n: int, redis_db: int) -> list[str]:
     procs: list[testkit.Proc] = []
     try:
         # The API and the bare worker start side by side (nothing is measured yet).
-        with ThreadPoolExecutor(2) as pool:
-            starts = [
-                pool.submit(testkit.start_api, "task_service", api_port, {**os.environ, **env}, log_dir),
-                pool.submit(
-                    testkit.start_worker,
-                    "bare_app",
-                    "bare",
-                    {**os.environ, **env, "PYTHONPATH": str(ROOT / "bench")},
-                    log_dir,
-                    concurrency=CONCURRENCY,
-                ),
-            ]
-        procs.extend(f.result() for f in starts if f.exception() is None)
-        for f in starts:
-            if (error := f.exception()) is not None:
-                raise error
-        bare_worker = starts[1].result()
+        _, bare_worker = benchkit.start_api_and_bare_worker(
+            procs, api_port, {**os.environ, **env}, concurrency=CONCURRENCY
+        )
         # warm both paths so connection set-up is not measured (the bare worker drains its
         # 20 before the measured run starts)
         asyncio.run(http_submit(url, token, 20))
