@@ -546,20 +546,19 @@ def main(argv: list[str] | None = None) -> int:
         with httpx.Client(base_url=stack.gateway, headers=headers, timeout=30) as client:
             with step("flow: background task and its status") as out:
                 task_id, out["detail"] = flow_background_task(client)
-            with step("flow: long-running task with progress") as out:
-                out["detail"] = flow_long_running(client)
-            with step("flow: cache put, get, delete") as out:
-                out["detail"] = flow_cache(client)
-            with step("flow: notification to a webhook device") as out:
-                out["detail"] = flow_notification(client, stack)
-            with step("flow: scraping, summarised by an OpenAI-compatible model") as out:
-                out["detail"] = flow_scrape(client)
-            with step("beat's entries reach their queues") as out:
-                out["detail"] = check_beat(stack)
-            with step("scale task-worker to 2") as out:
-                out["detail"] = check_scale(client, stack)
-            with step("restart (down, up --wait) keeps data") as out:
-                out["detail"] = check_restart(client, stack, task_id)
+            checks: list[tuple[str, Callable[[], str]]] = [
+                ("flow: long-running task with progress", lambda: flow_long_running(client)),
+                ("flow: cache put, get, delete", lambda: flow_cache(client)),
+                ("flow: notification to a webhook device", lambda: flow_notification(client, stack)),
+                ("flow: scraping, summarised by an OpenAI-compatible model", lambda: flow_scrape(client)),
+                ("beat's entries reach their queues", lambda: check_beat(stack)),
+                ("scale task-worker to 2", lambda: check_scale(client, stack)),
+                # Last: it takes the stack down and up, and finds the first flow's task again.
+                ("restart (down, up --wait) keeps data", lambda: check_restart(client, stack, task_id)),
+            ]
+            for name, check in checks:
+                with step(name) as out:
+                    out["detail"] = check()
     except Exception as exc:
         detail = str(exc) if isinstance(exc, CheckFailed) else traceback.format_exc()
         say(f"compose check FAILED: {detail}")
