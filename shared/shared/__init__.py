@@ -75,7 +75,7 @@ from shared._pacing import GCRA_RESERVE_LUA, HostPacer, Pacer, PaceTooFar
 from shared._pubsub import STREAM_RESPONSES, Signal
 from shared._queues import MAX_PRIORITY, QueueName
 from shared._ready import CachedReadiness
-from shared._records import REPLAYABLE, STATUSES, TERMINAL, TaskRecords, events_channel, merge_status, now_iso
+from shared._records import STATUSES, TERMINAL, TaskRecords, events_channel, merge_status, now_iso
 from shared._redis import create_async_redis
 from shared._replay import replay_refusal
 from shared._retries import RetryPolicy, resolve_policy
@@ -123,7 +123,6 @@ __all__ = [
     "NOTIFICATIONS_SCHEDULED",
     "NOTIFICATION_DELIVERIES",
     "OPENAI_TOKENS",
-    "REPLAYABLE",
     "SCHEDULES_OVERDUE",
     "SCHEDULE_RUNS",
     "SCHEDULE_RUNS_LATE",
