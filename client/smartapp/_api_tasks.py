@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Unpack
 
 from smartapp._bind import endpoint, paged, submission
-from smartapp._call import Call, Pages, SubmitOptions, accepted, key, model, present, seg
+from smartapp._call import (
+    Call,
+    Pages,
+    ScrapeOptions,
+    TaskOptions,
+    accepted,
+    model,
+    present,
+    seg,
+    submit,
+)
 from smartapp._models import (
     BulkReplayAccepted,
     CancelAccepted,
@@ -14,7 +24,6 @@ from smartapp._models import (
     TaskAccepted,
     TaskList,
     TaskProgress,
-    TaskRetry,
     TaskStatus,
     TaskType,
 )
@@ -35,30 +44,15 @@ def _list(
 class TasksAPI:
     @submission
     def submit_task(
-        self,
-        task_type: str,
-        data: dict[str, Any] | None = None,
-        *,
-        countdown: float | None = None,
-        priority: int | None = None,
-        callback_url: str | None = None,
-        retry: TaskRetry | dict[str, Any] | None = None,
-        queue_timeout_seconds: float | None = None,
-        run_timeout_seconds: float | None = None,
-        idempotency_key: str | None = None,
+        self, task_type: str, data: dict[str, Any] | None = None, **options: Unpack[TaskOptions]
     ) -> Call[TaskAccepted]:
         """`POST /background-task/`: start a task of a registered type; returns its handle.
 
+        Options (keyword arguments): `countdown`, `priority`, `callback_url`, `idempotency_key`;
         `retry` (attempts, backoff), `queue_timeout_seconds` (not started by then: EXPIRED) and
         `run_timeout_seconds` (FAILURE, TimeLimitExceeded): None takes the task type's default.
         """
-        options = SubmitOptions(
-            retry, queue_timeout_seconds, run_timeout_seconds, countdown, priority, callback_url
-        )
-        body = {"task_type": task_type, "data": data or {}, **options.body()}
-        return Call(
-            "POST", "/background-task/", accepted(TaskAccepted), body, idempotency_key=key(idempotency_key)
-        )
+        return submit("/background-task/", {"task_type": task_type, "data": data or {}}, options)
 
     @submission
     def submit_long_running(
@@ -66,68 +60,24 @@ class TasksAPI:
         steps: int = 10,
         step_seconds: float = 1.0,
         data: dict[str, Any] | None = None,
-        *,
-        countdown: float | None = None,
-        priority: int | None = None,
-        callback_url: str | None = None,
-        retry: TaskRetry | dict[str, Any] | None = None,
-        queue_timeout_seconds: float | None = None,
-        run_timeout_seconds: float | None = None,
-        idempotency_key: str | None = None,
+        **options: Unpack[TaskOptions],
     ) -> Call[TaskAccepted]:
-        """`POST /long-running-task/`: `steps` steps of `step_seconds` each, with progress."""
-        options = SubmitOptions(
-            retry, queue_timeout_seconds, run_timeout_seconds, countdown, priority, callback_url
-        )
-        body = {"steps": steps, "step_seconds": step_seconds, "data": data or {}, **options.body()}
-        return Call(
-            "POST", "/long-running-task/", accepted(TaskAccepted), body, idempotency_key=key(idempotency_key)
-        )
+        """`POST /long-running-task/`: `steps` steps of `step_seconds` each, with progress;
+        the options of `submit_task`."""
+        fields = {"steps": steps, "step_seconds": step_seconds, "data": data or {}}
+        return submit("/long-running-task/", fields, options)
 
     @submission
-    def scrape(
-        self,
-        url: str,
-        *,
-        openai_key: str | None = None,
-        model: str | None = None,
-        prompt: str | None = None,
-        schema: dict[str, Any] | None = None,
-        max_age: int | None = None,
-        idempotency_key: str | None = None,
-        include_selectors: list[str] | None = None,
-        exclude_selectors: list[str] | None = None,
-        headers: dict[str, str] | None = None,
-        retry: TaskRetry | dict[str, Any] | None = None,
-        queue_timeout_seconds: float | None = None,
-        run_timeout_seconds: float | None = None,
-    ) -> Call[TaskAccepted]:
+    def scrape(self, url: str, **options: Unpack[ScrapeOptions]) -> Call[TaskAccepted]:
         """`POST /background-scraping/`: the result holds `markdown` and `summary` or `extraction`.
 
-        `include_selectors` / `exclude_selectors`: CSS selectors that keep / drop parts of the
-        page before extraction; `headers`: request headers for the page (never cached).
+        Options (keyword arguments): `openai_key`, `model`, `prompt`, `schema` (extract into it),
+        `max_age` (seconds a cached page may be old); `include_selectors` / `exclude_selectors`:
+        CSS selectors that keep / drop parts of the page before extraction; `headers`: request
+        headers for the page (never cached); and `retry`, `queue_timeout_seconds`,
+        `run_timeout_seconds`, `idempotency_key` as on `submit_task`.
         """
-        body = {
-            "url": url,
-            **present(
-                openai_key=openai_key,
-                model=model,
-                prompt=prompt,
-                schema=schema,
-                max_age=max_age,
-                include_selectors=include_selectors,
-                exclude_selectors=exclude_selectors,
-                headers=headers,
-            ),
-            **SubmitOptions(retry, queue_timeout_seconds, run_timeout_seconds).body(),
-        }
-        return Call(
-            "POST",
-            "/background-scraping/",
-            accepted(TaskAccepted),
-            body,
-            idempotency_key=key(idempotency_key),
-        )
+        return submit("/background-scraping/", {"url": url}, options)
 
     @endpoint
     def get_task(self, task_id: str) -> Call[TaskStatus]:

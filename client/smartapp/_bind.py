@@ -17,6 +17,10 @@ sleeps, stays written out in `_client.py` and `_async_client.py`.
 - `endpoint`: the parsed answer.
 - `submission`: the `202` wrapped in the client's task handle (`TaskHandle`/`AsyncTaskHandle`).
 - `paged`: an iterator (sync or async) over every item, following `next_cursor`.
+
+Options shared by several endpoints are one TypedDict (`_call.py`), taken as
+`**options: Unpack[TaskOptions]`: the type checker checks each keyword, and the method's
+signature (`help()`, `inspect`) spells them out as keyword-only parameters.
 """
 
 from __future__ import annotations
@@ -24,7 +28,20 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Generator, Iterator
-from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, cast, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Concatenate,
+    Generic,
+    ParamSpec,
+    TypeVar,
+    Unpack,
+    cast,
+    get_args,
+    get_origin,
+    get_type_hints,
+    overload,
+)
 
 from smartapp._call import Call, Pages
 from smartapp._models import TaskAccepted
@@ -40,17 +57,42 @@ Item = TypeVar("Item")  # an item of a listing
 B = TypeVar("B")  # what the described function returns
 
 
+def _signature(describe: Callable[..., Any]) -> tuple[inspect.Signature, bool]:
+    """What `inspect.signature(client.method)` shows: the parameters after `self`, with
+    `**options: Unpack[SomeOptions]` (a TypedDict, see `_call.py`) spelled out as the keyword-only
+    parameters it names, each None by default; and whether there were such options."""
+    sig = inspect.signature(describe)
+    params = list(sig.parameters.values())[1:]
+    last = params[-1] if params else None
+    typed: Any = None
+    if last is not None and last.kind is inspect.Parameter.VAR_KEYWORD:
+        unpacked = get_type_hints(describe)[last.name]
+        typed = get_args(unpacked)[0] if get_origin(unpacked) is Unpack else None
+    if typed is not None:
+        params[-1:] = [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=hint)
+            for name, hint in get_type_hints(typed).items()
+        ]
+    return sig.replace(parameters=params, return_annotation=inspect.Signature.empty), typed is not None
+
+
 class _Described(Generic[P, B]):
     """A function of (client, *args) that describes a request, as a method of the client."""
 
     def __init__(self, describe: Callable[Concatenate[Any, P], B]) -> None:
-        self.describe = describe
         functools.update_wrapper(cast(Any, self), describe)
-        sig = inspect.signature(describe)
-        # What `inspect.signature(client.method)` shows: the parameters after `self`.
-        self.signature = sig.replace(
-            parameters=list(sig.parameters.values())[1:], return_annotation=inspect.Signature.empty
-        )
+        self.signature, options = _signature(describe)
+        self.describe = describe
+        if options:
+            signature = self.signature
+
+            @functools.wraps(describe)
+            def checked(client: Any, /, *args: Any, **kwargs: Any) -> B:
+                # `**options` takes any keyword: refuse one it does not name, as Python would.
+                signature.bind(*args, **kwargs)
+                return describe(client, *args, **kwargs)
+
+            self.describe = checked
 
     def _method(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         functools.update_wrapper(fn, self.describe)

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypedDict, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -77,22 +77,45 @@ class Pages(Generic[Item]):
     page: Callable[[str | None], Call[tuple[list[Item], str | None]]]
 
 
-@dataclass(frozen=True)
-class SubmitOptions:
-    """What every submission may carry besides its own fields (None: the server's default)."""
+class SubmitOptions(TypedDict, total=False):
+    """What every submission may carry besides its own fields; left out or None: the server's
+    default (the task type's, for `retry`). A keyword argument of each submission endpoint."""
 
-    retry: TaskRetry | dict[str, Any] | None = None
-    queue_timeout_seconds: float | None = None
-    run_timeout_seconds: float | None = None
-    countdown: float | None = None  # not taken by scraping
-    priority: int | None = None  # not taken by scraping
-    callback_url: str | None = None  # not taken by scraping
+    retry: TaskRetry | dict[str, Any] | None
+    queue_timeout_seconds: float | None
+    run_timeout_seconds: float | None
+    idempotency_key: str | None  # the Idempotency-Key header; None: a fresh one
 
-    def body(self) -> dict[str, Any]:
-        out = {k: v for k, v in vars(self).items() if v is not None}
-        if isinstance(self.retry, TaskRetry):
-            out["retry"] = self.retry.model_dump(exclude_none=True)
-        return out
+
+class TaskOptions(SubmitOptions, total=False):
+    """`submit_task`'s and `submit_long_running`'s: also when, how urgently, and who is told."""
+
+    countdown: float | None
+    priority: int | None
+    callback_url: str | None
+
+
+class ScrapeOptions(SubmitOptions, total=False):
+    """`scrape`'s: also the model, what to extract, and what of the page counts."""
+
+    openai_key: str | None
+    model: str | None
+    prompt: str | None
+    schema: dict[str, Any] | None
+    max_age: int | None
+    include_selectors: list[str] | None
+    exclude_selectors: list[str] | None
+    headers: dict[str, str] | None
+
+
+def submit(path: str, fields: dict[str, Any], options: SubmitOptions) -> Call[TaskAccepted]:
+    """A submission: its own `fields` and the `options` given, with an Idempotency-Key."""
+    given: dict[str, Any] = dict(options)
+    idempotency_key = given.pop("idempotency_key", None)
+    if isinstance(retry := given.get("retry"), TaskRetry):
+        given["retry"] = retry.model_dump(exclude_none=True)
+    body = {**fields, **present(**given)}
+    return Call("POST", path, accepted(TaskAccepted), body, idempotency_key=key(idempotency_key))
 
 
 def seg(value: str) -> str:

@@ -109,15 +109,7 @@ def task_event(task_id: str, sse: ServerSentEvent) -> TaskEvent | None:
         return None
     data.setdefault("task_id", task_id)
     if sse.event == "progress":
-        return TaskEvent(
-            kind="progress",
-            task_id=data["task_id"],
-            status=data.get("status") or "PROGRESS",
-            current=data.get("current"),
-            total=data.get("total"),
-            percent=data.get("percent"),
-            message=data.get("message"),
-        )
+        return progress_event({**data, "status": data.get("status") or "PROGRESS"})
     if sse.event == "status":
         if data.get("status") in TERMINAL:
             return final_event(TaskStatus.model_validate(data))
@@ -125,15 +117,14 @@ def task_event(task_id: str, sse: ServerSentEvent) -> TaskEvent | None:
     return None
 
 
-def progress_event(p: TaskProgress) -> TaskEvent:
-    return TaskEvent(
-        kind="progress",
-        task_id=p.task_id,
-        status=p.status,
-        current=p.current,
-        total=p.total,
-        percent=p.percent,
-        message=p.message,
+# What a progress event carries, from a streamed `progress` event or a polled `TaskProgress`.
+PROGRESS_FIELDS = ("task_id", "status", "current", "total", "percent", "message")
+
+
+def progress_event(progress: dict[str, Any]) -> TaskEvent:
+    """A progress event out of a `progress` event's data or a polled `TaskProgress`, dumped."""
+    return TaskEvent.model_validate(
+        {"kind": "progress"} | {name: progress.get(name) for name in PROGRESS_FIELDS}
     )
 
 
@@ -192,7 +183,7 @@ class Follow:
 
     def polled(self, progress: TaskProgress) -> TaskEvent | None:
         """A polled progress as an event, when it is news."""
-        event = progress_event(progress)
+        event = progress_event(progress.model_dump())
         return event if self.fresh(event) else None
 
     def fresh(self, event: TaskEvent) -> bool:

@@ -9,6 +9,7 @@ import inspect
 import textwrap
 from pathlib import Path
 
+import pytest
 from mypy import api
 
 from smartapp import AsyncClient, Client
@@ -70,3 +71,24 @@ def test_methods_are_functions_with_the_endpoints_signature_and_docs() -> None:
     finally:
         client.close()
         asyncio.run(aclient.aclose())
+
+
+def test_submission_options_show_as_keywords_and_an_unknown_one_is_refused_before_sending() -> None:
+    # No server behind this client: the refusal comes before any request.
+    with Client("http://127.0.0.1:9") as client:
+        scrape = inspect.signature(client.scrape).parameters
+        submit = inspect.signature(client.submit_task).parameters
+        assert list(scrape) == [
+            "url",
+            *("retry", "queue_timeout_seconds", "run_timeout_seconds", "idempotency_key"),
+            *("openai_key", "model", "prompt", "schema", "max_age"),
+            *("include_selectors", "exclude_selectors", "headers"),
+        ]
+        assert list(submit)[:2] == ["task_type", "data"]
+        assert {"countdown", "priority", "callback_url", "run_timeout_seconds"} <= set(submit)
+        for name in ("openai_key", "retry"):
+            assert scrape[name].kind is inspect.Parameter.KEYWORD_ONLY and scrape[name].default is None
+        with pytest.raises(TypeError, match="no_such_option"):
+            client.submit_task("noop", no_such_option=1)  # type: ignore[call-arg]
+        with pytest.raises(TypeError, match="countdown"):
+            client.scrape("https://example.com", countdown=1)  # type: ignore[call-arg]

@@ -13,6 +13,7 @@ from rich.console import Console
 
 from smartapp import _config
 from smartapp._base import version
+from smartapp._call import SubmitOptions
 from smartapp._client import Client
 from smartapp._models import TaskRetry
 
@@ -95,7 +96,7 @@ def submit_options(f: F) -> F:
 
 def submission(
     max_attempts: int | None, queue_timeout: float | None, run_timeout: float | None
-) -> dict[str, Any]:
+) -> SubmitOptions:
     """The SDK's keyword arguments for the options of `submit_options`."""
     return {
         "retry": None if max_attempts is None else TaskRetry(max_attempts=max_attempts),
