@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from notification_service.scripts import lua
+
 QUEUED = "queued"
 SENDING = "sending"
 DELIVERED = "delivered"
@@ -50,6 +52,8 @@ STATES_LUA = (
     f"local {', '.join(s.upper() for s in DELIVERY_STATES)} = {', '.join(repr(s) for s in DELIVERY_STATES)}\n"
     f"local UNSENT = {{{', '.join(f'{s} = true' for s in sorted(UNSENT_STATES))}}}\n"
 )
+# What each ledger script is prepended with: the states, then lua/ledger_prelude.lua's helpers.
+LEDGER_PRELUDE = STATES_LUA + lua("ledger_prelude.lua")
 MAX_BATCH_FAILURES_KEPT = 1000
 DUE_KEY = "n:due"
 SENDING_KEY = "n:sending"

@@ -29,12 +29,12 @@ from notification_service.ledger_keys import (
     DELIVERED,
     DUE_KEY,
     DUE_LEASE_SECONDS,
+    LEDGER_PRELUDE,
     MAX_BATCH_FAILURES_KEPT,
     QUEUED,
     SCHEDULED_KEY,
     SCRIPT_SLICE,
     SENDING_KEY,
-    STATES_LUA,
     Claimed,
     attempts_key,
     batch_counts_key,
@@ -54,12 +54,12 @@ log = logging.getLogger(__name__)
 
 # Read once at import; each Ledger registers them (EVALSHA; SCRIPT LOAD on a miss).
 # Finishing takes many attempts per call (lua/finish.lua), for the reason planning does.
-_CLAIM_LUA = lua("claim.lua", STATES_LUA)
-_FINISH_LUA = lua("finish.lua", STATES_LUA)
-_SWEEP_LUA = lua("sweep.lua", STATES_LUA)
+_CLAIM_LUA = lua("claim.lua", LEDGER_PRELUDE)
+_FINISH_LUA = lua("finish.lua", LEDGER_PRELUDE)
+_SWEEP_LUA = lua("sweep.lua", LEDGER_PRELUDE)
 _TAKE_DUE_LUA = lua("take_due.lua")
 _CANCEL_LUA = lua("cancel.lua")
-_CANCEL_DELIVERY_LUA = lua("cancel_delivery.lua", STATES_LUA)
+_CANCEL_DELIVERY_LUA = lua("cancel_delivery.lua", LEDGER_PRELUDE)
 
 
 @dataclass(slots=True)
