@@ -18,12 +18,13 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import orjson
 from redis.asyncio import Redis
 
-from notification_service.ledger_keys import iso, q
+from notification_service.ledger_keys import id_key, iso, user_key
 from notification_service.scripts import lua
 from notification_service.webpush import Subscription, b64url_decode, b64url_encode
 from shared import Sealer, SealError
@@ -34,16 +35,9 @@ DISABLED = "disabled"
 WEBHOOK_SECRET_PURPOSE = "smart_application/notifications/webhook-secret/v1"  # noqa: S105 - a label
 
 
-def device_key(dev: str) -> str:
-    return f"n:dev:{dev}"
-
-
-def user_devices_key(user: str) -> str:
-    return f"n:udev:{q(user)}"
-
-
-def endpoints_key(user: str) -> str:
-    return f"n:uep:{q(user)}"
+device_key = partial(id_key, "n:dev")
+user_devices_key = partial(user_key, "n:udev")
+endpoints_key = partial(user_key, "n:uep")
 
 
 def endpoint_hash(endpoint: str) -> str:
