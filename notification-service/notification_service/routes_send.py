@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 
 from notification_service import state
+from notification_service.ledger_keys import iso
 from notification_service.notification import Notification
 from notification_service.schemas import (
     MAX_SCHEDULE_DAYS,
@@ -21,7 +22,7 @@ from notification_service.schemas import (
     NotificationAccepted,
     NotificationIn,
 )
-from notification_service.sending import TooLarge, build, iso
+from notification_service.sending import TooLarge, build
 from shared import (
     API_PREFIX,
     NOTIFICATIONS_SCHEDULED,
