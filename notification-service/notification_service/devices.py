@@ -18,12 +18,13 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import orjson
 from redis.asyncio import Redis
 
-from notification_service.ledger_keys import q
+from notification_service.ledger_keys import id_key, iso, user_key
 from notification_service.scripts import lua
 from notification_service.webpush import Subscription, b64url_decode, b64url_encode
 from shared import Sealer, SealError
@@ -34,16 +35,9 @@ DISABLED = "disabled"
 WEBHOOK_SECRET_PURPOSE = "smart_application/notifications/webhook-secret/v1"  # noqa: S105 - a label
 
 
-def device_key(dev: str) -> str:
-    return f"n:dev:{dev}"
-
-
-def user_devices_key(user: str) -> str:
-    return f"n:udev:{q(user)}"
-
-
-def endpoints_key(user: str) -> str:
-    return f"n:uep:{q(user)}"
+device_key = partial(id_key, "n:dev")
+user_devices_key = partial(user_key, "n:udev")
+endpoints_key = partial(user_key, "n:uep")
 
 
 def endpoint_hash(endpoint: str) -> str:
@@ -153,18 +147,8 @@ class Devices:
         Returns the device and whether it was created.
         """
         keys = {"p256dh": b64url_encode(sub.p256dh), "auth": b64url_encode(sub.auth)}
-        device_id = str(uuid.uuid4())
         return await self._register(
-            Device(
-                device_id=device_id,
-                owner=owner,
-                channel="webpush",
-                endpoint=sub.endpoint,
-                created_at=_now_iso(),
-                name=name,
-                **keys,
-            ),
-            refresh={**keys, "status": ACTIVE, "disabled_reason": "", **({"name": name} if name else {})},
+            owner, "webpush", sub.endpoint, name, str(uuid.uuid4()), fields=keys, refresh=keys
         )
 
     async def add_webhook(self, owner: str, url: str, secret: str, name: str | None) -> tuple[Device, bool]:
@@ -173,22 +157,33 @@ class Devices:
         Returns the device and whether it was created (`secret` is used only then).
         """
         device_id = str(uuid.uuid4())
-        return await self._register(
-            Device(
-                device_id=device_id,
-                owner=owner,
-                channel="webhook",
-                endpoint=url,
-                created_at=_now_iso(),
-                name=name,
-                # Bound to the device: copied onto another device's hash, it does not unseal.
-                sealed_secret=self._sealer.seal(secret, associated_data=device_id),
-            ),
-            refresh={"status": ACTIVE, "disabled_reason": "", **({"name": name} if name else {})},
-        )
+        # Bound to the device: copied onto another device's hash, it does not unseal.
+        sealed = {"sealed_secret": self._sealer.seal(secret, associated_data=device_id)}
+        return await self._register(owner, "webhook", url, name, device_id, fields=sealed, refresh={})
 
-    async def _register(self, device: Device, refresh: dict[str, str]) -> tuple[Device, bool]:
-        owner = device.owner
+    async def _register(
+        self,
+        owner: str,
+        channel: str,
+        endpoint: str,
+        name: str | None,
+        device_id: str,
+        *,
+        fields: dict[str, str],
+        refresh: dict[str, str],
+    ) -> tuple[Device, bool]:
+        """Store a new device with the channel's own `fields`, or, when the owner already has one
+        for this target, refresh that one (re-enabled, renamed if named, plus `refresh`)."""
+        device = Device(
+            device_id=device_id,
+            owner=owner,
+            channel=channel,
+            endpoint=endpoint,
+            created_at=iso(time.time()),
+            name=name,
+            **fields,
+        )
+        refresh = {**refresh, "status": ACTIVE, "disabled_reason": "", **({"name": name} if name else {})}
         target = target_hash(device.channel, device.endpoint)
         args: dict[str, Any] = {
             "target": target,
@@ -321,11 +316,6 @@ class Devices:
     async def disable(self, device: Device, reason: str) -> bool:
         res = await self._disable(
             keys=[device_key(device.device_id)],
-            args=[orjson.dumps({"endpoint": device.endpoint, "reason": reason, "now": _now_iso()})],
+            args=[orjson.dumps({"endpoint": device.endpoint, "reason": reason, "now": iso(time.time())})],
         )
         return bool(res)
-
-
-def _now_iso() -> str:
-    ts = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}Z"

@@ -8,28 +8,22 @@ SSE event id, so a client that reconnects with Last-Event-ID gets exactly what i
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import orjson
 from redis.asyncio import Redis
 
-from notification_service.ledger_keys import notification_key, q
+from notification_service.ledger_keys import notification_key, q, user_key
 from notification_service.notification import Notification
 from notification_service.scripts import lua
 
 INBOX_USERS_KEY = "n:inbox-users"
 
 
-def inbox_key(user: str) -> str:
-    return f"n:in:{q(user)}"
-
-
-def unread_key(user: str) -> str:
-    return f"n:un:{q(user)}"
-
-
-def seq_key(user: str) -> str:
-    return f"n:iseq:{q(user)}"
+inbox_key = partial(user_key, "n:in")
+unread_key = partial(user_key, "n:un")
+seq_key = partial(user_key, "n:iseq")
 
 
 # Pub/sub channel (not a key) that wakes the user's open inbox streams; carries the new seq.

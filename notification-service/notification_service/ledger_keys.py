@@ -23,8 +23,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from urllib.parse import quote
+
+from notification_service.scripts import lua
 
 QUEUED = "queued"
 SENDING = "sending"
@@ -50,6 +53,8 @@ STATES_LUA = (
     f"local {', '.join(s.upper() for s in DELIVERY_STATES)} = {', '.join(repr(s) for s in DELIVERY_STATES)}\n"
     f"local UNSENT = {{{', '.join(f'{s} = true' for s in sorted(UNSENT_STATES))}}}\n"
 )
+# What each ledger script is prepended with: the states, then lua/ledger_prelude.lua's helpers.
+LEDGER_PRELUDE = STATES_LUA + lua("ledger_prelude.lua")
 MAX_BATCH_FAILURES_KEPT = 1000
 DUE_KEY = "n:due"
 SENDING_KEY = "n:sending"
@@ -68,17 +73,25 @@ def q(user: str) -> str:
     return quote(user, safe="")
 
 
-def notification_key(nid: str) -> str:
-    return f"n:n:{nid}"
+def id_key(prefix: str, ident: str) -> str:
+    """A key of one thing: its prefix (the layouts' `n:...`) and its id."""
+    return f"{prefix}:{ident}"
 
 
-def scheduled_key(nid: str) -> str:
-    """A scheduled notification's record until it is due (then it moves to n:n and the inbox)."""
-    return f"n:sn:{nid}"
+def user_key(prefix: str, user: str) -> str:
+    """A key of one user's: the id quoted, so ':' in it cannot cross namespaces."""
+    return id_key(prefix, q(user))
 
 
-def plan_key(nid: str) -> str:
-    return f"n:nd:{nid}"
+# The keys of one notification or batch, by the layout above.
+notification_key = partial(id_key, "n:n")
+# A scheduled notification's record until it is due (then it moves to n:n and the inbox).
+scheduled_key = partial(id_key, "n:sn")
+plan_key = partial(id_key, "n:nd")
+batch_key = partial(id_key, "n:b")
+batch_ids_key = partial(id_key, "n:bn")
+batch_counts_key = partial(id_key, "n:bc")
+batch_failures_key = partial(id_key, "n:bf")
 
 
 def delivery_key(nid: str, dev: str) -> str:
@@ -87,22 +100,6 @@ def delivery_key(nid: str, dev: str) -> str:
 
 def attempts_key(nid: str, dev: str) -> str:
     return f"n:da:{nid}:{dev}"
-
-
-def batch_key(bid: str) -> str:
-    return f"n:b:{bid}"
-
-
-def batch_ids_key(bid: str) -> str:
-    return f"n:bn:{bid}"
-
-
-def batch_counts_key(bid: str) -> str:
-    return f"n:bc:{bid}"
-
-
-def batch_failures_key(bid: str) -> str:
-    return f"n:bf:{bid}"
 
 
 def member(nid: str, dev: str) -> str:

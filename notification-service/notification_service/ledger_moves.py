@@ -29,12 +29,12 @@ from notification_service.ledger_keys import (
     DELIVERED,
     DUE_KEY,
     DUE_LEASE_SECONDS,
+    LEDGER_PRELUDE,
     MAX_BATCH_FAILURES_KEPT,
     QUEUED,
     SCHEDULED_KEY,
     SCRIPT_SLICE,
     SENDING_KEY,
-    STATES_LUA,
     Claimed,
     attempts_key,
     batch_counts_key,
@@ -54,12 +54,12 @@ log = logging.getLogger(__name__)
 
 # Read once at import; each Ledger registers them (EVALSHA; SCRIPT LOAD on a miss).
 # Finishing takes many attempts per call (lua/finish.lua), for the reason planning does.
-_CLAIM_LUA = lua("claim.lua", STATES_LUA)
-_FINISH_LUA = lua("finish.lua", STATES_LUA)
-_SWEEP_LUA = lua("sweep.lua", STATES_LUA)
+_CLAIM_LUA = lua("claim.lua", LEDGER_PRELUDE)
+_FINISH_LUA = lua("finish.lua", LEDGER_PRELUDE)
+_SWEEP_LUA = lua("sweep.lua", LEDGER_PRELUDE)
 _TAKE_DUE_LUA = lua("take_due.lua")
 _CANCEL_LUA = lua("cancel.lua")
-_CANCEL_DELIVERY_LUA = lua("cancel_delivery.lua", STATES_LUA)
+_CANCEL_DELIVERY_LUA = lua("cancel_delivery.lua", LEDGER_PRELUDE)
 
 
 @dataclass(slots=True)
@@ -132,42 +132,6 @@ class LedgerMoves(LedgerQueries):
                 skipped[text(outcome)] = skipped.get(text(outcome), 0) + 1
         return claimed, skipped
 
-    async def finish(
-        self,
-        claim: Claimed,
-        notif: Notification | None,
-        channel: str,
-        status: str,
-        *,
-        error: str,
-        http_status: int | None,
-        latency_ms: float,
-        outcome: str,
-        next_at: float | None = None,
-    ) -> bool:
-        """Record the attempt and move the delivery out of `sending`, if the claim still holds."""
-        recorded: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-
-        def then(outcome: int | BaseException) -> None:
-            if isinstance(outcome, BaseException):
-                recorded.set_exception(outcome)
-            else:
-                recorded.set_result(outcome)
-
-        self.finish_soon(
-            claim,
-            notif,
-            channel,
-            status,
-            error=error,
-            http_status=http_status,
-            latency_ms=latency_ms,
-            outcome=outcome,
-            next_at=next_at,
-            then=then,
-        )
-        return bool(await recorded)
-
     def finish_soon(
         self,
         claim: Claimed,
@@ -182,7 +146,8 @@ class LedgerMoves(LedgerQueries):
         next_at: float | None = None,
         then: Callable[[int | BaseException], None],
     ) -> None:
-        """`finish` in the next call with every other attempt ending about now.
+        """Record the attempt and move the delivery out of `sending`, if the claim still holds,
+        in the next call with every other attempt ending about now.
 
         Under load hundreds of attempts end together; one round trip and one call for all
         of them instead of one each is most of what a delivery costs beyond its request.

@@ -15,11 +15,11 @@ from redis.asyncio import Redis
 from notification_service.ledger_keys import (
     DEFERRED_KEY,
     DUE_LEASE_SECONDS,
+    LEDGER_PRELUDE,
     SCHEDULED_KEY,
     SCRIPT_SLICE,
     SENDING,
     SENDING_KEY,
-    STATES_LUA,
     Claimed,
     Target,
     batch_counts_key,
@@ -39,7 +39,7 @@ from notification_service.scripts import lua
 # The first run of notifications plans and claims in one step, a slice of notifications per
 # call (lua/plan_claim.lua): one call for many is what keeps the ledger cheap at thousands a
 # second: a call costs the worker more to encode than the Lua costs Redis to run.
-_PLAN_CLAIM_LUA = lua("plan_claim.lua", STATES_LUA)
+_PLAN_CLAIM_LUA = lua("plan_claim.lua", LEDGER_PRELUDE)
 _SCHEDULE_LUA = lua("schedule.lua")
 _TAKE_LATER_LUA = lua("take_later.lua")
 

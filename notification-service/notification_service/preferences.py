@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, time, timedelta
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -18,14 +19,13 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from redis.asyncio import Redis
 
-from notification_service.ledger_keys import q
+from notification_service.ledger_keys import user_key
 
 _HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 _ZONES: frozenset[str] | None = None
 
 
-def pref_key(user: str) -> str:
-    return f"n:pref:{q(user)}"
+pref_key = partial(user_key, "n:pref")
 
 
 def _zones() -> frozenset[str]:

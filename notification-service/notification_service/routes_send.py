@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel
 
 from notification_service import state
+from notification_service.ledger_keys import iso
 from notification_service.notification import Notification
 from notification_service.schemas import (
     MAX_SCHEDULE_DAYS,
@@ -18,7 +22,7 @@ from notification_service.schemas import (
     NotificationAccepted,
     NotificationIn,
 )
-from notification_service.sending import TooLarge, build, iso
+from notification_service.sending import TooLarge, build
 from shared import (
     API_PREFIX,
     NOTIFICATIONS_SCHEDULED,
@@ -90,6 +94,60 @@ def _accepted(notif: Notification, task_id: str | None) -> dict[str, Any]:
     return {"notification_id": notif.notification_id, "task_id": task_id, "status": "queued"}
 
 
+@dataclass(frozen=True, slots=True)
+class _Key:
+    """A request's Idempotency-Key, if it has one, in one scope: claimed for the two ids the
+    request makes, and freed when handing the work off fails, so that a retry is a new request."""
+
+    idem: Idempotency
+    owner: str
+    key: str | None
+
+    async def claim(self, body: BaseModel, first: str, second: str) -> tuple[str, str] | None:
+        """The earlier request's two ids when this one repeats it, else None (claimed now)."""
+        if self.key is None:
+            return None
+        fingerprint = body_fingerprint(body.model_dump(mode="json"))
+        earlier = await self.idem.claim(self.owner, self.key, fingerprint, f"{first} {second}")
+        if earlier is None:
+            return None
+        first, _, second = earlier.partition(" ")
+        return first, second
+
+    async def release(self) -> None:
+        if self.key is not None:
+            await self.idem.release(self.owner, self.key)
+
+
+async def _hand_off(
+    request: Request,
+    user: Principal,
+    task: tuple[str, str],
+    kwargs: dict[str, Any],
+    task_id: str,
+    key: _Key,
+    undo: Callable[[], Awaitable[None]],
+) -> None:
+    """Queue the task (its name and type) for the workers; with the broker down, take back
+    what was accepted (`undo`) and the Idempotency-Key, and answer 503."""
+    task_name, task_type = task
+    try:
+        await submit_task(
+            celery_app=request.app.state.celery,
+            records=request.app.state.records,
+            user=user,
+            task_name=task_name,
+            task_type=task_type,
+            queue=QueueName.NOTIFICATIONS.value,
+            kwargs=kwargs,
+            task_id=task_id,
+        )
+    except ServiceUnavailable:
+        await undo()
+        await key.release()
+        raise
+
+
 @route(router, "POST", "/send-notification/", status_code=202, response_model=NotificationAccepted)
 async def send_notification(
     request: Request,
@@ -106,18 +164,14 @@ async def send_notification(
     require_send(user, {body.user_id})
     task_id = str(uuid.uuid4())
     notif = checked_notification(request, body, user, time.time(), "", task_id=task_id)
-    idem = Idempotency(request.app.state.redis, "notify")
-    if idempotency_key is not None:
-        fingerprint = body_fingerprint(body.model_dump(mode="json"))
-        earlier = await idem.claim(
-            user.sub, idempotency_key, fingerprint, f"{notif.notification_id} {task_id}"
-        )
-        if earlier is not None:
-            nid, _, tid = earlier.partition(" ")
-            first = await state.ledger(request).get_notification(nid)
-            if first is not None and first.send_at is not None:
-                return _accepted(first, None)
-            return {"notification_id": nid, "task_id": tid, "status": "queued"}
+    key = _Key(Idempotency(request.app.state.redis, "notify"), user.sub, idempotency_key)
+    earlier = await key.claim(body, notif.notification_id, task_id)
+    if earlier is not None:
+        nid, tid = earlier
+        first = await state.ledger(request).get_notification(nid)
+        if first is not None and first.send_at is not None:
+            return _accepted(first, None)
+        return {"notification_id": nid, "task_id": tid, "status": "queued"}
     if notif.send_at is not None:
         # Held in Redis, not on the broker: the workers' pump publishes it when it is due.
         await state.ledger(request).schedule([notif])
@@ -125,22 +179,19 @@ async def send_notification(
         return _accepted(notif, None)
     inbox = state.inbox(request)
     await inbox.land([notif])
-    try:
-        await submit_task(
-            celery_app=request.app.state.celery,
-            records=request.app.state.records,
-            user=user,
-            task_name="notifications.deliver",
-            task_type="notification",
-            queue=QueueName.NOTIFICATIONS.value,
-            kwargs={"notification_ids": [notif.notification_id]},
-            task_id=task_id,
-        )
-    except ServiceUnavailable:
+
+    async def undo() -> None:
         await inbox.discard([notif])
-        if idempotency_key is not None:
-            await idem.release(user.sub, idempotency_key)
-        raise
+
+    await _hand_off(
+        request,
+        user,
+        ("notifications.deliver", "notification"),
+        {"notification_ids": [notif.notification_id]},
+        task_id,
+        key,
+        undo,
+    )
     return {"notification_id": notif.notification_id, "task_id": task_id, "status": "queued"}
 
 
@@ -177,19 +228,17 @@ async def batch_notifications(
     ]
     nids = [n.notification_id for n in notifs]
     ledger = state.ledger(request)
-    idem = Idempotency(request.app.state.redis, "notify-batch")
-    if idempotency_key is not None:
-        fingerprint = body_fingerprint(body.model_dump(mode="json"))
-        earlier = await idem.claim(user.sub, idempotency_key, fingerprint, f"{batch_id} {task_id}")
-        if earlier is not None:
-            bid, _, tid = earlier.partition(" ")
-            ids = await ledger.batch_ids(bid)
-            if not ids:
-                raise Conflict(
-                    "The first request with this Idempotency-Key is still being accepted.",
-                    code="idempotency_in_progress",
-                )
-            return {"batch_id": bid, "task_id": tid, "count": len(ids), "notification_ids": ids}
+    key = _Key(Idempotency(request.app.state.redis, "notify-batch"), user.sub, idempotency_key)
+    earlier = await key.claim(body, batch_id, task_id)
+    if earlier is not None:
+        bid, tid = earlier
+        ids = await ledger.batch_ids(bid)
+        if not ids:
+            raise Conflict(
+                "The first request with this Idempotency-Key is still being accepted.",
+                code="idempotency_in_progress",
+            )
+        return {"batch_id": bid, "task_id": tid, "count": len(ids), "notification_ids": ids}
     await ledger.create_batch(batch_id, user.sub, nids, task_id, iso(now))
     inbox = state.inbox(request)
     later = [n for n in notifs if n.send_at is not None]
@@ -198,22 +247,19 @@ async def batch_notifications(
     if later:
         await ledger.schedule(later)
         NOTIFICATIONS_SCHEDULED.labels("scheduled").inc(len(later))
-    try:
-        await submit_task(
-            celery_app=request.app.state.celery,
-            records=request.app.state.records,
-            user=user,
-            task_name="notifications.deliver_batch",
-            task_type="notification_batch",
-            queue=QueueName.NOTIFICATIONS.value,
-            kwargs={"batch_id": batch_id},
-            task_id=task_id,
-        )
-    except ServiceUnavailable:
+
+    async def undo() -> None:
         await inbox.discard(notifs)
         await ledger.unschedule([n.notification_id for n in later])
         await ledger.discard_batch(batch_id)
-        if idempotency_key is not None:
-            await idem.release(user.sub, idempotency_key)
-        raise
+
+    await _hand_off(
+        request,
+        user,
+        ("notifications.deliver_batch", "notification_batch"),
+        {"batch_id": batch_id},
+        task_id,
+        key,
+        undo,
+    )
     return {"batch_id": batch_id, "task_id": task_id, "count": len(nids), "notification_ids": nids}

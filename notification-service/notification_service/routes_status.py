@@ -8,10 +8,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from notification_service import state
-from notification_service.ledger_keys import WAITING_STATES
+from notification_service.ledger_keys import WAITING_STATES, iso
 from notification_service.preferences import Preferences, PreferenceStore
 from notification_service.schemas import BatchStatus, CancelResult, NotificationStatus
-from notification_service.sending import aggregate_status, iso
+from notification_service.sending import aggregate_status
 from shared import API_PREFIX, NOTIFICATIONS_SCHEDULED, Conflict, CurrentUser, NotFound, route
 
 router = APIRouter(prefix=API_PREFIX, tags=["notifications"])

@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
 from notification_service import webpush
-from notification_service.ledger_keys import CANCELLED, DEFERRED, DELIVERED, FINAL_STATES, SKIPPED
+from notification_service.ledger_keys import CANCELLED, DEFERRED, DELIVERED, FINAL_STATES, SKIPPED, iso
 from notification_service.notification import Notification
-from notification_service.payloads import topic, webpush_payload
+from notification_service.payloads import topic, webpush_payload_for
 from notification_service.schemas import NotificationIn
 
 
 class TooLarge(ValueError):
     pass
-
-
-def iso(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}Z"
 
 
 def build(
@@ -33,19 +28,7 @@ def build(
 ) -> Notification:
     """The record to store; raises TooLarge when its Web Push body would not fit 4096 bytes."""
     nid = str(uuid.uuid4())
-    created_at = iso(now)
-    payload = webpush_payload(
-        notification_id=nid,
-        title=item.title,
-        message=item.message,
-        data=item.data,
-        created_at=created_at,
-    )
-    try:
-        webpush.check_payload_size(payload)
-    except webpush.PayloadTooLarge as exc:
-        raise TooLarge(str(exc)) from None
-    return Notification(
+    notif = Notification(
         notification_id=nid,
         sender=sender,
         user_id=item.user_id,
@@ -55,13 +38,18 @@ def build(
         ttl=default_ttl if item.ttl is None else item.ttl,
         urgency=item.urgency,
         topic=topic(item.user_id, item.title, item.message, item.data),
-        created_at=created_at,
+        created_at=iso(now),
         created_ts=now,
         batch_id=batch_id,
         task_id=task_id,
         send_at=item.send_at.timestamp() if item.send_at is not None else None,
         priority=item.priority,
     )
+    try:
+        webpush.check_payload_size(webpush_payload_for(notif))
+    except webpush.PayloadTooLarge as exc:
+        raise TooLarge(str(exc)) from None
+    return notif
 
 
 def aggregate_status(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Generic, TypeVar
+
 from fastapi import Request
 
 from notification_service.devices import Devices
@@ -9,34 +11,25 @@ from notification_service.inbox import Inbox
 from notification_service.ledger import Ledger
 from notification_service.preferences import PreferenceStore
 from notification_service.settings import NotificationSettings
-from shared import Allowlist
+from shared import Allowlist, app_state
+
+T = TypeVar("T")
 
 
-def settings(request: Request) -> NotificationSettings:
-    settings: NotificationSettings = request.app.state.settings
-    return settings
+class _Slot(Generic[T]):
+    """`slot(request)` is `request.app.state.<name>`, typed as `kind` (shared's app_state)."""
+
+    def __init__(self, name: str, kind: type[T]) -> None:
+        self.name = name
+        self.kind = kind
+
+    def __call__(self, request: Request) -> T:
+        return app_state(request, self.name, self.kind)
 
 
-def ledger(request: Request) -> Ledger:
-    ledger: Ledger = request.app.state.ledger
-    return ledger
-
-
-def inbox(request: Request) -> Inbox:
-    inbox: Inbox = request.app.state.inbox
-    return inbox
-
-
-def prefs(request: Request) -> PreferenceStore:
-    prefs: PreferenceStore = request.app.state.prefs
-    return prefs
-
-
-def devices(request: Request) -> Devices:
-    devices: Devices = request.app.state.devices
-    return devices
-
-
-def allowlist(request: Request) -> Allowlist:
-    allowlist: Allowlist = request.app.state.allowlist
-    return allowlist
+settings = _Slot("settings", NotificationSettings)
+ledger = _Slot("ledger", Ledger)
+inbox = _Slot("inbox", Inbox)
+prefs = _Slot("prefs", PreferenceStore)
+devices = _Slot("devices", Devices)
+allowlist = _Slot("allowlist", Allowlist)

@@ -139,12 +139,17 @@ def validate_endpoint(endpoint: Any, *, allowlisted: AllowList = _nothing_allowe
     return endpoint
 
 
+def _key_bytes(value: Any, name: str) -> bytes:
+    """One of the subscription's keys, base64url-decoded."""
+    try:
+        return b64url_decode(value)
+    except ValueError as exc:
+        raise InvalidSubscription(f"subscription.keys.{name} must be base64url.") from exc
+
+
 def parse_p256dh(value: Any) -> bytes:
     """Decode a p256dh key and check it is a point on P-256 (uncompressed, 65 bytes)."""
-    try:
-        raw = b64url_decode(value)
-    except ValueError as exc:
-        raise InvalidSubscription("subscription.keys.p256dh must be base64url.") from exc
+    raw = _key_bytes(value, "p256dh")
     if len(raw) != 65 or raw[0] != 0x04:
         raise InvalidSubscription("subscription.keys.p256dh must be an uncompressed P-256 point (65 bytes).")
     try:
@@ -155,10 +160,7 @@ def parse_p256dh(value: Any) -> bytes:
 
 
 def parse_auth(value: Any) -> bytes:
-    try:
-        raw = b64url_decode(value)
-    except ValueError as exc:
-        raise InvalidSubscription("subscription.keys.auth must be base64url.") from exc
+    raw = _key_bytes(value, "auth")
     if len(raw) != 16:
         raise InvalidSubscription("subscription.keys.auth must be exactly 16 bytes.")
     return raw

@@ -47,7 +47,16 @@ def _notif(ttl: int = 600, batch_id: str | None = None) -> Notification:
 
 
 async def _finish(ledger: Ledger, claim: object, notif: Notification, status: str, **kw: object) -> bool:
-    return await ledger.finish(
+    """finish_soon, awaited: True when recorded, False when the claim was lost."""
+    recorded: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    def then(outcome: int | BaseException) -> None:
+        if isinstance(outcome, BaseException):
+            recorded.set_exception(outcome)
+        else:
+            recorded.set_result(outcome)
+
+    ledger.finish_soon(
         claim,  # type: ignore[arg-type]
         notif,
         "webhook",
@@ -57,7 +66,9 @@ async def _finish(ledger: Ledger, claim: object, notif: Notification, status: st
         latency_ms=1.0,
         outcome=status,
         next_at=kw.get("next_at"),  # type: ignore[arg-type]
+        then=then,
     )
+    return bool(await recorded)
 
 
 async def test_plan_claims_once_and_a_repeat_plans_nothing(ledger: Ledger) -> None:

@@ -2,7 +2,7 @@
 -- still holds the claim token it was sent under (else the sweeper took it back meanwhile).
 -- A retry (status QUEUED) goes back to the due index at its next_at; an attempt that carries
 -- a `failure` (decided by the caller) goes on its batch's failure list, the first few kept.
--- States: the prelude (ledger_keys.STATES_LUA) names them.
+-- States and call_in_slices: the prelude (ledger_keys.LEDGER_PRELUDE).
 -- KEYS: due index, sending index, a (counts, failures) pair per batch, then per attempt its
 -- delivery key and attempts key.
 -- ARGV: JSON {now, retention, batches (how many pairs), failures_kept, attempts: [{member,
@@ -48,12 +48,8 @@ for i, e in ipairs(a.attempts) do
     end
   end
 end
-for s = 1, #done, 1000 do
-  redis.call('ZREM', KEYS[2], unpack(done, s, math.min(s + 999, #done)))
-end
-for s = 1, #due, 1000 do
-  redis.call('ZADD', KEYS[1], unpack(due, s, math.min(s + 999, #due)))
-end
+call_in_slices('ZREM', KEYS[2], done)
+call_in_slices('ZADD', KEYS[1], due)
 for b, m in pairs(moves) do
   for state, v in pairs(m) do redis.call('HINCRBY', KEYS[1 + 2 * b], state, v) end
 end

@@ -2,7 +2,7 @@
 -- A delivery is created in the state its recipient's preferences give it: SENDING (claimed
 -- by the caller's token, attempt 1), DEFERRED (quiet hours: due at next_at, in the
 -- deferred index) or SKIPPED (its channel is switched off; final).
--- States: the prelude (ledger_keys.STATES_LUA) names them.
+-- States and call_in_slices: the prelude (ledger_keys.LEDGER_PRELUDE).
 -- KEYS: sending index, deferred index, the batch-count keys, then per notification its plan
 -- key followed by one delivery key per device.
 -- ARGV: JSON {now, retention, token, batches (how many batch-count keys), notifications:
@@ -53,12 +53,8 @@ for i, n in ipairs(a.notifications) do
   end
   k = k + 1 + #devices
 end
-for s = 1, #claims, 1000 do
-  redis.call('ZADD', KEYS[1], unpack(claims, s, math.min(s + 999, #claims)))
-end
-for s = 1, #later, 1000 do
-  redis.call('ZADD', KEYS[2], unpack(later, s, math.min(s + 999, #later)))
-end
+call_in_slices('ZADD', KEYS[1], claims)
+call_in_slices('ZADD', KEYS[2], later)
 for c, tally in pairs(counts) do
   for state, v in pairs(tally) do
     if v > 0 then redis.call('HINCRBY', KEYS[2 + c], state, v) end
