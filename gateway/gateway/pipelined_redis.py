@@ -188,7 +188,7 @@ class Script:
         self.source = source.encode()
         self.sha = hashlib.sha1(self.source, usedforsecurity=False).hexdigest().encode()
 
-    async def __call__(self, key: str, *args: int | str) -> Any:
+    async def __call__(self, key: str, *args: bytes | int | str) -> Any:
         reply = await self.client.execute(pack(b"EVALSHA", self.sha, 1, key, *args))
         if isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT"):
             reply = await self.client.execute(pack(b"EVAL", self.source, 1, key, *args))

@@ -20,11 +20,13 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
+from importlib import resources
 from urllib.parse import quote
 
+import orjson
 from prometheus_client import Counter, Gauge
 
-from gateway.pipelined_redis import PipelinedRedis, RedisReplyError, RedisUnavailable, Script
+from gateway.pipelined_redis import PipelinedRedis, RedisReplyError, RedisUnavailable, Script, pack
 from gateway.settings import GatewaySettings
 
 log = logging.getLogger("gateway.streams")
@@ -34,31 +36,9 @@ STREAMS_REFUSED = Counter(
     "smartapp_gateway_streams_refused_total", "Event streams refused: the user had MAX_STREAMS_PER_USER open"
 )
 
-# KEYS[1] the user's set; ARGV: cap, lease (ms), member. Returns {opened, open_now}.
-ACQUIRE_LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-local n = redis.call('ZCARD', KEYS[1])
-if n >= tonumber(ARGV[1]) then return {0, n} end
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return {1, n + 1}
-"""
-
-# KEYS[1] the user's set; ARGV: lease (ms), then this replica's members in it. Re-adds a member
-# that expired meanwhile (a Redis outage): the stream is still open, so it still counts.
-RENEW_LUA = """
-local t = redis.call('TIME')
-local until_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
-for i = 2, #ARGV do
-  redis.call('ZADD', KEYS[1], until_ms, ARGV[i])
-end
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-return #ARGV - 1
-"""
-
-RELEASE_LUA = "return redis.call('ZREM', KEYS[1], ARGV[1])"
+_LUA = resources.files("gateway") / "lua"
+ACQUIRE_LUA = (_LUA / "stream_acquire.lua").read_text(encoding="utf-8")
+RENEW_LUA = (_LUA / "stream_renew.lua").read_text(encoding="utf-8")
 
 
 def slots_key(user: str) -> str:
@@ -78,7 +58,7 @@ class StreamSlots:
         self.renew_every = settings.stream_lease_seconds / 3
         self._acquire = Script(client, ACQUIRE_LUA)
         self._renew = Script(client, RENEW_LUA)
-        self._release = Script(client, RELEASE_LUA)
+        self._client = client
         # Members are unique across replicas and restarts: a random id per process, then a count.
         self._prefix = uuid.uuid4().hex[:12]
         self._ids = itertools.count(1)
@@ -90,7 +70,8 @@ class StreamSlots:
         member = f"{self._prefix}:{next(self._ids)}"
         mine = self._open.setdefault(user, set())
         try:
-            opened, _ = await self._acquire(slots_key(user), self.cap, self.lease_ms, member)
+            args = {"cap": self.cap, "lease_ms": self.lease_ms, "member": member}
+            opened, _ = await self._acquire(slots_key(user), orjson.dumps(args))
         except (RedisUnavailable, RedisReplyError, OSError, ValueError) as exc:
             self._warn(exc)
             opened = len(mine) < self.cap
@@ -112,13 +93,19 @@ class StreamSlots:
             del self._open[slot.user]
         STREAMS_OPEN.dec()
         try:
-            await self._release(slots_key(slot.user), slot.member)
+            reply = await self._client.execute(pack("ZREM", slots_key(slot.user), slot.member))
+            if isinstance(reply, Exception):
+                raise RedisReplyError(str(reply))
         except (RedisUnavailable, RedisReplyError, OSError) as exc:
             self._warn(exc)  # the lease runs out instead
 
     async def renew(self) -> None:
         """Extend the lease of every stream this process has open (pipelined: one write)."""
-        calls = [self._renew(slots_key(u), self.lease_ms, *ms) for u, ms in self._open.items() if ms]
+        calls = [
+            self._renew(slots_key(u), orjson.dumps({"lease_ms": self.lease_ms, "members": sorted(ms)}))
+            for u, ms in self._open.items()
+            if ms
+        ]
         for result in await asyncio.gather(*calls, return_exceptions=True):
             if isinstance(result, Exception):
                 raise result
