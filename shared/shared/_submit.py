@@ -107,6 +107,11 @@ class Idempotency:
     async def release(self, owner: str, key: str) -> None:
         await self.r.delete(self._key(owner, key))
 
+    async def holder(self, owner: str, key: str) -> str | None:
+        """The task id this key was claimed for, if it is claimed."""
+        raw = await self.r.get(self._key(owner, key))
+        return None if raw is None else str(orjson.loads(raw)["id"])
+
 
 async def publish(celery_app: Celery, name: str, **options: Any) -> None:
     """Publish through Celery in a worker thread: publishing is blocking network I/O."""
@@ -137,6 +142,19 @@ def fair_queue(celery_app: Celery, client: aioredis.Redis, queue: str) -> AsyncF
         settings: BaseServiceSettings = celery_app.settings  # type: ignore[attr-defined]  # PlatformCelery
         fq = cache[(id(client), queue)] = AsyncFairQueue(client, settings, queue)
     return fq
+
+
+async def was_queued(celery_app: Celery, records: TaskRecords, owner: str, task_id: str, queue: str) -> bool:
+    """Whether a submit_task of this id reached its fair queue: it is there (or running), or done.
+
+    For a submitter that died part-way through (task-service's scheduler): a task recorded but
+    never queued would stay PENDING forever. The queue is read before the record: a task that
+    finishes in between has its final status written before it leaves the queue.
+    """
+    if await fair_queue(celery_app, records.r, queue).is_open(owner, task_id):
+        return True
+    record = await records.get(task_id)
+    return record is not None and record.get("status") != "PENDING"
 
 
 async def submit_task(
