@@ -107,11 +107,6 @@ class Idempotency:
     async def release(self, owner: str, key: str) -> None:
         await self.r.delete(self._key(owner, key))
 
-    async def holder(self, owner: str, key: str) -> str | None:
-        """The task id this key was claimed for, if it is claimed."""
-        raw = await self.r.get(self._key(owner, key))
-        return None if raw is None else str(orjson.loads(raw)["id"])
-
 
 async def publish(celery_app: Celery, name: str, **options: Any) -> None:
     """Publish through Celery in a worker thread: publishing is blocking network I/O."""

@@ -13,12 +13,17 @@ id and the target as claimed; the claimer takes it out once the submission is do
 refused for good: a 4xx of the target, the broker down). Each loop also looks for runs in
 flight longer than LEASE_MS: their scheduler was killed (or lost Redis) part-way. One scheduler
 takes each over (lua/take_over_run.lua, a compare-and-set of its claim time) and submits it
-again, with the same task id and the Idempotency-Key schedule:{id}:{due}, so a submission that
-got through before the crash is not made twice: a task-service task already queued is left
-alone (shared.was_queued), and the target services answer a repeated key with the task they
-made. A tick of a schedule deleted in between is dropped. A scheduler stalled (not dead) for
-longer than the lease in the middle of a submission could see its run submitted a second time
-under the same task id; the lease is far above a submission's few Redis round trips.
+again, as claimed, so that a submission which got through before the crash is not made twice:
+a task-service task keeps the claimed task id and is left alone once it reached its queue
+(shared.was_queued; recorded but not queued, it is submitted again); a scraping or notification
+run is sent with the same Idempotency-Key, schedule:{id}:{due}, and the target service answers
+the task it made. (An Idempotency-Key would not do for task-service's own tasks: it is claimed
+before the task is recorded and queued, so a scheduler killed in between would leave a key that
+answers a task which does not exist.) A tick of a schedule deleted in between is dropped. A
+scheduler stalled, not dead, for longer than the lease between recording its task and queueing
+it could see the task queued twice under its one id; the lease is far above those two Redis
+round trips. Calls to a target service that outlast the lease (REMOTE_ATTEMPTS, each up to
+10 s) may be repeated by the taker: with the same key, still one task.
 """
 
 from __future__ import annotations
@@ -39,7 +44,6 @@ from shared import (
     SCHEDULE_TICKS_SKIPPED,
     SCHEDULES_OVERDUE,
     AppError,
-    Idempotency,
     Principal,
     QueueName,
     ServiceUnavailable,
@@ -145,19 +149,12 @@ class Scheduler:
             prepared = prepare_target(
                 run.target["path"], run.target["body"], self.settings, where="target.body"
             )
-            if recovered:
-                # Claimed by the run that stopped before queueing its task: a repeat of the key
-                # would answer that task, which does not exist.
-                idem = Idempotency(self.redis, "tasks")
-                if await idem.holder(run.owner, run.idempotency_key) == run.task_id:
-                    await idem.release(run.owner, run.idempotency_key)
             await submit_prepared(
                 celery_app=self.celery,
                 records=self.records,
                 redis=self.redis,
                 user=owner,
                 prepared=prepared,
-                idempotency_key=run.idempotency_key,
                 task_id=run.task_id,
             )
         except (AppError, KeyError) as exc:

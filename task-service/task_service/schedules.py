@@ -188,7 +188,7 @@ class Run:
 
     @property
     def idempotency_key(self) -> str:
-        """The same for every submission of this tick: a repeat submits at most once."""
+        """The same for every call of this tick to a target service: a repeat submits once."""
         return f"schedule:{self.schedule_id}:{self.due_ms}"
 
     def dumps(self) -> str:
