@@ -63,6 +63,7 @@ from shared._metrics import (
     OPENAI_TOKENS,
     SCHEDULE_RUNS,
     SCHEDULE_RUNS_LATE,
+    SCHEDULE_RUNS_RECOVERED,
     SCHEDULE_TICKS_SKIPPED,
     SCHEDULES_OVERDUE,
     SCRAPE_PAGES,
@@ -96,6 +97,7 @@ from shared._submit import (
     body_fingerprint,
     check_timeouts,
     submit_task,
+    was_queued,
 )
 from shared._url_policy import (
     BodyTooLarge,
@@ -126,6 +128,7 @@ __all__ = [
     "SCHEDULES_OVERDUE",
     "SCHEDULE_RUNS",
     "SCHEDULE_RUNS_LATE",
+    "SCHEDULE_RUNS_RECOVERED",
     "SCHEDULE_TICKS_SKIPPED",
     "SCRAPE_PAGES",
     "SERVICE_TOKEN_HEADER",
@@ -212,5 +215,6 @@ __all__ = [
     "run_server",
     "service_caller",
     "submit_task",
+    "was_queued",
     "worker_runtime",
 ]

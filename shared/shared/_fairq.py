@@ -228,6 +228,10 @@ class AsyncFairQueue:
         args = {"prefix": self.keys.prefix, "open": self.keys.open, "id": task_id, "popped": popped}
         await self._abort(args=[orjson.dumps(args)])
 
+    async def is_open(self, owner: str, task_id: str) -> bool:
+        """Whether the task is among its owner's unfinished ones (submitted, not finished)."""
+        return await self.r.zscore(self.keys.open + quote(owner, safe=""), task_id) is not None
+
     async def prune_open(self, owner: str) -> int:
         """Drop finished tasks from the owner's unfinished set (a finish no worker reported).
 

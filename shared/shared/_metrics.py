@@ -85,12 +85,17 @@ NOTIFICATIONS_SCHEDULED = Counter(
 )
 SCRAPE_PAGES = Counter(f"{NS}_scrape_pages_total", "Pages fetched by outcome", ["outcome"])
 # Schedules (task-service's scheduler): each tick claimed and fired, ticks missed while no
-# scheduler ran (collapsed into one run), runs fired late, and schedules overdue right now.
+# scheduler ran (collapsed into one run), runs fired late, claimed runs taken over from a
+# scheduler that died mid-run, and schedules overdue right now.
 SCHEDULE_RUNS = Counter(f"{NS}_schedule_runs_total", "Schedule ticks run, by outcome", ["outcome"])
 SCHEDULE_TICKS_SKIPPED = Counter(
     f"{NS}_schedule_ticks_skipped_total", "Schedule ticks missed while no scheduler ran (run once, not each)"
 )
 SCHEDULE_RUNS_LATE = Counter(f"{NS}_schedule_runs_late_total", "Schedule ticks run more than 30 s after due")
+SCHEDULE_RUNS_RECOVERED = Counter(
+    f"{NS}_schedule_runs_recovered_total",
+    "Claimed schedule ticks whose scheduler stopped before finishing them, finished by another",
+)
 SCHEDULES_OVERDUE = Gauge(
     f"{NS}_schedules_overdue",
     "Active schedules whose next run is more than 60 s past due",

@@ -139,6 +139,19 @@ def fair_queue(celery_app: Celery, client: aioredis.Redis, queue: str) -> AsyncF
     return fq
 
 
+async def was_queued(celery_app: Celery, records: TaskRecords, owner: str, task_id: str, queue: str) -> bool:
+    """Whether a submit_task of this id reached its fair queue: it is there (or running), or done.
+
+    For a submitter that died part-way through (task-service's scheduler): a task recorded but
+    never queued would stay PENDING forever. The queue is read before the record: a task that
+    finishes in between has its final status written before it leaves the queue.
+    """
+    if await fair_queue(celery_app, records.r, queue).is_open(owner, task_id):
+        return True
+    record = await records.get(task_id)
+    return record is not None and record.get("status") != "PENDING"
+
+
 async def submit_task(
     *,
     celery_app: Celery,

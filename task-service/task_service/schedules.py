@@ -6,6 +6,11 @@ due index, of every active schedule's next run (epoch milliseconds). Any number 
 (lua/claim_schedule.lua): exactly one of them wins each tick. The claimer computes the next run
 strictly after *now*, so ticks missed while no scheduler ran collapse into the one run it makes.
 
+The claim also puts the run in flight, in the same step: `t:sched:inflight` (task id -> claim
+time) and `t:sched:inflight:runs` (task id -> what it submits: schedule, due tick, owner,
+target). The claimer removes it once the submission is done; a run left there past a lease
+was claimed by a scheduler that stopped, and another takes it over (lua/take_over_run.lua).
+
 Why not celery-redbeat: redbeat keeps beat's entries in Redis, but one beat at a time holds its
 lock and the others wait for it to lapse (lock_timeout, 5 x max interval), entries run a Celery
 task by name rather than a user's submission, and its cron is one time zone for the app. Per-user
@@ -33,12 +38,16 @@ from redis.exceptions import WatchError
 from shared import Unprocessable, now_iso
 
 DUE_KEY = "t:sched:due"
+INFLIGHT_KEY = "t:sched:inflight"
+INFLIGHT_RUNS_KEY = "t:sched:inflight:runs"
 MIN_EVERY_SECONDS = 5
 MAX_EVERY_SECONDS = 366 * 24 * 3600
 # Ticks counted as missed, at most (a cron schedule's missed ticks are walked one by one).
 MAX_SKIPPED_COUNTED = 1000
 
-_CLAIM_LUA = (resources.files("task_service") / "lua" / "claim_schedule.lua").read_text(encoding="utf-8")
+_LUA = resources.files("task_service") / "lua"
+_CLAIM_LUA = (_LUA / "claim_schedule.lua").read_text(encoding="utf-8")
+_TAKE_OVER_LUA = (_LUA / "take_over_run.lua").read_text(encoding="utf-8")
 
 
 def schedule_key(schedule_id: str) -> str:
@@ -167,6 +176,38 @@ def encode(doc: dict[str, Any]) -> Mapping[Any, Any]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One claimed tick: what it submits, as it was when claimed (a recovery submits the same)."""
+
+    schedule_id: str
+    due_ms: int
+    task_id: str
+    owner: str
+    target: dict[str, Any]
+
+    @property
+    def idempotency_key(self) -> str:
+        """The same for every call of this tick to a target service: a repeat submits once."""
+        return f"schedule:{self.schedule_id}:{self.due_ms}"
+
+    def dumps(self) -> str:
+        return orjson.dumps(
+            {
+                "schedule_id": self.schedule_id,
+                "due_ms": self.due_ms,
+                "task_id": self.task_id,
+                "owner": self.owner,
+                "target": self.target,
+            }
+        ).decode()
+
+    @classmethod
+    def loads(cls, raw: str | bytes) -> Run:
+        d = orjson.loads(raw)
+        return cls(d["schedule_id"], int(d["due_ms"]), d["task_id"], d["owner"], d["target"])
+
+
 class TooManySchedules(Exception):
     pass
 
@@ -177,6 +218,7 @@ class Schedules:
     def __init__(self, client: aioredis.Redis) -> None:
         self.r = client
         self._claim = client.register_script(_CLAIM_LUA)
+        self._take_over = client.register_script(_TAKE_OVER_LUA)
 
     async def create(self, owner: str, fields: dict[str, Any], limit: int) -> dict[str, Any]:
         schedule_id = str(uuid.uuid4())
@@ -283,7 +325,44 @@ class Schedules:
     async def overdue(self, now_ms: int, by_ms: int) -> int:
         return int(await self.r.zcount(DUE_KEY, "-inf", now_ms - by_ms))
 
-    async def claim(self, schedule_id: str, due_ms: int, next_ms: int, task_id: str) -> bool:
-        args = {"id": schedule_id, "due": due_ms, "next": next_ms, "now": now_iso(), "task_id": task_id}
-        won = await self._claim(keys=[DUE_KEY, schedule_key(schedule_id)], args=[orjson.dumps(args)])
-        return bool(won)
+    async def claim(
+        self, doc: dict[str, Any], due_ms: int, next_ms: int, task_id: str, now_ms: int
+    ) -> Run | None:
+        """Claim the tick due at due_ms of the schedule `doc` (None: another scheduler did, or it
+        changed); the run it starts is in flight from now_ms until finish()."""
+        run = Run(doc["schedule_id"], due_ms, task_id, doc["owner"], doc["target"])
+        args = {
+            "id": run.schedule_id,
+            "due": due_ms,
+            "next": next_ms,
+            "now": now_iso(),
+            "task_id": task_id,
+            "claimed_ms": now_ms,
+            "run": run.dumps(),
+        }
+        keys = [DUE_KEY, schedule_key(run.schedule_id), INFLIGHT_KEY, INFLIGHT_RUNS_KEY]
+        won = await self._claim(keys=keys, args=[orjson.dumps(args)])
+        return run if won else None
+
+    async def finish(self, task_id: str) -> None:
+        """The run's submission is done (or failed for good): it is no longer in flight."""
+        async with self.r.pipeline(transaction=True) as pipe:
+            pipe.zrem(INFLIGHT_KEY, task_id)
+            pipe.hdel(INFLIGHT_RUNS_KEY, task_id)
+            await pipe.execute()
+
+    async def stale(self, claimed_before_ms: int, limit: int = 100) -> list[tuple[str, int]]:
+        """Runs in flight since before claimed_before_ms: (task id, claim time)."""
+        got: list[Any] = await self.r.zrangebyscore(  # type: ignore[assignment]
+            INFLIGHT_KEY, "-inf", claimed_before_ms, start=0, num=limit, withscores=True
+        )
+        return [(_text(member), int(score)) for member, score in got]
+
+    async def in_flight(self) -> set[str]:
+        return {_text(m) for m in await self.r.zrange(INFLIGHT_KEY, 0, -1)}
+
+    async def take_over(self, task_id: str, seen_ms: int, now_ms: int) -> Run | None:
+        """Take over a stale run (None: it finished, or another scheduler took it first)."""
+        args = {"task_id": task_id, "seen": seen_ms, "now": now_ms}
+        raw = await self._take_over(keys=[INFLIGHT_KEY, INFLIGHT_RUNS_KEY], args=[orjson.dumps(args)])
+        return None if raw is None else Run.loads(raw)

@@ -7,14 +7,20 @@ import asyncio
 import os
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
 import testkit
 from shared import SERVICE_TOKEN_HEADER, mint_service_token
+from task_service.remote_targets import submit_remote
+from task_service.scheduler import LEASE_MS
+from task_service.schedules import Schedules, to_ms
+from task_service.settings import TaskSettings
 from testkit import Proc, Stack, sample_value
 
 P = "/smart_application/tasks"
@@ -242,3 +248,60 @@ async def test_internal_endpoints_are_404_through_the_gateway_and_401_without_th
         assert first.json()["notification_id"] == again.json()["notification_id"]
         r = await c.get(targets_stack.urls["notify"] + f"{P}/inbox/", headers=auth(owner, "tasks"))
         assert [i["title"] for i in r.json()["items"]] == ["t"]
+
+
+@pytest.mark.parametrize("sent", [False, True], ids=["died-before-the-call", "died-after-the-call"])
+async def test_send_notification_run_of_a_scheduler_that_died_is_sent_once(
+    targets_stack: Stack, scheduler: tuple[Proc, str], auth, sent: bool
+) -> None:
+    """A run claimed by a scheduler that died: the live one takes it over and calls the target
+    with the run's Idempotency-Key. died-after-the-call: the dead one's call had got through, so
+    the repeat answers the same task and the owner's inbox gets one notification, not two."""
+    owner = uniq("sched-orphan")
+    h = auth(owner, "tasks")
+    title = uniq("orphan")
+    body = {"user_id": owner, "title": title, "message": "once"}
+    metrics = scheduler[1]
+    recovered_before = sample_value(httpx.get(metrics).text, "smartapp_schedule_runs_recovered_total")
+    async with (
+        httpx.AsyncClient(base_url=targets_stack.urls["task"] + P, timeout=30) as c,
+        aioredis.Redis.from_url(os.environ["REDIS_URL"]) as r,
+    ):
+        made = await c.post(
+            "/schedules/", json=schedule("send-notification", body, every_seconds=3600), headers=h
+        )
+        assert made.status_code == 201, made.text
+        sid = made.json()["schedule_id"]
+        schedules = Schedules(r)
+        doc = await schedules.get(sid)
+        assert doc is not None and doc["next_run"] is not None
+        due = doc["next_run"]
+        first_id = None
+        if sent:
+            settings = TaskSettings(notification_service_url=targets_stack.urls["notify"])
+            first_id = await submit_remote(
+                "send-notification", body, owner, settings, f"schedule:{sid}:{due}"
+            )
+            assert first_id is not None
+        claimed_ms = to_ms(time.time()) - LEASE_MS - 5_000
+        run = await schedules.claim(doc, due, due + 3_600_000, str(uuid.uuid4()), claimed_ms)
+        assert run is not None
+
+        deadline = time.time() + 10
+        while run.task_id in await schedules.in_flight():
+            assert time.time() < deadline, scheduler[0].log_text()[-2000:]
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)  # two more loops: nothing more is sent
+        got = (await c.get(f"/schedules/{sid}", headers=h)).json()
+        assert got["runs"] == 1, got
+        if sent:
+            assert got["last_task_id"] == first_id, got
+        assert (await c.delete(f"/schedules/{sid}", headers=h)).status_code == 204
+    async with httpx.AsyncClient(base_url=targets_stack.urls["gateway"] + P, timeout=30) as gw:
+        inbox = await gw.get("/inbox/", headers=h)
+        assert inbox.status_code == 200, inbox.text
+        items = [i for i in inbox.json()["items"] if i["title"] == title]
+        assert len(items) == 1, items
+        assert items[0]["message"] == "once" and items[0]["sender"] == owner
+    recovered = sample_value(httpx.get(metrics).text, "smartapp_schedule_runs_recovered_total")
+    assert recovered == recovered_before + 1

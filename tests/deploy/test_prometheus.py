@@ -225,10 +225,11 @@ def test_alerts_and_dashboard_use_contract_metrics() -> None:
         "tasks_revoked_total",
         "queue_consumers",
         "broker_up",
-        # API.md "Schedules": the scheduler's runs, missed ticks and overdue schedules.
+        # API.md "Schedules": the scheduler's runs, missed ticks, recovered runs and overdue schedules.
         "schedule_runs_total",
         "schedule_runs_late_total",
         "schedule_ticks_skipped_total",
+        "schedule_runs_recovered_total",
         "schedules_overdue",
         "tasks_expired_total",
         "tasks_run_timeout_total",
