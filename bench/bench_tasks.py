@@ -3,6 +3,11 @@
 (a) N no-op tasks submitted over HTTP and run to SUCCESS by our worker, against the same N
     published with apply_async to a bare Celery app and run by a bare worker (same concurrency).
 (b) The HTTP submission rate against a raw apply_async loop (no worker running, queues purged).
+
+    python bench/bench_tasks.py [--tasks N] [--part a|b]
+
+(a) also prints the CPU each side spent per task (the API, and each worker's processes summed),
+measured from /proc: on a shared machine the CPU per task is steadier than the rate.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import aiohttp
+import psutil
 import redis
 
 from shared import mint_token, testing
@@ -28,6 +34,17 @@ ROOT = Path(__file__).resolve().parents[1]
 VHOST = f"smartapp_bench_tasks_{os.getpid()}"
 CONCURRENCY = 2
 HTTP_CONNECTIONS = 32
+
+
+def cpu_seconds(proc: testing.Proc) -> float:
+    """User + system CPU of the process and its live children (a prefork pool) so far."""
+    root = psutil.Process(proc.pid)
+    total = 0.0
+    for p in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = p.cpu_times()
+            total += times.user + times.system
+    return total
 
 
 def wait_done(client: redis.Redis, ids: list[str], timeout: float = 300) -> float:
@@ -89,17 +106,17 @@ def purge(env: dict[str, str]) -> None:
                 channel.queue_purge(q)
 
 
-def main(n: int) -> list[str]:
+def main(n: int, parts: str = "ab") -> list[str]:
     testing.ensure_vhost(VHOST)
     redis_db = testing.claim_redis_db()
     try:
-        return measure(n, redis_db)
+        return measure(n, redis_db, parts)
     finally:
         testing.delete_vhost(VHOST)
         testing.release_redis_db(redis_db)
 
 
-def measure(n: int, redis_db: int) -> list[str]:
+def measure(n: int, redis_db: int, parts: str = "ab") -> list[str]:
     env = testing.test_env(
         {
             "BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{VHOST}",
@@ -142,46 +159,64 @@ def measure(n: int, redis_db: int) -> list[str]:
         wait_done(rclient, bare_submit(20))
         purge(env)
 
-        # (a) end to end
-        t0 = time.monotonic()
-        ids = bare_submit(n)
-        bare_e2e = n / (wait_done(rclient, ids) - t0)
-        bare_worker.stop()
+        if "a" in parts:
+            # (a) end to end
+            cpu0 = cpu_seconds(bare_worker)
+            t0 = time.monotonic()
+            ids = bare_submit(n)
+            bare_e2e = n / (wait_done(rclient, ids) - t0)
+            bare_cpu = (cpu_seconds(bare_worker) - cpu0) / n * 1000
+            bare_worker.stop()
 
-        worker = testing.start_worker(
-            "task_service.worker", "default", {**os.environ, **env}, log_dir, concurrency=CONCURRENCY
-        )
-        procs.append(worker)
-        t0 = time.monotonic()
-        ids = asyncio.run(http_submit(url, token, n))
-        ours_e2e = n / (wait_done(rclient, ids) - t0)
-        worker.stop()
+            worker = testing.start_worker(
+                "task_service.worker", "default", {**os.environ, **env}, log_dir, concurrency=CONCURRENCY
+            )
+            procs.append(worker)
+            api = starts[0].result()
+            cpu0, api0 = cpu_seconds(worker), cpu_seconds(api)
+            t0 = time.monotonic()
+            ids = asyncio.run(http_submit(url, token, n))
+            ours_e2e = n / (wait_done(rclient, ids) - t0)
+            ours_cpu = (cpu_seconds(worker) - cpu0) / n * 1000
+            api_cpu = (cpu_seconds(api) - api0) / n * 1000
+            worker.stop()
+            lines.append(f"tasks (a) end to end, {n} no-op tasks, concurrency {CONCURRENCY}:")
+            lines.append(f"    bare Celery apply_async + worker : {bare_e2e:8.0f} tasks/s")
+            lines.append(f"    task-service over HTTP + worker  : {ours_e2e:8.0f} tasks/s")
+            lines.append(
+                f"    ratio                            : {ours_e2e / bare_e2e:8.2f}x  (target >= 0.5x)"
+            )
+            lines.append(
+                f"    CPU per task: bare worker {bare_cpu:.2f} ms; our worker {ours_cpu:.2f} ms,"
+                f" our API {api_cpu:.2f} ms"
+            )
+        else:
+            bare_worker.stop()
 
-        # (b) submission alone
-        purge(env)
-        t0 = time.monotonic()
-        bare_submit(n)
-        bare_pub = n / (time.monotonic() - t0)
-        t0 = time.monotonic()
-        asyncio.run(http_submit(url, token, n))
-        ours_pub = n / (time.monotonic() - t0)
-        purge(env)
+        if "b" in parts:
+            # (b) submission alone
+            purge(env)
+            t0 = time.monotonic()
+            bare_submit(n)
+            bare_pub = n / (time.monotonic() - t0)
+            t0 = time.monotonic()
+            asyncio.run(http_submit(url, token, n))
+            ours_pub = n / (time.monotonic() - t0)
+            purge(env)
+            lines.append(f"tasks (b) submission only, {n} tasks:")
+            lines.append(f"    raw apply_async loop             : {bare_pub:8.0f} tasks/s")
+            lines.append(f"    HTTP POST background-task ({HTTP_CONNECTIONS} conns): {ours_pub:8.0f} tasks/s")
+            lines.append(f"    ratio                            : {ours_pub / bare_pub:8.2f}x")
     finally:
         for proc in procs:
             proc.stop()
         rclient.close()
-    lines.append(f"tasks (a) end to end, {n} no-op tasks, concurrency {CONCURRENCY}:")
-    lines.append(f"    bare Celery apply_async + worker : {bare_e2e:8.0f} tasks/s")
-    lines.append(f"    task-service over HTTP + worker  : {ours_e2e:8.0f} tasks/s")
-    lines.append(f"    ratio                            : {ours_e2e / bare_e2e:8.2f}x  (target >= 0.5x)")
-    lines.append(f"tasks (b) submission only, {n} tasks:")
-    lines.append(f"    raw apply_async loop             : {bare_pub:8.0f} tasks/s")
-    lines.append(f"    HTTP POST background-task ({HTTP_CONNECTIONS} conns): {ours_pub:8.0f} tasks/s")
-    lines.append(f"    ratio                            : {ours_pub / bare_pub:8.2f}x")
     return lines
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=int(os.environ.get("BENCH_TASKS", "3000")))
-    print("\n".join(main(parser.parse_args().tasks)))
+    parser.add_argument("--part", choices=("a", "b"), help="only (a) end to end, or only (b) submission")
+    args = parser.parse_args()
+    print("\n".join(main(args.tasks, args.part or "ab")))

@@ -82,7 +82,7 @@ from shared._pacing import HostPacer, Pacer, PaceTooFar
 from shared._pubsub import STREAM_RESPONSES, EventHub, Listener, Signal
 from shared._queues import MAX_PRIORITY, QueueName
 from shared._ready import CachedReadiness
-from shared._records import STATUSES, TERMINAL, TaskRecords, events_channel, merge_status, now_iso
+from shared._records import TaskRecords, events_channel, merge_status, now_iso
 from shared._redis import RedisDep, create_async_redis, create_sync_redis
 from shared._retries import NonRetryable, RetryPolicy, resolve_policy
 from shared._routing import route
@@ -101,6 +101,7 @@ from shared._shape import (
     check_headers,
     check_json_shape,
 )
+from shared._status import REPLAYABLE_STATUSES, STATUSES, TERMINAL_STATUSES, TaskStatus
 from shared._submit import API_PREFIX, Idempotency, accepted_view, publish, submit_task
 from shared._url_policy import (
     BodyTooLarge,
@@ -112,6 +113,8 @@ from shared._url_policy import (
     check_url,
     resolve_checked,
 )
+
+TERMINAL = TERMINAL_STATUSES  # the older name, still imported by the services
 
 __all__ = [
     "API_PREFIX",
@@ -130,6 +133,7 @@ __all__ = [
     "NOTIFICATIONS_SCHEDULED",
     "NOTIFICATION_DELIVERIES",
     "OPENAI_TOKENS",
+    "REPLAYABLE_STATUSES",
     "SCHEDULES_OVERDUE",
     "SCHEDULE_RUNS",
     "SCHEDULE_RUNS_LATE",
@@ -140,6 +144,7 @@ __all__ = [
     "STREAM_RESPONSES",
     "TASKS_REPLAYED",
     "TERMINAL",
+    "TERMINAL_STATUSES",
     "Allowlist",
     "AppError",
     "BadRequest",
@@ -192,6 +197,7 @@ __all__ = [
     "Signal",
     "TaskCancelled",
     "TaskRecords",
+    "TaskStatus",
     "TokenVerifier",
     "TooManyRequests",
     "Unauthorized",

@@ -10,9 +10,17 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from shared import Principal, TaskRecords
+from shared import BaseServiceSettings, Principal, TaskRecords, TaskStatus
 from shared._errors import NotFound
-from shared._records import CELERY_META_PREFIX, SyncTaskRecords, merge_status, progress_view
+from shared._fairq import FairQueue
+from shared._records import (
+    CELERY_META_PREFIX,
+    SyncTaskRecords,
+    celery_result,
+    merge_status,
+    now_iso,
+    progress_view,
+)
 
 
 @pytest.fixture
@@ -88,12 +96,27 @@ def test_progress_view_percent() -> None:
     assert progress_view("a", "PENDING", {})["percent"] == 0.0
 
 
+def succeed(sync_records: SyncTaskRecords, tid: str, result: object) -> int:
+    """What a worker's on_success writes: the record, Celery's result, the fair queue's end."""
+    fq = FairQueue(sync_records.r, BaseServiceSettings(), "records-test")
+    finished_at = now_iso()
+    fields = {"finished_at": finished_at, "result": result}
+    updated, popped = fq.end(
+        tid,
+        sync_records.end_args(tid, TaskStatus.SUCCESS, fields),
+        celery_result(tid, result, finished_at),
+        expires=60,
+    )
+    assert popped == []  # no worker: the test queue's window is empty
+    return updated
+
+
 async def test_succeed_writes_record_and_celery_result_in_one_step(records, sync_records) -> None:
     from celery import Celery
 
     tid = await new_task(records)
     assert sync_records.mark(tid, "STARTED", count_attempt=True) == 1
-    assert sync_records.succeed(tid, {"answer": 42}, 60)
+    assert succeed(sync_records, tid, {"answer": 42}) == 1
     status = await records.status(await records.get(tid))
     assert status["status"] == "SUCCESS" and status["result"] == {"answer": 42}
     # Celery itself reads the result we wrote
@@ -104,5 +127,5 @@ async def test_succeed_writes_record_and_celery_result_in_one_step(records, sync
     # a task cancelled while running stays REVOKED even if its last step completes
     other = await new_task(records)
     sync_records.mark(other, "REVOKED", finished_at="f")
-    assert not sync_records.succeed(other, {"late": True}, 60)
+    assert succeed(sync_records, other, {"late": True}) == 0
     assert (await records.status(await records.get(other)))["status"] == "REVOKED"
