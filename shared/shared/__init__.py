@@ -101,7 +101,7 @@ from shared._shape import (
     check_headers,
     check_json_shape,
 )
-from shared._status import REPLAYABLE_STATUSES, STATUSES, TERMINAL_STATUSES, TaskStatus
+from shared._status import REPLAYABLE_STATUSES, STATUSES, TERMINAL_STATUSES, TaskState
 from shared._submit import API_PREFIX, Idempotency, accepted_view, publish, submit_task
 from shared._url_policy import (
     BodyTooLarge,
@@ -113,8 +113,6 @@ from shared._url_policy import (
     check_url,
     resolve_checked,
 )
-
-TERMINAL = TERMINAL_STATUSES  # the older name, still imported by the services
 
 __all__ = [
     "API_PREFIX",
@@ -143,7 +141,6 @@ __all__ = [
     "STATUSES",
     "STREAM_RESPONSES",
     "TASKS_REPLAYED",
-    "TERMINAL",
     "TERMINAL_STATUSES",
     "Allowlist",
     "AppError",
@@ -197,7 +194,7 @@ __all__ = [
     "Signal",
     "TaskCancelled",
     "TaskRecords",
-    "TaskStatus",
+    "TaskState",
     "TokenVerifier",
     "TooManyRequests",
     "Unauthorized",

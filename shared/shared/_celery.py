@@ -39,7 +39,7 @@ from shared._records import SyncTaskRecords, celery_result, iso_at, now_iso
 from shared._redis import create_sync_redis
 from shared._retries import NonRetryable, is_retryable, retry_delay
 from shared._settings import BaseServiceSettings
-from shared._status import TERMINAL_STATUSES, TaskStatus
+from shared._status import TERMINAL_STATUSES, TaskState
 
 log = logging.getLogger("shared.celery")
 
@@ -143,7 +143,7 @@ class PlatformTask(Task):  # type: ignore[misc]
                 log.info("task %s already %s; not run again", self.name, record["status"])
                 raise Ignore()
             expires_at = float(record.get("expires_at") or 0)
-            if expires_at and record.get("status") == TaskStatus.PENDING and time.time() > expires_at:
+            if expires_at and record.get("status") == TaskState.PENDING and time.time() > expires_at:
                 self._expired(tid, queue)
             enqueued = _parse_time(req.eta) or _parse_time(record.get("created_at"))
             if enqueued is not None:
@@ -180,7 +180,7 @@ class PlatformTask(Task):  # type: ignore[misc]
         wait = max(retry_delay(policy, attempt), min(float(hint), 900.0) if hint else 0.0)
         due = time.time() + wait
         # The record first: once back in the queue the next attempt may start at any moment.
-        self.records.mark(tid, TaskStatus.RETRY, next_retry_at=iso_at(due), error=error_view(exc))
+        self.records.mark(tid, TaskState.RETRY, next_retry_at=iso_at(due), error=error_view(exc))
         app: Any = self.app
         if not app.fairq.retry_later(tid, due):
             return False
@@ -195,7 +195,7 @@ class PlatformTask(Task):  # type: ignore[misc]
         )
         return True
 
-    def _end(self, task_id: str, status: TaskStatus, result: Any = None, **fields: Any) -> int:
+    def _end(self, task_id: str, status: TaskState, result: Any = None, **fields: Any) -> int:
         """The final record, Celery's result (a success) and the fair queue's end: one round trip.
 
         The messages popped then are published by the settler's threads; the task's postrun has
@@ -205,7 +205,7 @@ class PlatformTask(Task):  # type: ignore[misc]
         finished_at = now_iso()
         fields = {"finished_at": finished_at, **fields}
         meta = None
-        if status == TaskStatus.SUCCESS:
+        if status == TaskState.SUCCESS:
             fields["result"] = result
             meta = celery_result(task_id, result, finished_at)
         updated, popped = app.fairq.end(
@@ -217,21 +217,21 @@ class PlatformTask(Task):  # type: ignore[misc]
 
     def _expired(self, tid: str, queue: str) -> None:
         # Picked up after its queue_timeout: never run. begin() counted an attempt; none was made.
-        self._end(tid, TaskStatus.EXPIRED, started_at="", attempts=0, error=QUEUE_TIMEOUT_ERROR)
+        self._end(tid, TaskState.EXPIRED, started_at="", attempts=0, error=QUEUE_TIMEOUT_ERROR)
         TASKS_EXPIRED.labels(self.name, queue, "worker").inc()
         log.info("task expired before it started", extra={"task_id": tid})
         self._after_final(tid)
         raise Ignore()
 
     def _revoked(self, tid: str, queue: str, message: str) -> None:
-        self._end(tid, TaskStatus.REVOKED, error={"type": "Revoked", "message": message})
+        self._end(tid, TaskState.REVOKED, error={"type": "Revoked", "message": message})
         TASKS_REVOKED.labels(self.name, queue).inc()
         log.info("task revoked", extra={"task_id": tid})
         self._after_final(tid)
         raise Ignore()
 
     def on_success(self, retval: Any, task_id: str, args: Any, kwargs: Any) -> None:
-        self._end(task_id, TaskStatus.SUCCESS, retval)
+        self._end(task_id, TaskState.SUCCESS, retval)
         TASKS_SUCCEEDED.labels(self.name, self._queue()).inc()
         self._after_final(task_id)
 
@@ -239,7 +239,7 @@ class PlatformTask(Task):  # type: ignore[misc]
         error = error_view(exc)
         if isinstance(exc, SoftTimeLimitExceeded):
             TASKS_TIMED_OUT.labels(self.name, self._queue()).inc()
-        self._end(task_id, TaskStatus.FAILURE, error=error)
+        self._end(task_id, TaskState.FAILURE, error=error)
         TASKS_FAILED.labels(self.name, self._queue()).inc()
         self._after_final(task_id)
 
@@ -247,7 +247,7 @@ class PlatformTask(Task):  # type: ignore[misc]
         if isinstance(exc, Continuation):
             return
         self.records.mark(
-            task_id, TaskStatus.RETRY, error={"type": type(exc).__name__, "message": str(exc)[:300]}
+            task_id, TaskState.RETRY, error={"type": type(exc).__name__, "message": str(exc)[:300]}
         )
         TASKS_RETRIED.labels(self.name, self._queue()).inc()
 
@@ -318,7 +318,7 @@ class PlatformCelery(Celery):  # type: ignore[misc]
         queue = self.conf.task_default_queue
         for tid in task_ids:
             if (
-                self.records.mark(tid, TaskStatus.EXPIRED, finished_at=now_iso(), error=QUEUE_TIMEOUT_ERROR)
+                self.records.mark(tid, TaskState.EXPIRED, finished_at=now_iso(), error=QUEUE_TIMEOUT_ERROR)
                 != 1
             ):
                 continue

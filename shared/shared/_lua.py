@@ -2,7 +2,7 @@
 
 Every script takes one argument, a JSON object of named fields (`cjson.decode(ARGV[1])`), and
 builds its keys from the prefixes it is given. In front of every script go `STATUS` (name ->
-status, from TaskStatus) and `TERMINAL` (a set, from TERMINAL_STATUSES): the statuses are
+status, from TaskState) and `TERMINAL` (a set, from TERMINAL_STATUSES): the statuses are
 defined in Python only.
 """
 
@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shared._status import TERMINAL_STATUSES, TaskStatus
+from shared._status import TERMINAL_STATUSES, TaskState
 
 LUA_DIR = Path(__file__).with_name("lua")
 
 
 def _prelude() -> str:
-    statuses = ", ".join(f"{status.name} = '{status.value}'" for status in TaskStatus)
-    terminal = ", ".join(f"[STATUS.{TaskStatus(status).name}] = true" for status in sorted(TERMINAL_STATUSES))
+    statuses = ", ".join(f"{status.name} = '{status.value}'" for status in TaskState)
+    terminal = ", ".join(f"[STATUS.{TaskState(status).name}] = true" for status in sorted(TERMINAL_STATUSES))
     return f"local STATUS = {{{statuses}}}\nlocal TERMINAL = {{{terminal}}}\n"
 
 

@@ -23,7 +23,7 @@ import redis.asyncio as aioredis
 from shared import _lua
 from shared._auth import Principal
 from shared._errors import NotFound
-from shared._status import REPLAYABLE_STATUSES, TERMINAL_STATUSES, TaskStatus
+from shared._status import REPLAYABLE_STATUSES, TERMINAL_STATUSES, TaskState
 
 CELERY_META_PREFIX = "celery-task-meta-"
 _JSON_FIELDS = ("result", "error", "retry", "inputs")
@@ -99,7 +99,7 @@ def update_args(
 def create_args(record: dict[str, Any], expires_seconds: int) -> dict[str, Any]:
     """A new record, as rec_create (records_lib.lua) takes it: PENDING, no attempt yet."""
     fields = {k: _field(k, v) for k, v in record.items() if not (k in _JSON_FIELDS and v is None)}
-    fields.setdefault("status", TaskStatus.PENDING)
+    fields.setdefault("status", TaskState.PENDING)
     fields.setdefault("attempts", "0")
     now = time.time()
     return {
@@ -120,7 +120,7 @@ def celery_result(task_id: str, result: Any, date_done: str) -> bytes:
     it); test_records pins the format to the installed Celery's reading of it.
     """
     meta = {
-        "status": TaskStatus.SUCCESS,
+        "status": TaskState.SUCCESS,
         "result": result,
         "traceback": None,
         "children": [],
@@ -131,21 +131,21 @@ def celery_result(task_id: str, result: Any, date_done: str) -> bytes:
 
 
 # Statuses that carry an error: the failed ends and a failed attempt waiting for its retry.
-_ERROR_STATUSES = REPLAYABLE_STATUSES | {TaskStatus.RETRY}
+_ERROR_STATUSES = REPLAYABLE_STATUSES | {TaskState.RETRY}
 
 
 def merge_status(record: dict[str, Any], meta: dict[str, Any] | None) -> dict[str, Any]:
     """The public status: our record, corrected by Celery's result when it knows more."""
-    status = record.get("status", TaskStatus.PENDING)
+    status = record.get("status", TaskState.PENDING)
     result = record.get("result")
     error = record.get("error")
     finished_at = record.get("finished_at") or None
     if meta and status not in TERMINAL_STATUSES and meta.get("status") in TERMINAL_STATUSES:
         status = meta["status"]
         finished_at = finished_at or meta.get("date_done")
-        if status == TaskStatus.SUCCESS:
+        if status == TaskState.SUCCESS:
             result = meta.get("result")
-        elif status == TaskStatus.FAILURE:
+        elif status == TaskState.FAILURE:
             res = meta.get("result") or {}
             # Celery keeps the exception's args as a list: ["boom"] reads "boom", as our record does.
             message = res.get("exc_message", "")
@@ -160,10 +160,10 @@ def merge_status(record: dict[str, Any], meta: dict[str, Any] | None) -> dict[st
         "created_at": record.get("created_at"),
         "started_at": record.get("started_at") or None,
         "finished_at": finished_at,
-        "result": result if status == TaskStatus.SUCCESS else None,
+        "result": result if status == TaskState.SUCCESS else None,
         "error": error if status in _ERROR_STATUSES else None,
         "attempts": int(record.get("attempts") or 0),
-        "next_retry_at": (record.get("next_retry_at") or None) if status == TaskStatus.RETRY else None,
+        "next_retry_at": (record.get("next_retry_at") or None) if status == TaskState.RETRY else None,
         "retry_of": record.get("retry_of") or None,
     }
 
@@ -171,7 +171,7 @@ def merge_status(record: dict[str, Any], meta: dict[str, Any] | None) -> dict[st
 def progress_view(task_id: str, status: str, prog: dict[str, Any]) -> dict[str, Any]:
     current = int(prog.get("current", 0))
     total = int(prog.get("total", 0))
-    done = status == TaskStatus.SUCCESS
+    done = status == TaskState.SUCCESS
     if done and total:
         current = total
     percent = round(100.0 * current / total, 2) if total else (100.0 if done else 0.0)
@@ -320,7 +320,7 @@ class SyncTaskRecords:
             "started_at": started_at,
             "worker": worker,
             "event": _event(
-                "status", task_id=task_id, status=TaskStatus.STARTED, started_at=started_at
+                "status", task_id=task_id, status=TaskState.STARTED, started_at=started_at
             ).decode(),
         }
         flat = self._begin(args=[orjson.dumps(args)])

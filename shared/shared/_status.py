@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 
-class TaskStatus(StrEnum):
+class TaskState(StrEnum):
     """A task's status as the API reports it (a str: compares equal to its name)."""
 
     PENDING = "PENDING"
@@ -18,10 +18,10 @@ class TaskStatus(StrEnum):
     EXPIRED = "EXPIRED"
 
 
-STATUSES: tuple[str, ...] = tuple(TaskStatus)
+STATUSES: tuple[str, ...] = tuple(TaskState)
 # Final: nothing changes a record once it has one of these (the Lua scripts get this set too).
 TERMINAL_STATUSES: frozenset[str] = frozenset(
-    {TaskStatus.SUCCESS, TaskStatus.FAILURE, TaskStatus.REVOKED, TaskStatus.EXPIRED}
+    {TaskState.SUCCESS, TaskState.FAILURE, TaskState.REVOKED, TaskState.EXPIRED}
 )
 # Ends that can be replayed: their records (with their inputs) are kept FAILED_RETENTION_DAYS.
-REPLAYABLE_STATUSES: frozenset[str] = frozenset({TaskStatus.FAILURE, TaskStatus.REVOKED, TaskStatus.EXPIRED})
+REPLAYABLE_STATUSES: frozenset[str] = frozenset({TaskState.FAILURE, TaskState.REVOKED, TaskState.EXPIRED})

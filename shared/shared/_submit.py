@@ -24,7 +24,7 @@ from shared._fairq import TOO_MANY_RETRY_AFTER, AsyncFairQueue, build_message, m
 from shared._metrics import TASKS_SUBMITTED
 from shared._records import TaskRecords, now_iso
 from shared._settings import BaseServiceSettings
-from shared._status import TaskStatus
+from shared._status import TaskState
 
 log = logging.getLogger("shared.submit")
 
@@ -37,7 +37,7 @@ MAX_IDEMPOTENCY_KEY = 200
 def accepted_view(task_id: str, task_type: str, queue: str) -> dict[str, Any]:
     return {
         "task_id": task_id,
-        "status": TaskStatus.PENDING,
+        "status": TaskState.PENDING,
         "task_type": task_type,
         "queue": queue,
         "links": {

@@ -10,7 +10,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from shared import BaseServiceSettings, Principal, TaskRecords, TaskStatus
+from shared import BaseServiceSettings, Principal, TaskRecords, TaskState
 from shared._errors import NotFound
 from shared._fairq import FairQueue
 from shared._records import (
@@ -103,7 +103,7 @@ def succeed(sync_records: SyncTaskRecords, tid: str, result: object) -> int:
     fields = {"finished_at": finished_at, "result": result}
     updated, popped = fq.end(
         tid,
-        sync_records.end_args(tid, TaskStatus.SUCCESS, fields),
+        sync_records.end_args(tid, TaskState.SUCCESS, fields),
         celery_result(tid, result, finished_at),
         expires=60,
     )
