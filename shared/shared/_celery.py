@@ -35,7 +35,7 @@ from shared._metrics import (
     metrics_registry,
 )
 from shared._queues import MAX_PRIORITY, QueueName
-from shared._records import SyncTaskRecords, celery_result, iso_at, now_iso
+from shared._records import SyncTaskRecords, iso_at, now_iso
 from shared._redis import create_sync_redis
 from shared._retries import NonRetryable, is_retryable, retry_delay
 from shared._settings import BaseServiceSettings
@@ -195,22 +195,15 @@ class PlatformTask(Task):  # type: ignore[misc]
         )
         return True
 
-    def _end(self, task_id: str, status: TaskState, result: Any = None, **fields: Any) -> int:
-        """The final record, Celery's result (a success) and the fair queue's end: one round trip.
+    def _end(self, task_id: str, status: TaskState, **fields: Any) -> int:
+        """The final record and the fair queue's end of the task: one round trip.
 
         The messages popped then are published by the settler's threads; the task's postrun has
         nothing left to record. The answer is the record update's (0: it was final already).
         """
         app: Any = self.app
-        finished_at = now_iso()
-        fields = {"finished_at": finished_at, **fields}
-        meta = None
-        if status == TaskState.SUCCESS:
-            fields["result"] = result
-            meta = celery_result(task_id, result, finished_at)
-        updated, popped = app.fairq.end(
-            task_id, app.records.end_args(task_id, status, fields), meta, expires=app.conf.result_expires
-        )
+        fields = {"finished_at": now_iso(), **fields}
+        updated, popped = app.fairq.end(task_id, app.records.end_args(task_id, status, fields))
         _ENDED.add(task_id)
         app.settler.publish(popped)
         return int(updated)
@@ -231,7 +224,7 @@ class PlatformTask(Task):  # type: ignore[misc]
         raise Ignore()
 
     def on_success(self, retval: Any, task_id: str, args: Any, kwargs: Any) -> None:
-        self._end(task_id, TaskState.SUCCESS, retval)
+        self._end(task_id, TaskState.SUCCESS, result=retval)
         TASKS_SUCCEEDED.labels(self.name, self._queue()).inc()
         self._after_final(task_id)
 
@@ -374,10 +367,12 @@ def make_celery(
         # A lost broker connection means unacked messages go back to the queue; stop running
         # them here too, or they would run twice.
         worker_cancel_long_running_tasks_on_connection_loss=True,
-        # Our task record tracks STARTED (with the attempt and the worker) and a success writes
-        # the record, Celery's result and the fair queue's end in one round trip (_end). Celery's
-        # own writes would add four round trips per task; failures it still stores itself,
-        # including those only the worker's main process sees (time limits, a lost child).
+        # Our task record is the result store: it tracks STARTED (with the attempt and the
+        # worker), and a task's end writes the record and the fair queue's end in one round trip
+        # (_end). No Celery result is written for a success: nothing reads it (the status, the
+        # events and the callbacks read the record), and Celery's own writes would add four
+        # round trips per task. Failures Celery still stores itself, including those only the
+        # worker's main process sees (time limits, a lost child): merge_status reads them.
         task_track_started=False,
         task_ignore_result=True,
         task_store_errors_even_if_ignored=True,

@@ -318,13 +318,11 @@ class FairQueue:
                 self.confirm_later(ids)
                 raise
 
-    def end(
-        self, task_id: str, record: dict[str, Any], meta: bytes | None = None, *, expires: int = 0
-    ) -> tuple[int, list[bytes]]:
-        """A task ended here: its final record (and Celery's result), its end in the fair queue.
+    def end(self, task_id: str, record: dict[str, Any]) -> tuple[int, list[bytes]]:
+        """A task ended here: its final record and its end in the fair queue, in one round trip.
 
-        One round trip (task_end.lua); the answer is the record update's (1, or 0 when the record
-        was final already, -1 when there is none) and the messages popped to publish.
+        task_end.lua; the answer is the record update's (1, or 0 when the record was final
+        already, -1 when there is none) and the messages popped to publish.
         """
         args: dict[str, Any] = {
             "id": task_id,
@@ -334,8 +332,6 @@ class FairQueue:
             "now": time.time(),
             "max_pop": POP_ON_COMPLETE,
         }
-        if meta is not None:
-            args["meta"] = {"key": CELERY_META_PREFIX + task_id, "value": meta.decode(), "ttl": expires}
         out = list(self._call_confirming(self._end, args))
         return int(out[0]), out[1:]
 

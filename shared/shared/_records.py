@@ -25,6 +25,8 @@ from shared._auth import Principal
 from shared._errors import NotFound
 from shared._status import REPLAYABLE_STATUSES, TERMINAL_STATUSES, TaskState
 
+# Celery's result key. We never write it (our record is the result store); Celery writes the
+# failures it alone sees (time limits, a lost pool process), and merge_status reads them.
 CELERY_META_PREFIX = "celery-task-meta-"
 _JSON_FIELDS = ("result", "error", "retry", "inputs")
 SCRIPTS = {
@@ -111,23 +113,6 @@ def create_args(record: dict[str, Any], expires_seconds: int) -> dict[str, Any]:
         "now": now,
         "expires": expires_seconds,
     }
-
-
-def celery_result(task_id: str, result: Any, date_done: str) -> bytes:
-    """A success in Celery's result format (celery-task-meta-{id}), so AsyncResult reads it.
-
-    Written with our record in one round trip (Celery's own store would read the key, then write
-    it); test_records pins the format to the installed Celery's reading of it.
-    """
-    meta = {
-        "status": TaskState.SUCCESS,
-        "result": result,
-        "traceback": None,
-        "children": [],
-        "date_done": date_done,
-        "task_id": task_id,
-    }
-    return orjson.dumps(meta)
 
 
 # Statuses that carry an error: the failed ends and a failed attempt waiting for its retry.
