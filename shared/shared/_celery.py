@@ -261,8 +261,8 @@ def report_progress(
     if tid is None:  # called directly, outside a worker
         return
     records: SyncTaskRecords = task.app.records  # type: ignore[attr-defined]
-    records.progress(tid, current, total, message, seq if seq is not None else current)
-    if records.is_cancelled(tid):
+    # One round trip: the cancel request is read by the same script that writes the progress.
+    if records.report(tid, current, total, message, seq if seq is not None else current) == -1:
         raise TaskCancelled()
 
 

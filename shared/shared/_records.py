@@ -327,6 +327,11 @@ class SyncTaskRecords:
         return int(self._update(args=[orjson.dumps(args)]))
 
     def progress(self, task_id: str, current: int, total: int, message: str | None, seq: int) -> bool:
+        """Record progress; False when not written (final, cancelled, or an older update)."""
+        return self.report(task_id, current, total, message, seq) == 1
+
+    def report(self, task_id: str, current: int, total: int, message: str | None, seq: int) -> int:
+        """Record progress: 1 written, 0 not (final, or older), -1 not: its owner cancelled it."""
         updated_at = now_iso()
         event = _event(
             "progress", task_id=task_id, current=current, total=total, message=message, updated_at=updated_at
@@ -343,7 +348,7 @@ class SyncTaskRecords:
             "expires": self.expires,
             "event": event.decode(),
         }
-        return bool(self._progress(args=[orjson.dumps(args)]))
+        return int(self._progress(args=[orjson.dumps(args)]))
 
     def last_progress(self, task_id: str) -> int:
         raw = self.r.hget(prog_key(task_id), "current")
