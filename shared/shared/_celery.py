@@ -204,7 +204,8 @@ class PlatformTask(Task):  # type: ignore[misc]
         app: Any = self.app
         fields = {"finished_at": now_iso(), **fields}
         updated, popped = app.fairq.end(task_id, app.records.end_args(task_id, status, fields))
-        _ENDED.add(task_id)
+        if self.request.id == task_id:  # else the main process (a hard time limit): no postrun
+            _ENDED.add(task_id)
         app.settler.publish(popped)
         return int(updated)
 
