@@ -34,7 +34,7 @@ SECTIONS = {
     "tasks": Section(
         ROOT / "bench" / "bench_tasks.py",
         ("--tasks", "20"),
-        ("bare Celery apply_async + worker", "task-service over HTTP + worker", "ratio"),
+        ("bare Celery apply_async + worker", "task-service over HTTP + worker", "ratio", "CPU per task"),
     ),
     "noisy-neighbour": Section(
         ROOT / "bench" / "bench_fairness.py",

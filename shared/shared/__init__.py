@@ -76,7 +76,7 @@ from shared._pacing import GCRA_RESERVE_LUA, HostPacer, Pacer, PaceTooFar
 from shared._pubsub import STREAM_RESPONSES, Signal
 from shared._queues import MAX_PRIORITY, QueueName
 from shared._ready import CachedReadiness
-from shared._records import STATUSES, TERMINAL, TaskRecords, events_channel, merge_status, now_iso
+from shared._records import TaskRecords, events_channel, merge_status, now_iso
 from shared._redis import create_async_redis
 from shared._replay import replay_refusal
 from shared._retries import RetryPolicy, resolve_policy
@@ -91,6 +91,7 @@ from shared._shape import (
     IdempotencyKey,
     check_headers,
 )
+from shared._status import REPLAYABLE_STATUSES, STATUSES, TERMINAL_STATUSES, TaskState
 from shared._submit import (
     API_PREFIX,
     Idempotency,
@@ -125,6 +126,7 @@ __all__ = [
     "NOTIFICATIONS_SCHEDULED",
     "NOTIFICATION_DELIVERIES",
     "OPENAI_TOKENS",
+    "REPLAYABLE_STATUSES",
     "SCHEDULES_OVERDUE",
     "SCHEDULE_RUNS",
     "SCHEDULE_RUNS_LATE",
@@ -135,7 +137,7 @@ __all__ = [
     "STATUSES",
     "STREAM_RESPONSES",
     "TASKS_REPLAYED",
-    "TERMINAL",
+    "TERMINAL_STATUSES",
     "Allowlist",
     "AppError",
     "BadRequest",
@@ -176,6 +178,7 @@ __all__ = [
     "Signal",
     "TaskCancelled",
     "TaskRecords",
+    "TaskState",
     "TokenVerifier",
     "TooManyRequests",
     "Unauthorized",

@@ -35,10 +35,11 @@ from shared._metrics import (
     metrics_registry,
 )
 from shared._queues import MAX_PRIORITY, QueueName
-from shared._records import TERMINAL, SyncTaskRecords, iso_at, now_iso
+from shared._records import SyncTaskRecords, iso_at, now_iso
 from shared._redis import create_sync_redis
 from shared._retries import NonRetryable, is_retryable, retry_delay
 from shared._settings import BaseServiceSettings
+from shared._status import TERMINAL_STATUSES, TaskState
 
 log = logging.getLogger("shared.celery")
 
@@ -66,6 +67,8 @@ class PublicTaskError(NonRetryable):
 
 # Ids of tasks this process put back to wait for a retry: their end frees only the window's place.
 _RETRYING: set[str] = set()
+# Ids of tasks whose end this process wrote with their final record (PlatformTask._end).
+_ENDED: set[str] = set()
 
 
 QUEUE_TIMEOUT_ERROR = {"type": "QueueTimeout", "message": "Not started within its queue_timeout_seconds."}
@@ -135,12 +138,12 @@ class PlatformTask(Task):  # type: ignore[misc]
             request_id_var.set(record.get("request_id") or None)  # the submitting request, in every log line
             if record.get("cancel") == "1":
                 self._revoked(tid, queue, "Cancelled before it started.")
-            if record.get("status") in TERMINAL:
+            if record.get("status") in TERMINAL_STATUSES:
                 # A copy delivered again after the task finished (a worker lost before its ack).
                 log.info("task %s already %s; not run again", self.name, record["status"])
                 raise Ignore()
             expires_at = float(record.get("expires_at") or 0)
-            if expires_at and record.get("status") == "PENDING" and time.time() > expires_at:
+            if expires_at and record.get("status") == TaskState.PENDING and time.time() > expires_at:
                 self._expired(tid, queue)
             enqueued = _parse_time(req.eta) or _parse_time(record.get("created_at"))
             if enqueued is not None:
@@ -177,7 +180,7 @@ class PlatformTask(Task):  # type: ignore[misc]
         wait = max(retry_delay(policy, attempt), min(float(hint), 900.0) if hint else 0.0)
         due = time.time() + wait
         # The record first: once back in the queue the next attempt may start at any moment.
-        self.records.mark(tid, "RETRY", next_retry_at=iso_at(due), error=error_view(exc))
+        self.records.mark(tid, TaskState.RETRY, next_retry_at=iso_at(due), error=error_view(exc))
         app: Any = self.app
         if not app.fairq.retry_later(tid, due):
             return False
@@ -192,27 +195,37 @@ class PlatformTask(Task):  # type: ignore[misc]
         )
         return True
 
+    def _end(self, task_id: str, status: TaskState, **fields: Any) -> int:
+        """The final record and the fair queue's end of the task: one round trip.
+
+        The messages popped then are published by the settler's threads; the task's postrun has
+        nothing left to record. The answer is the record update's (0: it was final already).
+        """
+        app: Any = self.app
+        fields = {"finished_at": now_iso(), **fields}
+        updated, popped = app.fairq.end(task_id, app.records.end_args(task_id, status, fields))
+        if self.request.id == task_id:  # else the main process (a hard time limit): no postrun
+            _ENDED.add(task_id)
+        app.settler.publish(popped)
+        return int(updated)
+
     def _expired(self, tid: str, queue: str) -> None:
         # Picked up after its queue_timeout: never run. begin() counted an attempt; none was made.
-        self.records.mark(
-            tid, "EXPIRED", finished_at=now_iso(), started_at="", attempts=0, error=QUEUE_TIMEOUT_ERROR
-        )
+        self._end(tid, TaskState.EXPIRED, started_at="", attempts=0, error=QUEUE_TIMEOUT_ERROR)
         TASKS_EXPIRED.labels(self.name, queue, "worker").inc()
         log.info("task expired before it started", extra={"task_id": tid})
         self._after_final(tid)
         raise Ignore()
 
     def _revoked(self, tid: str, queue: str, message: str) -> None:
-        self.records.mark(
-            tid, "REVOKED", finished_at=now_iso(), error={"type": "Revoked", "message": message}
-        )
+        self._end(tid, TaskState.REVOKED, error={"type": "Revoked", "message": message})
         TASKS_REVOKED.labels(self.name, queue).inc()
         log.info("task revoked", extra={"task_id": tid})
         self._after_final(tid)
         raise Ignore()
 
     def on_success(self, retval: Any, task_id: str, args: Any, kwargs: Any) -> None:
-        self.records.succeed(task_id, retval, self.app.conf.result_expires)
+        self._end(task_id, TaskState.SUCCESS, result=retval)
         TASKS_SUCCEEDED.labels(self.name, self._queue()).inc()
         self._after_final(task_id)
 
@@ -220,14 +233,16 @@ class PlatformTask(Task):  # type: ignore[misc]
         error = error_view(exc)
         if isinstance(exc, SoftTimeLimitExceeded):
             TASKS_TIMED_OUT.labels(self.name, self._queue()).inc()
-        self.records.mark(task_id, "FAILURE", finished_at=now_iso(), error=error)
+        self._end(task_id, TaskState.FAILURE, error=error)
         TASKS_FAILED.labels(self.name, self._queue()).inc()
         self._after_final(task_id)
 
     def on_retry(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         if isinstance(exc, Continuation):
             return
-        self.records.mark(task_id, "RETRY", error={"type": type(exc).__name__, "message": str(exc)[:300]})
+        self.records.mark(
+            task_id, TaskState.RETRY, error={"type": type(exc).__name__, "message": str(exc)[:300]}
+        )
         TASKS_RETRIED.labels(self.name, self._queue()).inc()
 
     def _after_final(self, task_id: str) -> None:
@@ -247,8 +262,8 @@ def report_progress(
     if tid is None:  # called directly, outside a worker
         return
     records: SyncTaskRecords = task.app.records  # type: ignore[attr-defined]
-    records.progress(tid, current, total, message, seq if seq is not None else current)
-    if records.is_cancelled(tid):
+    # One round trip: the cancel request is read by the same script that writes the progress.
+    if records.report(tid, current, total, message, seq if seq is not None else current) == -1:
         raise TaskCancelled()
 
 
@@ -296,7 +311,10 @@ class PlatformCelery(Celery):  # type: ignore[misc]
 
         queue = self.conf.task_default_queue
         for tid in task_ids:
-            if self.records.mark(tid, "EXPIRED", finished_at=now_iso(), error=QUEUE_TIMEOUT_ERROR) != 1:
+            if (
+                self.records.mark(tid, TaskState.EXPIRED, finished_at=now_iso(), error=QUEUE_TIMEOUT_ERROR)
+                != 1
+            ):
                 continue
             record = self.records.get(tid) or {}
             TASKS_EXPIRED.labels(
@@ -350,10 +368,12 @@ def make_celery(
         # A lost broker connection means unacked messages go back to the queue; stop running
         # them here too, or they would run twice.
         worker_cancel_long_running_tasks_on_connection_loss=True,
-        # Our task record tracks STARTED (with the attempt and the worker) and a success writes
-        # the record and Celery's result in one round trip (SyncTaskRecords.succeed). Celery's
-        # own writes would add four round trips per task; failures it still stores itself,
-        # including those only the worker's main process sees (time limits, a lost child).
+        # Our task record is the result store: it tracks STARTED (with the attempt and the
+        # worker), and a task's end writes the record and the fair queue's end in one round trip
+        # (_end). No Celery result is written for a success: nothing reads it (the status, the
+        # events and the callbacks read the record), and Celery's own writes would add four
+        # round trips per task. Failures Celery still stores itself, including those only the
+        # worker's main process sees (time limits, a lost child): merge_status reads them.
         task_track_started=False,
         task_ignore_result=True,
         task_store_errors_even_if_ignored=True,
@@ -414,7 +434,7 @@ def start_worker_metrics(settings: BaseServiceSettings, queue: QueueName) -> Non
 
 # A task that ends in one of these left the broker for good; RETRY means Celery published its
 # next attempt itself (outside the fair window), so it frees only its place in the window.
-_SETTLED_STATES = frozenset({*TERMINAL, "IGNORED", "REJECTED"})
+_SETTLED_STATES = frozenset({*TERMINAL_STATUSES, "IGNORED", "REJECTED"})
 
 
 def install_worker_hooks(app: PlatformCelery, queue: QueueName) -> None:
@@ -449,6 +469,9 @@ def install_worker_hooks(app: PlatformCelery, queue: QueueName) -> None:
     @signals.task_postrun.connect(weak=False)
     def _postrun(sender: Any = None, task_id: str | None = None, state: str | None = None, **_: Any) -> None:
         if task_id and getattr(sender, "app", None) is app:
+            if task_id in _ENDED:  # written with its final record
+                _ENDED.discard(task_id)
+                return
             retrying = task_id in _RETRYING
             _RETRYING.discard(task_id)
             app.settler.put(task_id, finished=state in _SETTLED_STATES and not retrying)

@@ -12,7 +12,10 @@ second, keeps the worker's heartbeat (the window follows the live slots), moves 
 tasks into their owners' turn, re-publishes tasks popped but never confirmed published (their
 publisher died in between), drops in-flight entries whose task ended unseen, and fills the
 window. The task record stays the guard against running a task twice. The scripts are in
-lua/fairq_*.lua (the key layout is in fairq_lib.lua).
+lua/fairq_*.lua (the key layout is in fairq_lib.lua); a submission (task_submit.lua) and a
+task's end in its pool process (task_end.lua) write the task record in the same round trip.
+A publisher confirms its publishes along with its next call, or on their own within
+CONFIRM_WITHIN seconds, so a busy worker spends no round trip on them.
 
 Why not the library: Celery has no fairness between users and RabbitMQ none between
 messages of one queue; Hatchet-style group round robin needs its own scheduler and database.
@@ -28,7 +31,6 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
 
@@ -36,15 +38,16 @@ import orjson
 import redis
 import redis.asyncio as aioredis
 
-from shared._records import CELERY_META_PREFIX, TERMINAL, rec_key
+from shared import _lua
+from shared._records import CELERY_META_PREFIX, REC_PREFIX, rec_key, user_key
 from shared._settings import BaseServiceSettings
+from shared._status import TERMINAL_STATUSES
 
 if TYPE_CHECKING:
     from celery import Celery
 
 log = logging.getLogger("shared.fairq")
 
-LUA_DIR = Path(__file__).with_name("lua")
 PASS_SECONDS = 1.0  # how often each worker's pass runs: the precision of a countdown
 HEARTBEAT_TTL = 15.0  # a worker not heard from for this long no longer counts in the window
 REPUBLISH_AFTER = 60.0  # popped and not confirmed published for this long: its publisher died
@@ -59,15 +62,13 @@ POP_ON_COMPLETE = 8
 POP_ON_PASS = 500
 TOO_MANY_RETRY_AFTER = "30"
 PRUNE_EVERY = 60  # seconds between rechecks of one user's unfinished set when at the limit
-
-
-def _source(name: str) -> str:
-    lib = (LUA_DIR / "fairq_lib.lua").read_text()
-    return lib + "\n" + (LUA_DIR / f"fairq_{name}.lua").read_text()
-
+CONFIRM_WITHIN = 1.0  # seconds a confirm of a publish may wait for a call to go with
 
 # Read once at import; each Redis client registers them once (EVALSHA afterwards).
-SCRIPTS = {name: _source(name) for name in ("submit", "complete", "abort", "pump", "retry")}
+SCRIPTS = {
+    **{name: _lua.source(f"fairq_{name}", "fairq_lib") for name in ("complete", "abort", "pump", "retry")},
+    **{name: _lua.source(f"task_{name}", "records_lib", "fairq_lib") for name in ("submit", "end")},
+}
 
 
 def broker_namespace(broker_url: str) -> str:
@@ -197,13 +198,16 @@ class AsyncFairQueue:
         *,
         task_id: str,
         owner: str,
+        record: dict[str, Any],
         priority: int,
         message: bytes,
         countdown: float | None,
         deadline: float | None = None,
     ) -> Submitted:
+        """Write the record (TaskRecords.create_args) and queue the task; nothing when too_many."""
         now = time.time()
         args = {
+            "record": record,
             "prefix": self.keys.prefix,
             "open": self.keys.open,
             "id": task_id,
@@ -216,6 +220,7 @@ class AsyncFairQueue:
             "keep": self.keep,
             "max_pop": POP_ON_SUBMIT,
             "deadline": deadline or 0,
+            "confirm": [],
         }
         out = await self._submit(args=[orjson.dumps(args)])
         return Submitted(_text(out[0]), list(out[1:]))
@@ -224,8 +229,16 @@ class AsyncFairQueue:
         if ids:
             await self.r.zrem(self.keys.prefix + "claimed", *ids)
 
-    async def abort(self, task_id: str, popped: list[str]) -> None:
-        args = {"prefix": self.keys.prefix, "open": self.keys.open, "id": task_id, "popped": popped}
+    async def abort(self, task_id: str, owner: str, popped: list[str]) -> None:
+        """Take the task (its record too) back out, and put what was popped back in turn."""
+        args = {
+            "prefix": self.keys.prefix,
+            "open": self.keys.open,
+            "id": task_id,
+            "popped": popped,
+            "rec_key": rec_key(task_id),
+            "user_key": user_key(owner),
+        }
         await self._abort(args=[orjson.dumps(args)])
 
     async def is_open(self, owner: str, task_id: str) -> bool:
@@ -250,7 +263,9 @@ class AsyncFairQueue:
                     pipe.hget(rec_key(tid), "status")
                 statuses = await pipe.execute()
             gone += [
-                tid for tid, st in zip(chunk, statuses, strict=True) if st is None or _text(st) in TERMINAL
+                tid
+                for tid, st in zip(chunk, statuses, strict=True)
+                if st is None or _text(st) in TERMINAL_STATUSES
             ]
         if gone:
             await self.r.zrem(okey, *gone)
@@ -266,8 +281,63 @@ class FairQueue:
         self.per_slot = settings.fair_window_per_slot
         self.keep = settings.result_expires_seconds
         self._complete = client.register_script(SCRIPTS["complete"])
+        self._end = client.register_script(SCRIPTS["end"])
         self._pump = client.register_script(SCRIPTS["pump"])
         self._retry = client.register_script(SCRIPTS["retry"])
+        # Publishes not yet confirmed (ids), and when the oldest of them was made.
+        self._unconfirmed: list[str] = []
+        self._unconfirmed_since = 0.0
+        self._lock = threading.Lock()
+
+    def confirm_later(self, ids: list[str]) -> None:
+        """Publishes made: confirmed with this process's next call, or by flush_confirms."""
+        with self._lock:
+            if not self._unconfirmed:
+                self._unconfirmed_since = time.monotonic()
+            self._unconfirmed += ids
+
+    def _take_unconfirmed(self) -> list[str]:
+        with self._lock:
+            ids, self._unconfirmed = self._unconfirmed, []
+        return ids
+
+    def _call_confirming(self, script: Any, args: dict[str, Any]) -> Any:
+        args["confirm"] = ids = self._take_unconfirmed()
+        try:
+            return script(args=[orjson.dumps(args)])
+        except BaseException:
+            if ids:
+                self.confirm_later(ids)  # not sent: they go with the next call
+            raise
+
+    def flush_confirms(self, older_than: float = CONFIRM_WITHIN) -> None:
+        """Confirm on their own the publishes that waited this long for a call to go with."""
+        with self._lock:
+            due = bool(self._unconfirmed) and time.monotonic() - self._unconfirmed_since >= older_than
+        if due:
+            ids = self._take_unconfirmed()
+            try:
+                self.confirm(ids)
+            except BaseException:
+                self.confirm_later(ids)
+                raise
+
+    def end(self, task_id: str, record: dict[str, Any]) -> tuple[int, list[bytes]]:
+        """A task ended here: its final record and its end in the fair queue, in one round trip.
+
+        task_end.lua; the answer is the record update's (1, or 0 when the record was final
+        already, -1 when there is none) and the messages popped to publish.
+        """
+        args: dict[str, Any] = {
+            "id": task_id,
+            "record": record,
+            "prefix": self.keys.prefix,
+            "open": self.keys.open,
+            "now": time.time(),
+            "max_pop": POP_ON_COMPLETE,
+        }
+        out = list(self._call_confirming(self._end, args))
+        return int(out[0]), out[1:]
 
     def retry_later(self, task_id: str, due: float) -> bool:
         """Put a failed task's message back to wait until `due` (epoch seconds); False if gone."""
@@ -283,7 +353,7 @@ class FairQueue:
             "now": time.time(),
             "max_pop": max_pop,
         }
-        return list(self._complete(args=[orjson.dumps(args)]))
+        return list(self._call_confirming(self._complete, args))
 
     def confirm(self, ids: list[str]) -> None:
         if ids:
@@ -294,6 +364,7 @@ class FairQueue:
         args = {
             "prefix": self.keys.prefix,
             "open": self.keys.open,
+            "rec_prefix": REC_PREFIX,
             "node": node,
             "slots": slots,
             "per_slot": self.per_slot,
@@ -325,22 +396,22 @@ class FairQueue:
         for i, tid in enumerate(ids):
             status, meta = res[2 * i], res[2 * i + 1]
             meta_status = orjson.loads(meta).get("status") if meta else None
-            if status is None or _text(status) in TERMINAL or meta_status in TERMINAL:
+            if status is None or _text(status) in TERMINAL_STATUSES or meta_status in TERMINAL_STATUSES:
                 ended.append(tid)
         return ended
 
 
-def settle(app: Celery, fq: FairQueue, task_ids: list[str], *, finished: bool) -> None:
+def settle(app: Celery, fq: FairQueue, task_ids: list[str], *, finished: bool, later: bool = False) -> None:
     """Tasks left the window in this process: record it and publish what is next in turn."""
     try:
         nxt = fq.complete(task_ids, finished=finished, max_pop=max(POP_ON_COMPLETE, len(task_ids)))
     except redis.RedisError as exc:  # the pass finds the finished tasks within a minute
         log.warning("fair queue: could not record a task's end: %s", type(exc).__name__)
         return
-    _publish_and_confirm(app, fq, nxt)
+    _publish_and_confirm(app, fq, nxt, later=later)
 
 
-def _publish_and_confirm(app: Celery, fq: FairQueue, messages: list[bytes]) -> None:
+def _publish_and_confirm(app: Celery, fq: FairQueue, messages: list[bytes], *, later: bool = False) -> None:
     if not messages:
         return
     done: list[str] = []
@@ -350,17 +421,21 @@ def _publish_and_confirm(app: Celery, fq: FairQueue, messages: list[bytes]) -> N
     except Exception as exc:  # the broker: left claimed, the pass re-publishes them later
         log.warning("fair queue: publish failed, the pass will retry: %s", type(exc).__name__)
     finally:
-        if done:
+        if done and later:
+            fq.confirm_later(done)
+        elif done:
             fq.confirm(done)
 
 
 class Settler:
     """Hands a finished task's turn on without keeping its pool process waiting.
 
-    The pool process only queues the task id; threads of that process record the end and
-    publish what is next in turn while the process already runs its next task. A publish waits
-    for the broker's confirm (a disk write: milliseconds), so a few threads keep several
-    publishes under way. Ends not recorded when the process dies are found by the pass.
+    The pool process only queues the task id (or, when its end was written with the record,
+    the messages popped then); threads of that process record the end and publish what is next
+    in turn while the process already runs its next task. A publish waits for the broker's
+    confirm (a disk write: milliseconds), so a few threads keep several publishes under way.
+    Publishes are confirmed with the process's next call to Redis, or within CONFIRM_WITHIN
+    seconds on their own. Ends not recorded when the process dies are found by the pass.
     """
 
     THREADS = 4
@@ -368,7 +443,7 @@ class Settler:
     def __init__(self, app: Celery, fq: FairQueue) -> None:
         self.app = app
         self.fq = fq
-        self._q: queue.SimpleQueue[tuple[str, bool] | None] = queue.SimpleQueue()
+        self._q: queue.SimpleQueue[tuple[str, bool] | list[bytes] | None] = queue.SimpleQueue()
         self._threads = [
             threading.Thread(target=self._run, name=f"fair-queue-settle-{i}", daemon=True)
             for i in range(self.THREADS)
@@ -377,7 +452,13 @@ class Settler:
             thread.start()
 
     def put(self, task_id: str, *, finished: bool) -> None:
+        """A task left the window: record its end, then publish what is next in turn."""
         self._q.put((task_id, finished))
+
+    def publish(self, messages: list[bytes]) -> None:
+        """Messages popped with a task's end (FairQueue.end): publish them."""
+        if messages:
+            self._q.put(messages)
 
     def close(self, timeout: float = 5.0) -> None:
         for _ in self._threads:
@@ -385,14 +466,23 @@ class Settler:
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+        with contextlib.suppress(redis.RedisError):  # else the pass re-publishes them
+            self.fq.flush_confirms(0.0)
 
     def _run(self) -> None:
         while True:
-            item = self._q.get()
+            try:
+                item = self._q.get(timeout=CONFIRM_WITHIN)
+            except queue.Empty:
+                item = []
             if item is None:
                 return
             try:
-                settle(self.app, self.fq, [item[0]], finished=item[1])
+                if isinstance(item, tuple):
+                    settle(self.app, self.fq, [item[0]], finished=item[1], later=True)
+                else:
+                    _publish_and_confirm(self.app, self.fq, item, later=True)
+                self.fq.flush_confirms(CONFIRM_WITHIN if item else 0.0)
             except Exception:
                 log.exception("fair queue: settling failed")
 

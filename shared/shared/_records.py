@@ -20,19 +20,26 @@ import orjson
 import redis
 import redis.asyncio as aioredis
 
+from shared import _lua
 from shared._auth import Principal
 from shared._errors import NotFound
+from shared._status import REPLAYABLE_STATUSES, TERMINAL_STATUSES, TaskState
 
-TERMINAL = frozenset({"SUCCESS", "FAILURE", "REVOKED", "EXPIRED"})
-STATUSES = ("PENDING", "STARTED", "PROGRESS", "RETRY", "SUCCESS", "FAILURE", "REVOKED", "EXPIRED")
+# Celery's result key. We never write it (our record is the result store); Celery writes the
+# failures it alone sees (time limits, a lost pool process), and merge_status reads them.
 CELERY_META_PREFIX = "celery-task-meta-"
 _JSON_FIELDS = ("result", "error", "retry", "inputs")
-# Ends that can be replayed: their records (with their inputs) are kept FAILED_RETENTION_DAYS.
-REPLAYABLE = frozenset({"FAILURE", "REVOKED", "EXPIRED"})
+SCRIPTS = {
+    name: _lua.source(name, "records_lib")
+    for name in ("record_create", "record_update", "record_begin", "record_progress")
+}
+
+
+REC_PREFIX = "t:rec:"
 
 
 def rec_key(task_id: str) -> str:
-    return f"t:rec:{task_id}"
+    return REC_PREFIX + task_id
 
 
 def prog_key(task_id: str) -> str:
@@ -55,68 +62,6 @@ def iso_at(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-# Update fields unless the record is already final: a late STARTED or PROGRESS from a redelivered
-# copy must never turn a finished task back into a running one. Publishes the new status.
-_UPDATE_LUA = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-local st = redis.call('HGET', KEYS[1], 'status')
-if st == 'SUCCESS' or st == 'FAILURE' or st == 'REVOKED' or st == 'EXPIRED' then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 4))
-if ARGV[1] ~= '' then redis.call('HINCRBY', KEYS[1], 'attempts', 1) end
-if ARGV[3] ~= '' then redis.call('EXPIRE', KEYS[1], ARGV[3], 'GT') end
-redis.call('PUBLISH', KEYS[2], ARGV[2])
-return 1
-"""
-
-# A worker picks the task up: one round trip answers the record as it was and, unless it is
-# final or cancelled, marks it STARTED, counts the attempt and publishes the new status.
-_BEGIN_LUA = """
-local rec = redis.call('HGETALL', KEYS[1])
-if #rec == 0 then return rec end
-local st = redis.call('HGET', KEYS[1], 'status')
-if st == 'SUCCESS' or st == 'FAILURE' or st == 'REVOKED' or st == 'EXPIRED' then return rec end
-if redis.call('HGET', KEYS[1], 'cancel') == '1' then return rec end
-redis.call('HSET', KEYS[1], 'status', 'STARTED', 'started_at', ARGV[1], 'worker', ARGV[2])
-redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-redis.call('PUBLISH', KEYS[2], ARGV[3])
-return rec
-"""
-
-# A task succeeded: our record and Celery's result in one round trip. Celery's own store
-# would read the result key, then write it: two more round trips on every task.
-_SUCCEED_LUA = """
-local st = redis.call('HGET', KEYS[1], 'status')
-local final = st == 'SUCCESS' or st == 'FAILURE' or st == 'REVOKED' or st == 'EXPIRED'
-if st and not final then
-  redis.call('HSET', KEYS[1], 'status', 'SUCCESS', 'finished_at', ARGV[1], 'result', ARGV[2])
-  redis.call('PUBLISH', KEYS[2], ARGV[5])
-end
-redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[4])
-redis.call('PUBLISH', KEYS[3], ARGV[3])
-if final then return 0 end
-return 1
-"""
-
-# Progress carries a sequence number: an older update never overwrites a newer one. Nothing is
-# written or published once the task is final or its owner asked to cancel it: a step that was
-# running when the cancel came must not move the progress the owner was told it stopped at.
-_PROGRESS_LUA = """
-local cur = redis.call('HGET', KEYS[1], 'seq')
-if cur and tonumber(cur) >= tonumber(ARGV[1]) then return 0 end
-local st, cancel = unpack(redis.call('HMGET', KEYS[2], 'status', 'cancel'))
-if st == 'SUCCESS' or st == 'FAILURE' or st == 'REVOKED' or st == 'EXPIRED' then return 0 end
-if cancel == '1' then return 0 end
-redis.call('HSET', KEYS[1], 'seq', ARGV[1], 'current', ARGV[2], 'total', ARGV[3],
-           'message', ARGV[4], 'updated_at', ARGV[5], 'status', 'PROGRESS')
-redis.call('EXPIRE', KEYS[1], ARGV[6])
-if st == 'STARTED' or st == 'PENDING' or st == 'RETRY' then
-  redis.call('HSET', KEYS[2], 'status', 'PROGRESS')
-end
-redis.call('PUBLISH', KEYS[3], ARGV[7])
-return 1
-"""
-
-
 def _text(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
@@ -133,29 +78,59 @@ def _event(kind: str, **fields: Any) -> bytes:
     return orjson.dumps({"event": kind, **fields})
 
 
-def _update_args(
-    status: str, fields: dict[str, Any], count_attempt: bool, task_id: str, keep_seconds: int = 0
-) -> list[Any]:
-    flat: list[Any] = ["status", status]
-    for k, v in fields.items():
-        flat += [k, orjson.dumps(v) if k in _JSON_FIELDS else ("" if v is None else str(v))]
-    event = _event("status", task_id=task_id, status=status, **{k: v for k, v in fields.items()})
-    keep = str(keep_seconds) if keep_seconds and status in REPLAYABLE else ""
-    return ["1" if count_attempt else "", event, keep, *flat]
+def _field(name: str, value: Any) -> str:
+    if name in _JSON_FIELDS:
+        return orjson.dumps(value).decode()
+    return "" if value is None else str(value)
+
+
+def update_args(
+    task_id: str, status: str, fields: dict[str, Any], *, count_attempt: bool = False, keep_seconds: int = 0
+) -> dict[str, Any]:
+    """A status change, as record_update.lua (rec_update) takes it; the event carries the fields."""
+    return {
+        "key": rec_key(task_id),
+        "channel": events_channel(task_id),
+        "fields": {"status": str(status), **{k: _field(k, v) for k, v in fields.items()}},
+        "count_attempt": count_attempt,
+        "keep": keep_seconds if status in REPLAYABLE_STATUSES else 0,
+        "event": _event("status", task_id=task_id, status=status, **fields).decode(),
+    }
+
+
+def create_args(record: dict[str, Any], expires_seconds: int) -> dict[str, Any]:
+    """A new record, as rec_create (records_lib.lua) takes it: PENDING, no attempt yet."""
+    fields = {k: _field(k, v) for k, v in record.items() if not (k in _JSON_FIELDS and v is None)}
+    fields.setdefault("status", TaskState.PENDING)
+    fields.setdefault("attempts", "0")
+    now = time.time()
+    return {
+        "id": record["task_id"],
+        "key": rec_key(record["task_id"]),
+        "fields": fields,
+        "user_key": user_key(record["owner"]),
+        "created": repr(now),  # the score as a string: a Lua number would keep 14 digits
+        "now": now,
+        "expires": expires_seconds,
+    }
+
+
+# Statuses that carry an error: the failed ends and a failed attempt waiting for its retry.
+_ERROR_STATUSES = REPLAYABLE_STATUSES | {TaskState.RETRY}
 
 
 def merge_status(record: dict[str, Any], meta: dict[str, Any] | None) -> dict[str, Any]:
     """The public status: our record, corrected by Celery's result when it knows more."""
-    status = record.get("status", "PENDING")
+    status = record.get("status", TaskState.PENDING)
     result = record.get("result")
     error = record.get("error")
     finished_at = record.get("finished_at") or None
-    if meta and status not in TERMINAL and meta.get("status") in TERMINAL:
+    if meta and status not in TERMINAL_STATUSES and meta.get("status") in TERMINAL_STATUSES:
         status = meta["status"]
         finished_at = finished_at or meta.get("date_done")
-        if status == "SUCCESS":
+        if status == TaskState.SUCCESS:
             result = meta.get("result")
-        elif status == "FAILURE":
+        elif status == TaskState.FAILURE:
             res = meta.get("result") or {}
             # Celery keeps the exception's args as a list: ["boom"] reads "boom", as our record does.
             message = res.get("exc_message", "")
@@ -170,10 +145,10 @@ def merge_status(record: dict[str, Any], meta: dict[str, Any] | None) -> dict[st
         "created_at": record.get("created_at"),
         "started_at": record.get("started_at") or None,
         "finished_at": finished_at,
-        "result": result if status == "SUCCESS" else None,
-        "error": error if status in {"FAILURE", "REVOKED", "RETRY", "EXPIRED"} else None,
+        "result": result if status == TaskState.SUCCESS else None,
+        "error": error if status in _ERROR_STATUSES else None,
         "attempts": int(record.get("attempts") or 0),
-        "next_retry_at": (record.get("next_retry_at") or None) if status == "RETRY" else None,
+        "next_retry_at": (record.get("next_retry_at") or None) if status == TaskState.RETRY else None,
         "retry_of": record.get("retry_of") or None,
     }
 
@@ -181,9 +156,10 @@ def merge_status(record: dict[str, Any], meta: dict[str, Any] | None) -> dict[st
 def progress_view(task_id: str, status: str, prog: dict[str, Any]) -> dict[str, Any]:
     current = int(prog.get("current", 0))
     total = int(prog.get("total", 0))
-    if status == "SUCCESS" and total:
+    done = status == TaskState.SUCCESS
+    if done and total:
         current = total
-    percent = round(100.0 * current / total, 2) if total else (100.0 if status == "SUCCESS" else 0.0)
+    percent = round(100.0 * current / total, 2) if total else (100.0 if done else 0.0)
     return {
         "task_id": task_id,
         "status": status,
@@ -202,35 +178,16 @@ class TaskRecords:
         self.r = client
         self.expires = expires_seconds
         self.failed_keep = failed_keep_seconds
-        self._update = client.register_script(_UPDATE_LUA)
+        self._update = client.register_script(SCRIPTS["record_update"])
+        self._create = client.register_script(SCRIPTS["record_create"])
+
+    def create_args(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The record as a submission's script writes it (task_submit.lua)."""
+        return create_args(record, self.expires)
 
     async def create(self, record: dict[str, Any]) -> None:
-        key = rec_key(record["task_id"])
-        fields: dict[str, str] = {}
-        for k, v in record.items():
-            if k in _JSON_FIELDS:
-                if v is not None:
-                    fields[k] = orjson.dumps(v).decode()
-            else:
-                fields[k] = "" if v is None else str(v)
-        fields.setdefault("status", "PENDING")
-        fields.setdefault("attempts", "0")
-        now = time.time()
-        async with self.r.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
-            pipe.expire(key, self.expires)
-            ukey = user_key(record["owner"])
-            pipe.zadd(ukey, {record["task_id"]: now})
-            pipe.zremrangebyscore(ukey, 0, now - self.expires)
-            pipe.expire(ukey, self.expires)
-            await pipe.execute()
-
-    async def discard(self, task_id: str, owner: str) -> None:
-        """Remove a record whose publish failed, so it is never reported PENDING forever."""
-        async with self.r.pipeline(transaction=True) as pipe:
-            pipe.delete(rec_key(task_id))
-            pipe.zrem(user_key(owner), task_id)
-            await pipe.execute()
+        """Write a record on its own (a submission writes it with its fair-queue entry)."""
+        await self._create(args=[orjson.dumps(self.create_args(record))])
 
     async def get(self, task_id: str) -> dict[str, Any] | None:
         raw = await self.r.hgetall(rec_key(task_id))
@@ -247,7 +204,7 @@ class TaskRecords:
 
     async def status(self, record: dict[str, Any]) -> dict[str, Any]:
         meta = None
-        if record.get("status") not in TERMINAL:
+        if record.get("status") not in TERMINAL_STATUSES:
             raw = await self.r.get(CELERY_META_PREFIX + record["task_id"])
             meta = orjson.loads(raw) if raw else None
         return merge_status(record, meta)
@@ -320,11 +277,8 @@ class TaskRecords:
         await self.r.hset(rec_key(task_id), "cancel", "1")
 
     async def mark(self, task_id: str, status: str, **fields: Any) -> int:
-        res = await self._update(
-            keys=[rec_key(task_id), events_channel(task_id)],
-            args=_update_args(status, fields, False, task_id, self.failed_keep),
-        )
-        return int(res)
+        args = update_args(task_id, status, fields, keep_seconds=self.failed_keep)
+        return int(await self._update(args=[orjson.dumps(args)]))
 
 
 class SyncTaskRecords:
@@ -334,10 +288,9 @@ class SyncTaskRecords:
         self.r = client
         self.expires = expires_seconds
         self.failed_keep = failed_keep_seconds
-        self._update = client.register_script(_UPDATE_LUA)
-        self._progress = client.register_script(_PROGRESS_LUA)
-        self._begin = client.register_script(_BEGIN_LUA)
-        self._succeed = client.register_script(_SUCCEED_LUA)
+        self._update = client.register_script(SCRIPTS["record_update"])
+        self._progress = client.register_script(SCRIPTS["record_progress"])
+        self._begin = client.register_script(SCRIPTS["record_begin"])
 
     def get(self, task_id: str) -> dict[str, Any] | None:
         raw = self.r.hgetall(rec_key(task_id))
@@ -346,50 +299,56 @@ class SyncTaskRecords:
     def begin(self, task_id: str, worker: str) -> dict[str, Any] | None:
         """Mark the task STARTED unless final or cancelled; the record as it was before."""
         started_at = now_iso()
-        event = _event("status", task_id=task_id, status="STARTED", started_at=started_at)
-        flat = self._begin(keys=[rec_key(task_id), events_channel(task_id)], args=[started_at, worker, event])
+        args = {
+            "key": rec_key(task_id),
+            "channel": events_channel(task_id),
+            "started_at": started_at,
+            "worker": worker,
+            "event": _event(
+                "status", task_id=task_id, status=TaskState.STARTED, started_at=started_at
+            ).decode(),
+        }
+        flat = self._begin(args=[orjson.dumps(args)])
         if not flat:
             return None
         return _decode(dict(zip(flat[::2], flat[1::2], strict=True)))
 
-    def succeed(self, task_id: str, result: Any, expires: int) -> bool:
-        """Record SUCCESS and write Celery's result (its format, so AsyncResult reads it)."""
-        finished_at = now_iso()
-        meta = {
-            "status": "SUCCESS",
-            "result": result,
-            "traceback": None,
-            "children": [],
-            "date_done": finished_at,
-            "task_id": task_id,
-        }
-        event = _event("status", task_id=task_id, status="SUCCESS", finished_at=finished_at)
-        res = self._succeed(
-            keys=[rec_key(task_id), events_channel(task_id), CELERY_META_PREFIX + task_id],
-            args=[finished_at, orjson.dumps(result), orjson.dumps(meta), expires, event],
-        )
-        return bool(res)
+    def end_args(self, task_id: str, status: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """A final status as task_end.lua takes it (with the fair queue's end of the task)."""
+        return update_args(task_id, status, fields, keep_seconds=self.failed_keep)
 
     def is_cancelled(self, task_id: str) -> bool:
         return self.r.hget(rec_key(task_id), "cancel") == b"1"
 
     def mark(self, task_id: str, status: str, *, count_attempt: bool = False, **fields: Any) -> int:
-        res = self._update(
-            keys=[rec_key(task_id), events_channel(task_id)],
-            args=_update_args(status, fields, count_attempt, task_id, self.failed_keep),
+        args = update_args(
+            task_id, status, fields, count_attempt=count_attempt, keep_seconds=self.failed_keep
         )
-        return int(res)
+        return int(self._update(args=[orjson.dumps(args)]))
 
     def progress(self, task_id: str, current: int, total: int, message: str | None, seq: int) -> bool:
+        """Record progress; False when not written (final, cancelled, or an older update)."""
+        return self.report(task_id, current, total, message, seq) == 1
+
+    def report(self, task_id: str, current: int, total: int, message: str | None, seq: int) -> int:
+        """Record progress: 1 written, 0 not (final, or older), -1 not: its owner cancelled it."""
         updated_at = now_iso()
         event = _event(
             "progress", task_id=task_id, current=current, total=total, message=message, updated_at=updated_at
         )
-        res = self._progress(
-            keys=[prog_key(task_id), rec_key(task_id), events_channel(task_id)],
-            args=[seq, current, total, message or "", updated_at, self.expires, event],
-        )
-        return bool(res)
+        args = {
+            "prog_key": prog_key(task_id),
+            "key": rec_key(task_id),
+            "channel": events_channel(task_id),
+            "seq": seq,
+            "current": current,
+            "total": total,
+            "message": message or "",
+            "updated_at": updated_at,
+            "expires": self.expires,
+            "event": event.decode(),
+        }
+        return int(self._progress(args=[orjson.dumps(args)]))
 
     def last_progress(self, task_id: str) -> int:
         raw = self.r.hget(prog_key(task_id), "current")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared._errors import AppError, Conflict, Unprocessable
-from shared._records import REPLAYABLE
+from shared._status import REPLAYABLE_STATUSES, TaskState
 
 
 def replay_refusal(status: str, inputs: Any, *, has_key: bool, has_headers: bool) -> AppError | None:
@@ -18,8 +18,8 @@ def replay_refusal(status: str, inputs: Any, *, has_key: bool, has_headers: bool
     `has_key` and `has_headers` say whether the replay brings an OpenAI key and request headers
     again: a task that needed them had them never kept.
     """
-    if status not in REPLAYABLE:
-        if status == "SUCCESS":
+    if status not in REPLAYABLE_STATUSES:
+        if status == TaskState.SUCCESS:
             return Conflict("The task succeeded; only failed tasks are replayed.", code="task_succeeded")
         return Conflict(f"The task has not finished ({status}).", code="task_not_finished")
     if not isinstance(inputs, dict):

@@ -1,4 +1,4 @@
-"""Submitting work: record first, then queue it fairly (publishing off the event loop); idempotent."""
+"""Submitting work: the record and its fair-queue entry in one step, then publishing off the event loop."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from shared._fairq import TOO_MANY_RETRY_AFTER, AsyncFairQueue, build_message, m
 from shared._metrics import TASKS_SUBMITTED
 from shared._records import TaskRecords, now_iso
 from shared._settings import BaseServiceSettings
+from shared._status import TaskState
 
 log = logging.getLogger("shared.submit")
 
@@ -50,7 +51,7 @@ def check_timeouts(
 def accepted_view(task_id: str, task_type: str, queue: str) -> dict[str, Any]:
     return {
         "task_id": task_id,
-        "status": "PENDING",
+        "status": TaskState.PENDING,
         "task_type": task_type,
         "queue": queue,
         "links": {
@@ -174,7 +175,7 @@ async def submit_task(
     run_timeout: float | None = None,
     extra_record: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write the task record, then publish; answer the 202 body.
+    """Write the task record and queue the task (one script), publish what was popped; the 202 body.
 
     queue_timeout: not started within this many seconds of submission, it never runs (EXPIRED);
     run_timeout: a running attempt is stopped after this long (FAILURE, TimeLimitExceeded).
@@ -190,7 +191,7 @@ async def submit_task(
             if record is not None:
                 return accepted_view(earlier, record.get("task_type", task_type), record.get("queue", queue))
             return accepted_view(earlier, task_type, queue)
-    await records.create(
+    record = records.create_args(
         {
             "task_id": task_id,
             "owner": user.sub,
@@ -236,8 +237,7 @@ async def submit_task(
         time_limit=run_timeout + HARD_LIMIT_GRACE if run_timeout else None,
     )
 
-    async def take_back() -> None:
-        await records.discard(task_id, user.sub)
+    async def release_key() -> None:
         if idempotency is not None and idempotency_key:
             await idempotency.release(user.sub, idempotency_key)
 
@@ -245,6 +245,7 @@ async def submit_task(
         return await fq.submit(
             task_id=task_id,
             owner=user.sub,
+            record=record,
             priority=prio,
             message=message,
             countdown=countdown,
@@ -256,10 +257,11 @@ async def submit_task(
         if queued.status == "too_many" and await fq.prune_open(user.sub):
             queued = await enter()
     except BaseException:
-        await take_back()
+        await fq.abort(task_id, user.sub, [])  # the script may have run: take it all back out
+        await release_key()
         raise
-    if queued.status == "too_many":
-        await take_back()
+    if queued.status == "too_many":  # nothing was written
+        await release_key()
         raise TooManyRequests(
             f"You have {fq.limit} unfinished tasks, the most one user may have; submit more as they finish.",
             code="too_many_tasks",
@@ -271,8 +273,8 @@ async def submit_task(
             await _publish_popped(celery_app, queued.publish)
         except ServiceUnavailable:
             # Put back what was popped and take this task out: the broker is needed now.
-            await fq.abort(task_id, popped)
-            await take_back()
+            await fq.abort(task_id, user.sub, popped)
+            await release_key()
             raise
         await fq.confirm(popped)
     TASKS_SUBMITTED.labels(task_name, queue).inc()

@@ -44,5 +44,6 @@ def test_progress_after_a_cancel_request_is_refused(sync_records) -> None:
     tid = started(sync_records)
     sync_records.r.hset(rec_key(tid), "cancel", "1")  # what the API's cancel writes
     assert sync_records.progress(tid, 2, 5, "step 2", 2) is False
+    assert sync_records.report(tid, 3, 5, "step 3", 3) == -1  # what report_progress raises on
     assert sync_records.r.hget(prog_key(tid), "current") == b"1"
     assert sync_records.is_cancelled(tid)

@@ -23,7 +23,7 @@ from shared import (
     STATUSES,
     STREAM_RESPONSES,
     TASKS_REPLAYED,
-    TERMINAL,
+    TERMINAL_STATUSES,
     CeleryDep,
     Conflict,
     EventsDep,
@@ -33,6 +33,7 @@ from shared import (
     RecordsDep,
     ServiceUnavailable,
     Signal,
+    TaskState,
     TooManyRequests,
     Unprocessable,
     callback_secret,
@@ -148,17 +149,17 @@ async def task_cancel(
     """Cancel a task: a queued one never starts, a running one stops at its next step; it ends REVOKED."""
     record = await records.get_for(user, task_id)
     status = (await records.status(record))["status"]
-    if status in TERMINAL:
+    if status in TERMINAL_STATUSES:
         raise Conflict(f"The task has already finished ({status}).", code="task_finished")
     await records.request_cancel(task_id)
-    if status in {"PENDING", "RETRY"}:
+    if status in {TaskState.PENDING, TaskState.RETRY}:
         await records.mark(
             task_id,
-            "REVOKED",
+            TaskState.REVOKED,
             finished_at=now_iso(),
             error={"type": "Revoked", "message": "Cancelled before it started."},
         )
-        status = "REVOKED"
+        status = TaskState.REVOKED
     # Workers drop a revoked message on sight; our record's flag covers a worker that restarts.
     await anyio.to_thread.run_sync(lambda: celery.control.revoke(task_id))
     return {"task_id": task_id, "status": status, "cancel_requested": True}
@@ -354,7 +355,7 @@ async def task_events(
 
     async def final_or_none() -> dict[str, Any] | None:
         status = await records.status(await records.get(task_id) or record)
-        return status if status["status"] in TERMINAL else None
+        return status if status["status"] in TERMINAL_STATUSES else None
 
     async def stream() -> AsyncIterator[bytes]:
         # The process's one subscriber carries this stream (shared.EventHub): a stream holds
@@ -364,7 +365,7 @@ async def task_events(
                 # Subscribed before the snapshot, so nothing falls between.
                 yield _sse("progress", await records.progress(record))
                 status = await records.status(record)
-                if status["status"] in TERMINAL:
+                if status["status"] in TERMINAL_STATUSES:
                     yield _sse("status", status)
                     return
                 while True:
@@ -384,8 +385,8 @@ async def task_events(
                     event = orjson.loads(got)
                     if event.get("event") == "progress":
                         event.pop("event")
-                        yield _sse("progress", {**event, "status": "PROGRESS"})
-                    elif event.get("status") in TERMINAL:
+                        yield _sse("progress", {**event, "status": TaskState.PROGRESS})
+                    elif event.get("status") in TERMINAL_STATUSES:
                         fresh = await records.get(task_id) or record
                         yield _sse("status", await records.status(fresh))
                         return

@@ -1,12 +1,16 @@
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AnyHttpUrl, AwareDatetime, BaseModel, ConfigDict, Field, SecretStr
 
-from shared import HTTP_URL_PATTERN, MAX_PRIORITY, RetryPolicy
+from shared import HTTP_URL_PATTERN, MAX_PRIORITY, REPLAYABLE_STATUSES, STATUSES, RetryPolicy
 
+# Spelt out for the type checker and the OpenAPI schema; checked against shared's TaskState.
 Status = Literal["PENDING", "STARTED", "PROGRESS", "RETRY", "SUCCESS", "FAILURE", "REVOKED", "EXPIRED"]
+Replayable = Literal["FAILURE", "REVOKED", "EXPIRED"]
+if set(get_args(Status)) != set(STATUSES) or set(get_args(Replayable)) != REPLAYABLE_STATUSES:
+    raise RuntimeError("task_service.schemas: the statuses differ from shared.TaskState")
 
 
 class SubmitOptions(BaseModel):
@@ -173,7 +177,7 @@ class ReplayAccepted(TaskAccepted):
 
 class BulkReplayIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    status: Literal["FAILURE", "REVOKED", "EXPIRED"] = "FAILURE"
+    status: Replayable = "FAILURE"
     task_type: str | None = Field(default=None, max_length=64)
     since: AwareDatetime | None = Field(default=None, description="Only tasks created at or after this time.")
 

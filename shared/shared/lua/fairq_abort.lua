@@ -1,7 +1,7 @@
--- The submitting API could not publish (the broker is down): the tasks it popped go back into
--- their owners' turn, and the new task is taken out again, so the API can answer 503 and
--- leave nothing behind.
--- In (JSON): prefix, open, id (the new task), popped (ids)
+-- The submitting API could not publish (the broker is down), or its submission failed midway:
+-- the tasks it popped go back into their owners' turn, and the new task is taken out again,
+-- its record too, so the API can answer 503 and leave nothing behind.
+-- In (JSON): prefix, open, id (the new task), popped (ids), rec_key, user_key
 local a = cjson.decode(ARGV[1])
 local P = a.prefix
 for _, pid in ipairs(a.popped) do
@@ -21,4 +21,6 @@ end
 redis.call('ZREM', P .. 'delayed', a.id)
 redis.call('ZREM', P .. 'deadline', a.id)
 redis.call('DEL', mkey)
+redis.call('DEL', a.rec_key)
+redis.call('ZREM', a.user_key, a.id)
 return 1

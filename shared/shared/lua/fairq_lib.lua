@@ -60,3 +60,30 @@ local function fq_pop(P, n, now)
   end
   return out
 end
+
+-- Publishes confirmed: the ids are no longer claimed (a publisher sends them along with its next
+-- call, or on their own within a second).
+local function fq_confirm(P, ids)
+  for _, id in ipairs(ids or {}) do redis.call('ZREM', P .. 'claimed', id) end
+end
+
+-- Tasks left the broker window. A finished one gives back its place and its owner's count;
+-- a retried one only its place (Celery publishes its next attempt itself). Then the window
+-- is filled again in turn: the messages popped are returned for the caller to publish.
+local function fq_complete(P, open, ids, finished, now, max_pop)
+  for _, id in ipairs(ids) do
+    redis.call('ZREM', P .. 'inflight', id)
+    redis.call('ZREM', P .. 'claimed', id)
+    if finished then
+      local mkey = P .. 'm:' .. id
+      local user = redis.call('HGET', mkey, 'user')
+      if user then redis.call('ZREM', open .. user, id) end
+      redis.call('DEL', mkey)
+      redis.call('ZREM', P .. 'deadline', id)
+    end
+  end
+  redis.call('INCRBY', P .. 'done', #ids)
+  local room = fq_room(P)
+  if room <= 0 then return {} end
+  return fq_pop(P, math.min(room, max_pop), now)
+end

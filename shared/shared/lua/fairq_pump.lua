@@ -5,7 +5,7 @@
 -- Tasks past their queue_timeout deadline and still waiting here (never popped, record PENDING)
 -- are taken out and returned by id, for the caller to record EXPIRED; one already in the broker
 -- is left to the worker, which checks the deadline when it picks the task up.
--- In (JSON): prefix, open, node, slots, per_slot, latency, ttl, leave, now, promote_max, reclaim_before,
+-- In (JSON): prefix, open, rec_prefix (the task records'), node, slots, per_slot, latency, ttl, leave, now, promote_max, reclaim_before,
 --            max_pop
 -- Out: {summary (JSON), msg, ...}
 local a = cjson.decode(ARGV[1])
@@ -58,7 +58,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'deadline', '-inf', a.now, 
   redis.call('ZREM', P .. 'deadline', id)
   local mkey = P .. 'm:' .. id
   if not redis.call('ZSCORE', P .. 'inflight', id)
-     and redis.call('HGET', 't:rec:' .. id, 'status') == 'PENDING' then
+     and redis.call('HGET', a.rec_prefix .. id, 'status') == STATUS.PENDING then
     local user = redis.call('HGET', mkey, 'user')
     if user then
       redis.call('ZREM', P .. 'u:' .. user, id)
