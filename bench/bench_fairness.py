@@ -25,9 +25,11 @@ from shared import BaseServiceSettings, mint_token
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
+import benchkit  # noqa: E402
 from bench_tasks import purge, wait_done  # noqa: E402
 
-VHOST = "smartapp_bench"
+# The run's own vhost and Redis database (benchkit.run_env): never another run's state.
+VHOST = f"smartapp_bench_fairness_{os.getpid()}"
 FLOOD = int(os.environ.get("BENCH_FLOOD", "1000"))
 TRICKLE = 40
 TRICKLE_EVERY = 0.05
@@ -116,17 +118,20 @@ def line(label: str, waits: list[float]) -> str:
 
 def main() -> list[str]:
     testkit.ensure_vhost(VHOST)
-    env = testkit.test_env(
-        {"BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{VHOST}", "REDIS_URL": "redis://127.0.0.1:6379/10"}
-    )
-    os.environ.update(env)
-    log_dir = ROOT / ".run" / "bench-logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
+    redis_db = testkit.claim_redis_db()
+    try:
+        return measure(redis_db)
+    finally:
+        testkit.delete_vhost(VHOST)
+        testkit.release_redis_db(redis_db)
+
+
+def measure(redis_db: int) -> list[str]:
+    env, log_dir = benchkit.run_env(VHOST, redis_db)
     settings = BaseServiceSettings()
     token_a = mint_token(settings, "noisy-a", ["tasks"], 3600)
     token_b = mint_token(settings, "quiet-b", ["tasks"], 3600)
     rclient = redis.Redis.from_url(env["REDIS_URL"])
-    rclient.flushdb()
     purge(env)
     api_port = testkit.free_port()
     url = f"http://127.0.0.1:{api_port}"
@@ -138,12 +143,12 @@ def main() -> list[str]:
         )
         procs.append(worker)
         _, b_ids = asyncio.run(ours_round(url, token_a, token_b, 0))
-        wait_done(rclient, b_ids)
+        wait_done(rclient, b_ids, ours=True)
         ours_empty = ours_waits(rclient, b_ids)
         t0 = time.monotonic()
         a_ids, b_ids = asyncio.run(ours_round(url, token_a, token_b, FLOOD))
-        b_done = wait_done(rclient, b_ids) - t0
-        ours_rate = (FLOOD + TRICKLE) / (wait_done(rclient, a_ids) - t0)
+        b_done = wait_done(rclient, b_ids, ours=True) - t0
+        ours_rate = (FLOOD + TRICKLE) / (wait_done(rclient, a_ids, ours=True) - t0)
         ours_flood = ours_waits(rclient, b_ids)
         worker.stop()
 
