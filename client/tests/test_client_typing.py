@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
 import pytest
-from mypy import api
 
 from smartapp import AsyncClient, Client
 
@@ -35,11 +36,28 @@ async def use(client: Client, aclient: AsyncClient) -> None:
 def test_a_users_code_sees_each_method_typed_for_its_client(tmp_path: Path) -> None:
     source = tmp_path / "user.py"
     source.write_text(textwrap.dedent(USER_CODE))
-    report, _, status = api.run(["--strict", "--no-incremental", "--cache-dir", str(tmp_path), str(source)])
+    # A process of its own: mypy's in-process API shares the test session's interpreter state.
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--no-incremental",
+            "--cache-dir",
+            str(tmp_path),
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    report, status = done.stdout, done.returncode
     lines = [
         line.split(": ", 2)[-1].replace("builtins.", "") for line in report.splitlines() if "user.py:" in line
     ]
-    assert status == 1, report
+    assert status == 1, report + done.stderr
     assert lines[:7] == [
         'Revealed type is "smartapp._models.TaskStatus"',
         'Revealed type is "smartapp._models.TaskStatus"',
