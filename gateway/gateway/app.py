@@ -22,11 +22,12 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.console import Console, is_console_path
+from gateway.errors import send_error
 from gateway.identity import Identity
 from gateway.openapi import OpenAPIMerger
 from gateway.operations import check_platform, router
 from gateway.pipelined_redis import PipelinedRedis
-from gateway.proxy import Proxy, Upstreams, send_error
+from gateway.proxy import Proxy, Upstreams
 from gateway.ratelimit import RateLimiter
 from gateway.routing import RoutingTable
 from gateway.settings import GatewaySettings

@@ -11,14 +11,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import aiohttp
-import orjson
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 from yarl import URL
 
+from gateway.errors import (
+    BadGateway,
+    GatewayTimeout,
+    HeadersTooLarge,
+    RequestTimeout,
+    TooManyStreams,
+    send_error,
+)
+from gateway.headers import (
+    REQUEST_DROP,
+    SPOOFABLE_PREFIXES,
+    TRUSTED_FORWARDING,
+    add_forwarding,
+    declared_length,
+    response_head,
+    upstream_url,
+)
 from gateway.identity import Identity
 from gateway.ratelimit import Decision, RateLimiter
 from gateway.routing import Route, RoutingTable, Service
@@ -26,89 +42,13 @@ from gateway.settings import GatewaySettings
 from gateway.streams import Slot, StreamSlots
 from shared import (
     AppError,
-    BadRequest,
     NotFound,
     PayloadTooLarge,
     ServiceUnavailable,
     TooManyRequests,
-    error_body,
-    request_id_var,
 )
 
 log = logging.getLogger("gateway.proxy")
-
-# RFC 9110 section 7.6.1 hop-by-hop fields, plus the legacy ones proxies still meet.
-HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"te",
-        b"trailer",
-        b"trailers",
-        b"transfer-encoding",
-        b"upgrade",
-        b"proxy-connection",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-    }
-)
-
-# Fields that claim an identity, a client address or a rewritten request. Only the gateway may
-# say these things to a service, so whatever a client sent under these names is dropped.
-SPOOFABLE = frozenset(
-    {
-        b"x-user-id",
-        b"x-user",
-        b"x-user-email",
-        b"x-user-roles",
-        b"x-email",
-        b"x-remote-user",
-        b"remote-user",
-        b"x-principal",
-        b"x-sub",
-        b"x-subject",
-        b"x-scope",
-        b"x-scopes",
-        b"x-roles",
-        b"x-groups",
-        b"x-tenant-id",
-        b"x-real-ip",
-        b"x-client-ip",
-        b"x-cluster-client-ip",
-        b"true-client-ip",
-        b"cf-connecting-ip",
-        b"fastly-client-ip",
-        b"forwarded",
-        b"x-original-forwarded-for",
-        b"x-original-url",
-        b"x-original-uri",
-        b"x-rewrite-url",
-        b"x-http-method-override",
-        b"x-http-method",
-        b"x-method-override",
-    }
-)
-# x-auth covers x-auth-*, x-authenticated-*, x-authorization; x-forwarded- covers -user,
-# -email, -groups, -access-token (oauth2-proxy's names) as well as -for/-host/-proto, which
-# the gateway writes itself. x-service- covers x-service-token, the credential task-service's
-# scheduler shows the services' internal endpoints: it never comes from a client.
-SPOOFABLE_PREFIXES = (
-    b"x-auth",
-    b"x-forwarded-",
-    b"x-jwt",
-    b"x-gateway-",
-    b"x-internal-",
-    b"x-service-",
-    b"proxy-",
-)
-
-# Rebuilt by the gateway or by aiohttp for the upstream connection.
-REBUILT = frozenset({b"host", b"content-length", b"x-request-id", b"expect"})
-
-REQUEST_DROP = HOP_BY_HOP | SPOOFABLE | REBUILT
-TRUSTED_FORWARDING = frozenset({b"x-forwarded-for", b"x-forwarded-host", b"x-forwarded-proto"})
-# uvicorn writes its own Date (and no Server header: it is turned off).
-RESPONSE_DROP = HOP_BY_HOP | frozenset({b"date", b"server"})
 
 BODYLESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
 BUFFER_BELOW = 256 * 1024  # request bodies up to this size are read whole, then sent
@@ -118,36 +58,6 @@ SERVICE_TITLES = {
     Service.SCRAPING: "scraping service",
     Service.NOTIFICATIONS: "notification service",
 }
-
-
-class BadGateway(AppError):
-    status_code = 502
-    code = "bad_gateway"
-    message = "The service answered badly; try again."
-
-
-class GatewayTimeout(AppError):
-    status_code = 504
-    code = "upstream_timeout"
-    message = "The service did not answer in time."
-
-
-class RequestTimeout(AppError):
-    status_code = 408
-    code = "request_timeout"
-    message = "The request body did not arrive in time."
-
-
-class HeadersTooLarge(AppError):
-    status_code = 431
-    code = "headers_too_large"
-    message = "The request headers are too large."
-
-
-class TooManyStreams(AppError):
-    status_code = 429
-    code = "too_many_streams"
-    message = "You have too many event streams open; close one first."
 
 
 class UpstreamAborted(Exception):
@@ -168,29 +78,6 @@ class Upstreams:
     stream_session: aiohttp.ClientSession | None = None
     limiter: RateLimiter | None = None
     streams: StreamSlots | None = None
-
-
-def error_message(
-    exc: AppError, extra_headers: Sequence[tuple[bytes, bytes]] = ()
-) -> tuple[Message, Message]:
-    body = orjson.dumps(error_body(exc.code, exc.message, exc.detail))
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        *extra_headers,
-    ]
-    for name, value in exc.headers.items():
-        headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
-    return (
-        {"type": "http.response.start", "status": exc.status_code, "headers": headers},
-        {"type": "http.response.body", "body": body},
-    )
-
-
-async def send_error(send: Send, exc: AppError, extra_headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
-    start, body = error_message(exc, extra_headers)
-    await send(start)
-    await send(body)
 
 
 class Proxy:
@@ -240,7 +127,7 @@ class Proxy:
             sub = principal.sub
             caller = f"u:{sub}"
 
-        length = None if content_length is None else _declared_length(content_length, route.max_body)
+        length = None if content_length is None else declared_length(content_length, route.max_body)
 
         limiter = self.upstreams.limiter
         if self.rate_limit and limiter is not None:
@@ -249,7 +136,7 @@ class Proxy:
             if not decision.allowed:
                 raise TooManyRequests("Too many requests; slow down.")
 
-        _add_forwarding(headers, forwarded, host, client_ip, scope["scheme"])
+        add_forwarding(headers, forwarded, host, client_ip, scope["scheme"])
 
         # The body: none, whole, or streamed with a running count against the limit.
         state = _BodyState(route.max_body)
@@ -276,7 +163,7 @@ class Proxy:
         elif method not in BODYLESS:
             body = b""
 
-        url = _upstream_url(route, scope)
+        url = upstream_url(route, scope)
         if not stream:
             await self._exchange(scope, receive, send, route, method, url, headers, body, state, extra)
             return
@@ -373,7 +260,7 @@ class Proxy:
                     start = {
                         "type": "http.response.start",
                         "status": resp.status,
-                        "headers": _response_head(resp, extra),
+                        "headers": response_head(resp, extra),
                     }
                     if stream and resp.content_type == "text/event-stream":
                         # A stream lives until its client leaves or STREAM_MAX_SECONDS pass.
@@ -436,55 +323,6 @@ class Proxy:
             f"The {SERVICE_TITLES[route.service]} is unavailable; try again shortly.",
             code="upstream_unavailable",
         )
-
-
-def _response_head(
-    resp: aiohttp.ClientResponse, extra: list[tuple[bytes, bytes]]
-) -> list[tuple[bytes, bytes]]:
-    """The service's response fields less hop-by-hop ones (and those its Connection names), then
-    the gateway's own (`extra`: the rate-limit fields)."""
-    out = [(name.lower(), value) for name, value in resp.raw_headers if name.lower() not in RESPONSE_DROP]
-    listed = resp.headers.get("Connection")
-    if listed:
-        hop = {t.strip().lower().encode("latin-1") for t in listed.split(",")}
-        out = [h for h in out if h[0] not in hop]
-    out.extend(extra)
-    return out
-
-
-def _declared_length(content_length: bytes, max_body: int) -> int:
-    """The Content-Length a client declared, refused when it is not a number or over the limit."""
-    if not content_length.isdigit():
-        raise BadRequest("Content-Length must be a number.")
-    length = int(content_length)
-    if length > max_body:
-        raise PayloadTooLarge(f"The request body is larger than {max_body} bytes.")
-    return length
-
-
-def _add_forwarding(
-    headers: list[tuple[str, str]], forwarded: dict[bytes, bytes], host: bytes, client_ip: str, scheme: str
-) -> None:
-    """X-Forwarded-For/-Host/-Proto (extending trusted ones a proxy in front sent) and X-Request-Id."""
-    xff = forwarded.get(b"x-forwarded-for")
-    headers.append(("x-forwarded-for", f"{xff.decode('latin-1')}, {client_ip}" if xff else client_ip))
-    headers.append(("x-forwarded-host", forwarded.get(b"x-forwarded-host", host).decode("latin-1")))
-    headers.append(
-        ("x-forwarded-proto", forwarded.get(b"x-forwarded-proto", b"").decode("latin-1") or scheme)
-    )
-    rid = request_id_var.get()
-    if rid:
-        headers.append(("x-request-id", rid))
-
-
-def _upstream_url(route: Route, scope: Scope) -> URL:
-    """The service's URL for this request: its base, the raw path as the client sent it, the query."""
-    raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
-    target = route.base_url + raw_path.decode("latin-1")
-    query: bytes = scope["query_string"]
-    if query:
-        target += "?" + query.decode("latin-1")
-    return URL(target, encoded=True)
 
 
 class _BodyState:

@@ -19,7 +19,8 @@ from celery.utils.saferepr import saferepr
 from kombu import Exchange, Queue
 
 from shared._context import request_id_var, task_id_var
-from shared._fairq import FairPump, FairQueue, Settler, settle
+from shared._fairq import FairQueue
+from shared._fairq_worker import FairPump, Settler, settle
 from shared._metrics import (
     TASK_DURATION,
     TASK_QUEUE_WAIT,
