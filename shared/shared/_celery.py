@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
-from billiard.exceptions import SoftTimeLimitExceeded
+from billiard.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from celery import Celery, Task, signals
 from celery.exceptions import Ignore, Reject, Retry
 from celery.utils.saferepr import saferepr
@@ -75,8 +75,13 @@ _ENDED: set[str] = set()
 QUEUE_TIMEOUT_ERROR = {"type": "QueueTimeout", "message": "Not started within its queue_timeout_seconds."}
 
 
+# The soft limit raised in the task, or the hard one: the pool process killed, reported by the
+# worker's main process (Celery calls on_failure there with TimeLimitExceeded).
+RUN_TIMEOUTS = (SoftTimeLimitExceeded, TimeLimitExceeded)
+
+
 def error_view(exc: BaseException) -> dict[str, str]:
-    if isinstance(exc, SoftTimeLimitExceeded):
+    if isinstance(exc, RUN_TIMEOUTS):
         return {
             "type": "TimeLimitExceeded",
             "message": "Stopped: it ran longer than its run_timeout_seconds.",
@@ -232,7 +237,7 @@ class PlatformTask(Task):  # type: ignore[misc]
 
     def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         error = error_view(exc)
-        if isinstance(exc, SoftTimeLimitExceeded):
+        if isinstance(exc, RUN_TIMEOUTS):
             TASKS_TIMED_OUT.labels(self.name, self._queue()).inc()
         self._end(task_id, TaskState.FAILURE, error=error)
         TASKS_FAILED.labels(self.name, self._queue()).inc()
