@@ -8,6 +8,7 @@ import asyncio
 import inspect
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -33,11 +34,10 @@ async def use(client: Client, aclient: AsyncClient) -> None:
 """
 
 
-def test_a_users_code_sees_each_method_typed_for_its_client(tmp_path: Path) -> None:
-    source = tmp_path / "user.py"
-    source.write_text(textwrap.dedent(USER_CODE))
-    # A process of its own: mypy's in-process API shares the test session's interpreter state.
-    done = subprocess.run(
+def _mypy_on(folder: Path, code: str) -> subprocess.CompletedProcess[str]:
+    source = folder / "user.py"
+    source.write_text(code)
+    return subprocess.run(
         [
             sys.executable,
             "-m",
@@ -45,7 +45,7 @@ def test_a_users_code_sees_each_method_typed_for_its_client(tmp_path: Path) -> N
             "--strict",
             "--no-incremental",
             "--cache-dir",
-            str(tmp_path),
+            str(folder / ".mypy"),
             str(source),
         ],
         capture_output=True,
@@ -53,6 +53,14 @@ def test_a_users_code_sees_each_method_typed_for_its_client(tmp_path: Path) -> N
         timeout=120,
         check=False,
     )
+
+
+def test_a_users_code_sees_each_method_typed_for_its_client() -> None:
+    # A folder of its own, outside pytest's: mypy walks up from the file looking for packages,
+    # and another test may leave an __init__.py in pytest's base folder. A process of its own
+    # too: mypy's in-process API shares the test session's interpreter state.
+    with tempfile.TemporaryDirectory(prefix="smartapp_typing_") as folder:
+        done = _mypy_on(Path(folder), textwrap.dedent(USER_CODE))
     report, status = done.stdout, done.returncode
     lines = [
         line.split(": ", 2)[-1].replace("builtins.", "") for line in report.splitlines() if "user.py:" in line
