@@ -8,7 +8,8 @@ again answers the device the user already has (refreshed), never a second one: o
 script (lua/device_register.lua) checks and writes, so even registrations at once make one.
 
 A webhook's signing secret is kept sealed with the server secret (shared.Sealer) and bound
-to its device id; it is unsealed only to sign a delivery.
+to its device id; it is unsealed only to sign deliveries, once per delivery run (the run keeps
+the key in memory while it lasts, never in Redis or a log).
 """
 
 from __future__ import annotations
