@@ -28,10 +28,7 @@ from shared._cache import (
 )
 from shared._callbacks import callback_secret
 from shared._celery import (
-    Continuation,
     PlatformTask,
-    PublicTaskError,
-    TaskCancelled,
     install_worker_hooks,
     make_celery,
     make_queue,
@@ -100,6 +97,7 @@ from shared._submit import (
     submit_task,
     was_queued,
 )
+from shared._task_errors import Continuation, PublicTaskError, TaskCancelled
 from shared._url_policy import (
     BodyTooLarge,
     OutboundError,

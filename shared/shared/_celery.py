@@ -12,7 +12,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
-from billiard.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from celery import Celery, Task, signals
 from celery.exceptions import Ignore, Reject, Retry
 from celery.utils.saferepr import saferepr
@@ -38,9 +37,16 @@ from shared._metrics import (
 from shared._queues import MAX_PRIORITY, QueueName
 from shared._records import SyncTaskRecords, iso_at, now_iso
 from shared._redis import create_sync_redis
-from shared._retries import NonRetryable, is_retryable, retry_delay
+from shared._retries import is_retryable, retry_delay
 from shared._settings import BaseServiceSettings
 from shared._status import TERMINAL_STATUSES, TaskState
+from shared._task_errors import (
+    QUEUE_TIMEOUT_ERROR,
+    RUN_TIMEOUTS,
+    Continuation,
+    TaskCancelled,
+    error_view,
+)
 
 log = logging.getLogger("shared.celery")
 
@@ -50,46 +56,10 @@ REDACTED = "***"
 KWARGSREPR_MAX = 1024
 
 
-class TaskCancelled(Exception):
-    """Raised inside a task when its owner cancelled it; the task ends REVOKED."""
-
-
-class Continuation(Exception):
-    """Raised through task.retry() to hand a long task over to a fresh delivery (not a failure)."""
-
-
-class PublicTaskError(NonRetryable):
-    """A failure whose message is safe and useful to show the task's owner.
-
-    Not retried unless a subclass sets `retryable = True`."""
-
-    retryable = False
-
-
 # Ids of tasks this process put back to wait for a retry: their end frees only the window's place.
 _RETRYING: set[str] = set()
 # Ids of tasks whose end this process wrote with their final record (PlatformTask._end).
 _ENDED: set[str] = set()
-
-
-QUEUE_TIMEOUT_ERROR = {"type": "QueueTimeout", "message": "Not started within its queue_timeout_seconds."}
-
-
-# The soft limit raised in the task, or the hard one: the pool process killed, reported by the
-# worker's main process (Celery calls on_failure there with TimeLimitExceeded).
-RUN_TIMEOUTS = (SoftTimeLimitExceeded, TimeLimitExceeded)
-
-
-def error_view(exc: BaseException) -> dict[str, str]:
-    if isinstance(exc, RUN_TIMEOUTS):
-        return {
-            "type": "TimeLimitExceeded",
-            "message": "Stopped: it ran longer than its run_timeout_seconds.",
-        }
-    if isinstance(exc, PublicTaskError):
-        return {"type": type(exc).__name__, "message": str(exc)[:1000]}
-    # Unknown exceptions may carry internals; the owner sees the type, operators the log.
-    return {"type": type(exc).__name__, "message": "The task failed with an internal error."}
 
 
 def redacted_repr(kwargs: dict[str, Any], secret: frozenset[str]) -> str:

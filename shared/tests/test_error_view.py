@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from billiard.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
-from shared._celery import PublicTaskError, error_view
+from shared._task_errors import PublicTaskError, error_view
 
 RUN_TIMEOUT = {"type": "TimeLimitExceeded", "message": "Stopped: it ran longer than its run_timeout_seconds."}
 
