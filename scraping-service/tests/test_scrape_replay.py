@@ -102,6 +102,25 @@ async def finished(client: httpx.AsyncClient, task_id: str, h: dict[str, str]) -
     raise AssertionError(f"{task_id} did not finish")
 
 
+async def failed_scrape(
+    stack: Stack,
+    api: httpx.AsyncClient,
+    model: FakeOpenAI,
+    h: dict[str, str],
+    *,
+    accepted_key: str,
+    url: str,
+    **body: Any,
+) -> str:
+    """A scrape that fails for good: the model server accepts only `accepted_key` and refuses
+    the first call with 401 (not retried), so the task ends FAILURE with its inputs kept."""
+    model.api_key = accepted_key
+    model.fail(401, "key revoked for a moment", times=1)
+    task_id = await scrape(stack, h, url=url, **body)
+    assert (await finished(api, task_id, h))["status"] == "FAILURE"
+    return task_id
+
+
 def record(stack: Stack, task_id: str) -> dict[bytes, bytes]:
     with sync_redis.Redis.from_url(stack.env["REDIS_URL"]) as client:
         return client.hgetall(f"t:rec:{task_id}")  # type: ignore[return-value]
@@ -186,10 +205,14 @@ async def test_a_scrape_on_the_servers_key_replays_without_a_key_within_the_dail
     auth: Auth,
 ) -> None:
     h = auth("sam", "tasks scrape")
-    replay_openai.api_key = SERVER_KEY
-    replay_openai.fail(401, "server key revoked for a moment", times=1)
-    original = await scrape(replay_stack, h, url=f"{e2e_pages.base}/page/server-{uuid.uuid4().hex[:6]}")
-    assert (await finished(task_api, original, h))["status"] == "FAILURE"
+    original = await failed_scrape(
+        replay_stack,
+        task_api,
+        replay_openai,
+        h,
+        accepted_key=SERVER_KEY,
+        url=f"{e2e_pages.base}/page/server-{uuid.uuid4().hex[:6]}",
+    )
 
     # Through the gateway, as a client calls it.
     async with httpx.AsyncClient(base_url=replay_stack.urls["gateway"], timeout=30) as gateway:
@@ -255,10 +278,14 @@ async def test_bulk_replay_restarts_the_scrapes_that_need_no_secret(
     auth: Auth,
 ) -> None:
     h = auth(f"bulk-{uuid.uuid4().hex[:6]}", "tasks scrape")
-    replay_openai.api_key = SERVER_KEY
-    replay_openai.fail(401, "server key revoked for a moment", times=1)
-    on_server = await scrape(replay_stack, h, url=f"{e2e_pages.base}/page/bulk-s-{uuid.uuid4().hex[:6]}")
-    assert (await finished(task_api, on_server, h))["status"] == "FAILURE"
+    on_server = await failed_scrape(
+        replay_stack,
+        task_api,
+        replay_openai,
+        h,
+        accepted_key=SERVER_KEY,
+        url=f"{e2e_pages.base}/page/bulk-s-{uuid.uuid4().hex[:6]}",
+    )
     # The user's key is not the one the model server accepts now: this one fails too.
     on_user = await scrape(
         replay_stack, h, url=f"{e2e_pages.base}/page/bulk-u-{uuid.uuid4().hex[:6]}", openai_key=USER_KEY
@@ -281,12 +308,15 @@ async def test_only_a_replay_credential_of_the_owner_replays(
     auth: Auth,
 ) -> None:
     h = auth("olga", "tasks scrape")
-    replay_openai.api_key = USER_KEY
-    replay_openai.fail(401, "no", times=1)
-    original = await scrape(
-        replay_stack, h, url=f"{e2e_pages.base}/page/own-{uuid.uuid4().hex[:6]}", openai_key=USER_KEY
+    original = await failed_scrape(
+        replay_stack,
+        task_api,
+        replay_openai,
+        h,
+        accepted_key=USER_KEY,
+        url=f"{e2e_pages.base}/page/own-{uuid.uuid4().hex[:6]}",
+        openai_key=USER_KEY,
     )
-    assert (await finished(task_api, original, h))["status"] == "FAILURE"
 
     # Another user's task is as unknown as a missing one, through task-service...
     r = await task_api.post(
@@ -337,10 +367,14 @@ async def test_a_scrape_replay_while_scraping_service_is_away_is_503_with_retry_
     auth: Auth,
 ) -> None:
     h = auth("ursula", "tasks scrape")
-    replay_openai.api_key = SERVER_KEY
-    replay_openai.fail(401, "no", times=1)
-    original = await scrape(replay_stack, h, url=f"{e2e_pages.base}/page/away-{uuid.uuid4().hex[:6]}")
-    assert (await finished(task_api, original, h))["status"] == "FAILURE"
+    original = await failed_scrape(
+        replay_stack,
+        task_api,
+        replay_openai,
+        h,
+        accepted_key=SERVER_KEY,
+        url=f"{e2e_pages.base}/page/away-{uuid.uuid4().hex[:6]}",
+    )
     nobody = f"http://127.0.0.1:{testkit.free_port()}"
     port = testkit.free_port()
     lonely = testkit.start_api(
