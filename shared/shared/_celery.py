@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
+import orjson
 from celery import Celery, Task, signals
 from celery.exceptions import Ignore, Reject, Retry
 from celery.utils.saferepr import saferepr
@@ -63,8 +64,18 @@ _ENDED: set[str] = set()
 
 
 def redacted_repr(kwargs: dict[str, Any], secret: frozenset[str]) -> str:
-    """kwargs for display: secret ones masked, the whole bounded (data may be a megabyte)."""
-    return saferepr({k: (REDACTED if k in secret else v) for k, v in kwargs.items()}, KWARGSREPR_MAX)
+    """kwargs for display: secret ones masked, the whole bounded (data may be a megabyte).
+
+    As JSON (what the message carries anyway), cut at KWARGSREPR_MAX: orjson renders a
+    megabyte faster than Celery's saferepr renders its first kilobyte, and saferepr on every
+    submission cost a tenth of an API's CPU. saferepr stays for what JSON cannot show.
+    """
+    shown = {k: (REDACTED if k in secret else v) for k, v in kwargs.items()}
+    try:
+        text = orjson.dumps(shown).decode()
+    except TypeError:  # not JSON (an integer past 64 bits, say): Celery's own bounded repr
+        return str(saferepr(shown, KWARGSREPR_MAX))
+    return text if len(text) <= KWARGSREPR_MAX else text[: KWARGSREPR_MAX - 3] + "..."
 
 
 def _parse_time(value: str | None) -> float | None:
