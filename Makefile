@@ -20,8 +20,15 @@ uv: ## install uv with pip when it is missing
 	  echo "installing uv with pip"; python3 -m pip install --user --quiet uv \
 	  || python3 -m pip install --user --quiet --break-system-packages uv || python3 -m pip install --quiet uv; }
 
+# Compiled to bytecode ahead: where PYTHONDONTWRITEBYTECODE is set (as in our CI's environment)
+# nothing caches it, and every process the tests start (APIs, gateways, workers: hundreds) compiled
+# every module it imports again, 1.8 s a start instead of 0.75 s. Stale files are harmless: Python
+# checks each against its source's mtime and compiles an edited module in memory.
+PACKAGES := shared/shared gateway/gateway task-service/task_service scraping-service/scraping_service \
+  notification-service/notification_service client/smartapp testkit/testkit
 sync: uv ## install the workspace (locked versions) into .venv
-	@$(UV) sync --frozen --all-packages --quiet
+	@$(UV) sync --frozen --all-packages --quiet --compile-bytecode
+	@.venv/bin/python -m compileall -q -j 0 $(PACKAGES) >/dev/null
 
 # Debian packages the checks need: promtool (Prometheus rules and configs), wrk (the gateway
 # benchmark, whose quick run is part of the tests), chromium (the web console's browser tests,
