@@ -128,6 +128,17 @@ def test_task_retry_replays_a_failed_task_through_sdk_and_command(
     done = run_cli(["task", "retry", failed.task_id, "--json"], env)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["retry_of"] == failed.task_id
+    # Every failed `fail` task of this user again, from the command line: the one above (its
+    # replays failed too, so they are replayed as well) and a new task each.
+    replayed = run_cli(["task", "retry-all", "--status", "FAILURE", "--type", "fail", "--json"], env)
+    assert replayed.returncode == 0, replayed.stderr
+    bulk_cli = json.loads(replayed.stdout)
+    assert bulk_cli["count"] == len(bulk_cli["task_ids"]) >= 1
+    with Client(platform.url, token=user.token) as client:
+        again = client.get_task(bulk_cli["task_ids"][0])
+    assert again.retry_of is not None and again.task_type == "fail"
+    as_text = run_cli(["task", "retry-all", "--type", "no_such_type"], env)
+    assert as_text.returncode == 0 and as_text.stdout.strip() == "0 started again"
 
 
 def _run_on_terminal(args: list[str], env: dict[str, str], timeout: float = 90) -> tuple[int, str]:

@@ -296,6 +296,23 @@ def task_retry(task_id: str, openai_key: str | None) -> None:
     reply(answer, f"{answer.task_id} {answer.status} (retry of {answer.retry_of})")
 
 
+@task.command("retry-all")
+@click.option(
+    "--status",
+    type=click.Choice(["FAILURE", "REVOKED", "EXPIRED"]),
+    default="FAILURE",
+    show_default=True,
+    help="Replay your tasks that ended so.",
+)
+@click.option("--type", "task_type", default=None, help="Only tasks of this type.")
+@click.option("--since", default=None, help="Created at or after (ISO 8601; no zone: local time).")
+@json_option
+def task_retry_all(status: str, task_type: str | None, since: str | None) -> None:
+    """Run again, as new tasks, up to 1,000 of your tasks that ended in --status."""
+    answer = state.client().retry_tasks(status, task_type=task_type, since=parse_time(since, "--since"))
+    reply(answer, f"{answer.count} started again" + "".join(f"\n{tid}" for tid in answer.task_ids))
+
+
 @task.command("types")
 @json_option
 def task_types() -> None:
