@@ -103,12 +103,23 @@ class _Key:
     owner: str
     key: str | None
 
-    async def claim(self, body: BaseModel, first: str, second: str) -> tuple[str, str] | None:
-        """The earlier request's two ids when this one repeats it, else None (claimed now)."""
+    async def claim(
+        self, body: BaseModel, first: str, second: str, recorded: Callable[[str, str], Awaitable[bool]]
+    ) -> tuple[str, str] | None:
+        """The earlier request's two ids when this one repeats it, else None (claimed now).
+
+        `recorded(first, second)`: whether the earlier request's work exists (a claim left by a
+        process that died before recording it is taken over: see Idempotency.claim).
+        """
         if self.key is None:
             return None
         fingerprint = body_fingerprint(body.model_dump(mode="json"))
-        earlier = await self.idem.claim(self.owner, self.key, fingerprint, f"{first} {second}")
+
+        async def exists(ids: str) -> bool:
+            one, _, two = ids.partition(" ")
+            return await recorded(one, two)
+
+        earlier = await self.idem.claim(self.owner, self.key, fingerprint, f"{first} {second}", exists)
         if earlier is None:
             return None
         first, _, second = earlier.partition(" ")
@@ -165,7 +176,15 @@ async def send_notification(
     task_id = str(uuid.uuid4())
     notif = checked_notification(request, body, user, time.time(), "", task_id=task_id)
     key = _Key(Idempotency(request.app.state.redis, "notify"), user.sub, idempotency_key)
-    earlier = await key.claim(body, notif.notification_id, task_id)
+    records = request.app.state.records
+
+    async def recorded(nid: str, tid: str) -> bool:
+        # A held notification is its ledger entry; one sent now, its delivery task's record.
+        if body.send_at is not None:
+            return await state.ledger(request).get_notification(nid) is not None
+        return bool(await records.exists(tid))
+
+    earlier = await key.claim(body, notif.notification_id, task_id, recorded)
     if earlier is not None:
         nid, tid = earlier
         first = await state.ledger(request).get_notification(nid)
@@ -229,7 +248,12 @@ async def batch_notifications(
     nids = [n.notification_id for n in notifs]
     ledger = state.ledger(request)
     key = _Key(Idempotency(request.app.state.redis, "notify-batch"), user.sub, idempotency_key)
-    earlier = await key.claim(body, batch_id, task_id)
+    records = request.app.state.records
+
+    async def recorded(_: str, tid: str) -> bool:
+        return bool(await records.exists(tid))  # every batch hands its delivery task off
+
+    earlier = await key.claim(body, batch_id, task_id, recorded)
     if earlier is not None:
         bid, tid = earlier
         ids = await ledger.batch_ids(bid)

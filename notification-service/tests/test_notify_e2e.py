@@ -292,6 +292,36 @@ async def test_idempotency_key_sends_once(
     assert [i["notification_id"] for i in inbox["items"]] == [nid]
 
 
+async def test_a_key_left_claimed_by_a_dead_api_is_taken_over_and_the_send_goes_out_once(
+    api: httpx.AsyncClient, auth: Auth, webhook_receiver: FakeWebhookReceiver, notify_redis_url: str
+) -> None:
+    """An API killed between claiming the Idempotency-Key and handing the delivery task off
+    leaves a claim naming a task that never exists. The client's repeat, once that claim is
+    older than any submission takes, is sent (once) instead of answered with the ghost's ids."""
+    user = _user()
+    headers = auth(user, "")
+    hook, _ = await _register_hook(api, headers, webhook_receiver)
+    body = {"user_id": user, "title": "After a crash", "message": "sent once"}
+    probe = await api.post("/send-notification/", headers={**headers, "Idempotency-Key": "probe"}, json=body)
+    assert probe.status_code == 202
+    client = aioredis.Redis.from_url(notify_redis_url)
+    try:
+        fingerprint = json.loads(await client.get(f"t:idem:notify:{user}:probe"))["fp"]  # this body's
+        ghost = {"fp": fingerprint, "id": "ghost-nid ghost-tid", "at": time.time() - 60}
+        await client.set(f"t:idem:notify:{user}:crashed", json.dumps(ghost), ex=3600)
+    finally:
+        await client.aclose()
+    keyed = {**headers, "Idempotency-Key": "crashed"}
+    answers = [await api.post("/send-notification/", headers=keyed, json=body) for _ in range(2)]
+    assert {a.status_code for a in answers} == {202}
+    nid = answers[0].json()["notification_id"]
+    assert nid != "ghost-nid" and answers[1].json()["notification_id"] == nid
+    await _settled(api, headers, nid)
+    await _settled(api, headers, probe.json()["notification_id"])
+    await asyncio.sleep(0.5)
+    assert len(hook.received) == 2  # the probe's and the taken-over key's, nothing more
+
+
 async def test_sending_to_another_user_needs_scope(api: httpx.AsyncClient, auth: Auth) -> None:
     body = {"user_id": _user(), "title": "Hi"}
     r = await api.post("/send-notification/", headers=auth(_user(), "tasks"), json=body)

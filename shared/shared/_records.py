@@ -193,6 +193,9 @@ class TaskRecords:
         raw = await self.r.hgetall(rec_key(task_id))
         return _decode(raw) if raw else None
 
+    async def exists(self, task_id: str) -> bool:
+        return bool(await self.r.exists(rec_key(task_id)))
+
     async def get_for(self, user: Principal, task_id: str) -> dict[str, Any]:
         """The record if the caller may see it; another user's task is as unknown as a missing one."""
         if len(task_id) > 100:

@@ -6,6 +6,7 @@ import hashlib
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 from urllib.parse import quote
@@ -15,6 +16,7 @@ import kombu.exceptions
 import orjson
 import redis.asyncio as aioredis
 from celery import Celery
+from redis.exceptions import WatchError
 
 from shared._auth import Principal
 from shared._celery import DEFAULT_PRIORITY, redacted_repr
@@ -30,6 +32,10 @@ log = logging.getLogger("shared.submit")
 
 API_PREFIX = "/smart_application/tasks"
 IDEMPOTENCY_TTL = 24 * 3600
+# A submission records its work milliseconds after claiming its key, and a failed one frees the
+# key; only a process killed in between leaves a claim with nothing behind it. Well above any
+# submission's time (a stalled Redis or broker fails it within seconds).
+STALE_CLAIM_SECONDS = 30.0
 HARD_LIMIT_GRACE = 5.0  # seconds between a run_timeout's soft stop and the kill
 MAX_IDEMPOTENCY_KEY = 200
 
@@ -86,24 +92,62 @@ class Idempotency:
                 code="invalid_idempotency_key",
             )
 
-    async def claim(self, owner: str, key: str, fingerprint: str, new_id: str) -> str | None:
-        """Claim key for new_id; return the earlier id when this is a repeat."""
+    async def claim(
+        self,
+        owner: str,
+        key: str,
+        fingerprint: str,
+        new_id: str,
+        recorded: Callable[[str], Awaitable[bool]] | None = None,
+    ) -> str | None:
+        """Claim key for new_id; return the earlier id when this is a repeat.
+
+        A claim is written before the work it names is recorded. `recorded(id)` says whether
+        that work exists: a claim older than STALE_CLAIM_SECONDS whose work does not exist was
+        left by a process that died in between (the client saw no answer and sent the request
+        again, which is what the key is for). It is taken over (None: new_id is the answer),
+        once, atomically, instead of answering with an id that will never exist.
+        """
         self.check_key(key)
         rkey = self._key(owner, key)
-        value = orjson.dumps({"fp": fingerprint, "id": new_id})
-        if await self.r.set(rkey, value, nx=True, ex=IDEMPOTENCY_TTL):
-            return None
-        raw = await self.r.get(rkey)
-        if raw is None:  # expired in between: claim again
-            await self.r.set(rkey, value, ex=IDEMPOTENCY_TTL)
-            return None
-        earlier = orjson.loads(raw)
-        if earlier["fp"] != fingerprint:
-            raise Conflict(
-                "This Idempotency-Key was already used with a different request body.",
-                code="idempotency_conflict",
-            )
-        return str(earlier["id"])
+        value = orjson.dumps({"fp": fingerprint, "id": new_id, "at": time.time()})
+        for _ in range(3):  # expired or taken over between our reads: look again
+            if await self.r.set(rkey, value, nx=True, ex=IDEMPOTENCY_TTL):
+                return None
+            raw = await self.r.get(rkey)
+            if raw is None:
+                continue
+            earlier = orjson.loads(raw)
+            if earlier["fp"] != fingerprint:
+                raise Conflict(
+                    "This Idempotency-Key was already used with a different request body.",
+                    code="idempotency_conflict",
+                )
+            earlier_id = str(earlier["id"])
+            fresh = time.time() - float(earlier.get("at", 0)) < STALE_CLAIM_SECONDS
+            if recorded is None or fresh or await recorded(earlier_id):
+                return earlier_id
+            if await self._replace(rkey, raw, value):
+                log.warning("Idempotency-Key claim of %s taken over: its work was never recorded", earlier_id)
+                return None
+        raise Conflict(
+            "The first request with this Idempotency-Key is still being accepted.",
+            code="idempotency_in_progress",
+        )
+
+    async def _replace(self, rkey: str, seen: bytes | str, value: bytes) -> bool:
+        """Set rkey to value if it still holds `seen` (WATCH/MULTI: one taker wins)."""
+        async with self.r.pipeline(transaction=True) as pipe:
+            try:
+                await pipe.watch(rkey)
+                if await pipe.get(rkey) != seen:
+                    return False
+                pipe.multi()
+                pipe.set(rkey, value, ex=IDEMPOTENCY_TTL)
+                await pipe.execute()
+            except WatchError:
+                return False
+        return True
 
     async def release(self, owner: str, key: str) -> None:
         await self.r.delete(self._key(owner, key))
@@ -184,7 +228,7 @@ async def submit_task(
     deadline = time.time() + queue_timeout if queue_timeout else None
     if idempotency is not None and idempotency_key:
         earlier = await idempotency.claim(
-            user.sub, idempotency_key, body_fingerprint(fingerprint_body), task_id
+            user.sub, idempotency_key, body_fingerprint(fingerprint_body), task_id, records.exists
         )
         if earlier is not None:
             record = await records.get(earlier)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 import httpx
 import jwt
 import orjson
 import pytest
+import redis
 
 from testkit import sample_value
 
@@ -240,6 +242,43 @@ async def test_idempotency_key(task_client, auth) -> None:
     assert theirs.json()["task_id"] != first.json()["task_id"]
     listed = (await task_client.get(f"{P}/tasks/", headers=auth("idem-user"))).json()
     assert listed["count"] == 1
+
+
+async def test_a_key_claimed_by_a_submission_that_died_before_recording_is_taken_over(
+    task_client, auth, wait
+) -> None:
+    """The API claims the Idempotency-Key, then records and queues the task. Killed in between,
+    it leaves a claim naming a task that will never exist; the client, which got no answer,
+    sends the request again with the same key. Once the claim is older than a submission can
+    take, that repeat is accepted as a new task instead of answered with the ghost's id."""
+    user = f"ghost-{time.monotonic_ns()}"
+    h = auth(user)
+    body = {"task_type": "noop", "data": {"n": 7}}
+    real = await task_client.post(f"{P}/background-task/", json=body, headers={**h, "Idempotency-Key": "k1"})
+    assert real.status_code == 202
+    with redis.Redis.from_url(os.environ["REDIS_URL"]) as r_:
+        fingerprint = orjson.loads(r_.get(f"t:idem:tasks:{user}:k1"))["fp"]  # this body's
+        for key, age in (("stale", 60.0), ("fresh", 1.0)):
+            ghost = {"fp": fingerprint, "id": f"ghost-{key}", "at": time.time() - age}
+            r_.set(f"t:idem:tasks:{user}:{key}", orjson.dumps(ghost), ex=3600)
+
+        fresh = await task_client.post(
+            f"{P}/background-task/", json=body, headers={**h, "Idempotency-Key": "fresh"}
+        )
+        assert fresh.status_code == 202 and fresh.json()["task_id"] == "ghost-fresh"  # may be in flight
+
+        again = await task_client.post(
+            f"{P}/background-task/", json=body, headers={**h, "Idempotency-Key": "stale"}
+        )
+        assert again.status_code == 202, again.text
+        task_id = again.json()["task_id"]
+        assert task_id not in {"ghost-stale", real.json()["task_id"]}
+        assert orjson.loads(r_.get(f"t:idem:tasks:{user}:stale"))["id"] == task_id
+    assert (await wait(task_client, task_id, h, {"SUCCESS", "FAILURE"}))["status"] == "SUCCESS"
+    repeat = await task_client.post(
+        f"{P}/background-task/", json=body, headers={**h, "Idempotency-Key": "stale"}
+    )
+    assert repeat.json()["task_id"] == task_id  # recorded now: an ordinary repeat
 
 
 async def test_countdown_delays_start(task_client, auth, wait) -> None:
