@@ -7,9 +7,9 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
 from notification_service import state
@@ -33,18 +33,16 @@ from shared import (
     IdempotencyKey,
     Principal,
     QueueName,
+    SendUser,
     ServiceUnavailable,
     Unprocessable,
     body_fingerprint,
-    require_scope,
     route,
     submit_task,
 )
 
 router = APIRouter(prefix=API_PREFIX, tags=["notifications"])
 SEND_SCOPE = "notify:send"
-# A batch fans out to many deliveries: it always needs notify:send, even to yourself.
-SendUser = Annotated[Principal, Depends(require_scope(SEND_SCOPE))]
 
 
 def require_send(user: Principal, recipients: set[str]) -> None:
@@ -225,6 +223,7 @@ async def send_notification(
 async def batch_notifications(
     request: Request,
     body: BatchIn,
+    # A batch fans out to many deliveries: it always needs notify:send, even to yourself.
     user: SendUser,
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:

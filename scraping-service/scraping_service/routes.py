@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Any
 
 import orjson
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 
 from shared import (
     API_PREFIX,
@@ -16,12 +16,12 @@ from shared import (
     OutboundRefused,
     Principal,
     QueueName,
+    ScrapeUser,
     TooManyRequests,
     Unprocessable,
     app_state,
     check_timeouts,
     check_url,
-    require_scope,
     resolve_policy,
     route,
     submit_task,
@@ -37,7 +37,6 @@ from .schemas import MAX_SCHEMA_BYTES, ScrapeAccepted, ScrapeIn
 from .settings import ScrapingSettings
 
 router = APIRouter(prefix=API_PREFIX, tags=["scraping"])
-ScrapeUser = Annotated[Principal, Depends(require_scope("scrape"))]
 
 TASK_NAME = "scraping.scrape_page"
 

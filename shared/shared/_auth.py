@@ -182,6 +182,14 @@ def require_scope(scope: str) -> Callable[[Request], Awaitable[Principal]]:
     return dependency
 
 
+# The caller each scope of KNOWN_SCOPES admits, declared once for every service's routes
+# (two routers of one service, or two services, asking for "tasks" ask the same way).
+TasksUser = Annotated[Principal, Depends(require_scope("tasks"))]
+ScrapeUser = Annotated[Principal, Depends(require_scope("scrape"))]
+SendUser = Annotated[Principal, Depends(require_scope("notify:send"))]
+CacheUser = Annotated[Principal, Depends(require_scope("cache"))]
+
+
 # Service-to-service calls (task-service's scheduler -> a target service's internal endpoints).
 # The credential is a 60 s HS256 token signed with a key derived from SECRET_KEY, which every
 # service already shares and which production refuses at its default. It is not a user token:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Response
+from fastapi import APIRouter, Header, Path, Query, Response
 
 from shared import (
     API_PREFIX,
@@ -14,16 +14,15 @@ from shared import (
     LIST_DEFAULT_LIMIT,
     LIST_MAX_LIMIT,
     CacheDep,
+    CacheUser,
     NotFound,
     Principal,
     not_modified,
-    require_scope,
     route,
 )
 from task_service.cache_schemas import CacheBatchIn, CacheBatchOut, CacheEntry, CacheListing, CachePut
 
 router = APIRouter(prefix=API_PREFIX, tags=["cache"])
-CacheUser = Annotated[Principal, Depends(require_scope("cache"))]
 Namespace = Annotated[str | None, Query(description="Another user's namespace (admin only).", max_length=256)]
 # Checked by the cache itself (invalid_key); stated here so the schema says what is accepted.
 CacheKey = Annotated[

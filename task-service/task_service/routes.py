@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import anyio.to_thread
 import orjson
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime
 from redis.exceptions import RedisError
@@ -34,6 +34,7 @@ from shared import (
     ServiceUnavailable,
     Signal,
     TaskState,
+    TasksUser,
     TooManyRequests,
     Unprocessable,
     callback_secret,
@@ -41,7 +42,6 @@ from shared import (
     merge_status,
     now_iso,
     replay_refusal,
-    require_scope,
     route,
     submit_task,
 )
@@ -72,7 +72,6 @@ from task_service.targets import (
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix=API_PREFIX)
-TasksUser = Annotated[Principal, Depends(require_scope("tasks"))]
 SSE_KEEPALIVE_SECONDS = 15.0
 
 

@@ -6,18 +6,18 @@ same submission path (targets.py); the scheduler that runs them is scheduler.py.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 
 from shared import (
     API_PREFIX,
     Forbidden,
     NotFound,
     Principal,
+    TasksUser,
     TooManyRequests,
     Unprocessable,
-    require_scope,
     route,
 )
 from task_service.remote_targets import REMOTE_TARGETS, validate_remote
@@ -27,7 +27,6 @@ from task_service.settings import TaskSettings
 from task_service.targets import prepare_target
 
 router = APIRouter(prefix=API_PREFIX, tags=["schedules"])
-TasksUser = Annotated[Principal, Depends(require_scope("tasks"))]
 
 # The scope each target endpoint asks of its caller (send-notification asks none to send to
 # yourself, `notify:send` for anyone else).
