@@ -212,14 +212,7 @@ async def send_notification(
     return {"notification_id": notif.notification_id, "task_id": task_id, "status": "queued"}
 
 
-@route(
-    router,
-    "POST",
-    "/batch-notifications/",
-    status_code=202,
-    response_model=BatchAccepted,
-    responses={403: {"description": "The token lacks the notify:send scope."}},
-)
+@route(router, "POST", "/batch-notifications/", status_code=202, response_model=BatchAccepted)
 async def batch_notifications(
     request: Request,
     body: BatchIn,

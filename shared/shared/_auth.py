@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import jwt
 from fastapi import Depends, Request
+from fastapi.dependencies.models import Dependant
 from starlette.concurrency import run_in_threadpool
 
 from shared._errors import Forbidden, Unauthorized
@@ -168,6 +169,10 @@ async def current_user(request: Request) -> Principal:
 CurrentUser = Annotated[Principal, Depends(current_user)]
 
 
+# Each require_scope dependency and the scope it checks, for scopes_required.
+_SCOPE_OF: dict[Callable[..., Any], str] = {}
+
+
 def require_scope(scope: str) -> Callable[[Request], Awaitable[Principal]]:
     """Dependency factory: the caller must hold `scope` (or `admin`)."""
 
@@ -179,7 +184,16 @@ def require_scope(scope: str) -> Callable[[Request], Awaitable[Principal]]:
             raise Forbidden(f"This needs the '{scope}' scope.")
         return user
 
+    _SCOPE_OF[dependency] = scope
     return dependency
+
+
+def scopes_required(dependant: Dependant) -> set[str]:
+    """The scopes a route's dependencies (at any depth) demand through `require_scope`."""
+    found = {_SCOPE_OF[dependant.call]} if dependant.call in _SCOPE_OF else set()
+    for sub in dependant.dependencies:
+        found |= scopes_required(sub)
+    return found
 
 
 # The caller each scope of KNOWN_SCOPES admits, declared once for every service's routes
