@@ -3,9 +3,10 @@ prefix listing and batches (API.md "Cache", "Fair share", "More of the cache")."
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Query, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Response
 
 from shared import (
     API_PREFIX,
@@ -13,10 +14,10 @@ from shared import (
     CACHE_KEY_RE,
     LIST_DEFAULT_LIMIT,
     LIST_MAX_LIMIT,
+    Cache,
     CacheDep,
     CacheUser,
     NotFound,
-    Principal,
     not_modified,
     route,
 )
@@ -49,17 +50,38 @@ IfNoneMatch = Annotated[
     ),
 ]
 
+# The answers of a conditional request (RFC 9110 13), for each route that takes one.
+_MALFORMED = {400: {"description": "A malformed If-Match or If-None-Match (`invalid_precondition`)."}}
+_FAILED = {412: {"description": "If-Match or If-None-Match does not hold (`precondition_failed`)."}}
+_CONDITIONAL = {**_MALFORMED, **_FAILED}
 _QUOTA = "The value past CACHE_MAX_VALUE_BYTES (`value_too_large`), or your cache past "
 _QUOTA += "CACHE_MAX_KEYS_PER_USER keys or CACHE_MAX_BYTES_PER_USER bytes (`cache_quota_exceeded`)."
 _OOM = {503: {"description": "The cache's Redis is out of memory or down; retry after Retry-After."}}
 
 
-def _namespace(user: Principal, namespace: str | None) -> str:
+def _no_such_key() -> NotFound:
+    return NotFound("No such cache key.", code="cache_key_not_found")
+
+
+@dataclass(frozen=True, slots=True)
+class Space:
+    """The cache and the namespace (an owner's keys) a request works in."""
+
+    cache: Cache
+    owner: str
+
+
+async def _space(user: CacheUser, cache: CacheDep, namespace: Namespace = None) -> Space:
+    """Your own namespace, or with `namespace` an admin's pick; anyone else asking for another
+    user's is answered as if the key did not exist."""
     if namespace is None or namespace == user.sub:
-        return user.sub
+        return Space(cache, user.sub)
     if not user.is_admin:
-        raise NotFound("No such cache key.", code="cache_key_not_found")
-    return namespace
+        raise _no_such_key()
+    return Space(cache, namespace)
+
+
+CacheSpace = Annotated[Space, Depends(_space)]
 
 
 def _header(values: list[str] | None) -> str | None:
@@ -79,14 +101,12 @@ def _quoted(etag: str) -> str:
     responses={422: {"description": "An invalid prefix, limit or cursor (`invalid_cursor`)."}},
 )
 async def cache_list(
-    user: CacheUser,
-    cache: CacheDep,
+    space: CacheSpace,
     prefix: Annotated[str, Query(max_length=200, description="Only keys that start with this.")] = "",
     cursor: Annotated[
         str | None, Query(max_length=1024, description="`next_cursor` of the previous page.")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=LIST_MAX_LIMIT)] = LIST_DEFAULT_LIMIT,
-    namespace: Namespace = None,
 ) -> dict[str, Any]:
     """Your keys in key order, with their seconds left and sizes, a page at a time.
 
@@ -94,7 +114,7 @@ async def cache_list(
     keys are not listed. `limit` is 1 to 1000 (default 100). The cursor is opaque: use it with
     the same `prefix`; anything else is 422 `invalid_cursor`.
     """
-    page = await cache.list_keys(_namespace(user, namespace), prefix, cursor, limit)
+    page = await space.cache.list_keys(space.owner, prefix, cursor, limit)
     return {"items": page.items, "next_cursor": page.next_cursor}
 
 
@@ -103,18 +123,19 @@ async def cache_list(
     "GET",
     "/cache/{key}",
     response_model=CacheEntry,
-    responses={304: {"description": "If-None-Match names the current ETag: the value is unchanged."}},
+    responses={
+        304: {"description": "If-None-Match names the current ETag: the value is unchanged."},
+        **_MALFORMED,
+    },
 )
 async def cache_get(
     key: CacheKey,
-    user: CacheUser,
-    cache: CacheDep,
+    space: CacheSpace,
     response: Response,
     if_none_match: Annotated[
         list[str] | None,
         Header(alias="If-None-Match", description="304 (no body) while the ETag is still one of these."),
     ] = None,
-    namespace: Namespace = None,
 ) -> Any:
     """Read a value from your cache namespace, with its remaining TTL in seconds and its ETag.
 
@@ -122,9 +143,9 @@ async def cache_get(
     back in `If-Match` to update the entry only if nobody changed it since, or in
     `If-None-Match` to be answered 304 while it is unchanged.
     """
-    found = await cache.get(_namespace(user, namespace), key)
+    found = await space.cache.get(space.owner, key)
     if found is None:
-        raise NotFound("No such cache key.", code="cache_key_not_found")
+        raise _no_such_key()
     etag = _quoted(found.etag)
     if not_modified(_header(if_none_match), found.etag):
         return Response(status_code=304, headers={"ETag": etag})
@@ -138,8 +159,7 @@ async def cache_get(
     "/cache/{key}",
     response_model=CacheEntry,
     responses={
-        400: {"description": "A malformed If-Match or If-None-Match (`invalid_precondition`)."},
-        412: {"description": "If-Match or If-None-Match does not hold (`precondition_failed`)."},
+        **_CONDITIONAL,
         413: {"description": _QUOTA},
         422: {"description": "ttl past CACHE_MAX_TTL, or an invalid key."},
         **_OOM,
@@ -148,12 +168,10 @@ async def cache_get(
 async def cache_put(
     key: CacheKey,
     body: CachePut,
-    user: CacheUser,
-    cache: CacheDep,
+    space: CacheSpace,
     response: Response,
     if_match: IfMatch = None,
     if_none_match: IfNoneMatch = None,
-    namespace: Namespace = None,
 ) -> dict[str, Any]:
     """Store any JSON value in your cache namespace; it expires after `ttl` seconds.
 
@@ -167,8 +185,8 @@ async def cache_put(
     CACHE_MAX_BYTES_PER_USER bytes (413 `cache_quota_exceeded`). A cache Redis that is out
     of memory answers 503 with Retry-After.
     """
-    stored = await cache.set(
-        _namespace(user, namespace),
+    stored = await space.cache.set(
+        space.owner,
         key,
         body.value,
         body.ttl,
@@ -179,20 +197,11 @@ async def cache_put(
     return {"key": key, "value": body.value, "ttl": stored.ttl}
 
 
-@route(
-    router,
-    "DELETE",
-    "/cache/{key}",
-    status_code=204,
-    response_class=Response,
-    responses={412: {"description": "If-Match does not hold (`precondition_failed`)."}},
-)
-async def cache_delete(
-    key: CacheKey, user: CacheUser, cache: CacheDep, if_match: IfMatch = None, namespace: Namespace = None
-) -> Response:
+@route(router, "DELETE", "/cache/{key}", status_code=204, response_class=Response, responses=_CONDITIONAL)
+async def cache_delete(key: CacheKey, space: CacheSpace, if_match: IfMatch = None) -> Response:
     """Delete a key from your cache namespace; with `If-Match`, only the version you read (else 412)."""
-    if not await cache.delete(_namespace(user, namespace), key, if_match=_header(if_match)):
-        raise NotFound("No such cache key.", code="cache_key_not_found")
+    if not await space.cache.delete(space.owner, key, if_match=_header(if_match)):
+        raise _no_such_key()
     return Response(status_code=204)
 
 
@@ -213,9 +222,7 @@ async def cache_delete(
         **_OOM,
     },
 )
-async def cache_batch(
-    body: CacheBatchIn, user: CacheUser, cache: CacheDep, namespace: Namespace = None
-) -> dict[str, Any]:
+async def cache_batch(body: CacheBatchIn, space: CacheSpace) -> dict[str, Any]:
     """Read, store and delete up to 100 of your keys in one atomic step.
 
     `get` values are as they were before this batch's writes (null when absent). The batch is
@@ -223,8 +230,8 @@ async def cache_batch(
     your quota (413 `cache_quota_exceeded`), none does. TTL and value size limits are those of
     PUT. The request body is at most the gateway's MAX_BODY_BYTES (1 MiB).
     """
-    return await cache.batch(
-        _namespace(user, namespace),
+    return await space.cache.batch(
+        space.owner,
         gets=body.get,
         sets={k: (s.value, s.ttl) for k, s in body.set.items()},
         deletes=body.delete,

@@ -254,7 +254,11 @@ async def test_cache_batch_holds_at_most_100_keys_and_the_put_limits(task_client
 async def test_openapi_shows_the_cache_limits_and_answers(task_client) -> None:
     paths = (await task_client.get("/openapi.json")).json()["paths"]
     put_answers = paths[f"{P}/cache/{{key}}"]["put"]["responses"]
-    assert {"200", "412", "413", "422"} <= set(put_answers)
+    assert {"200", "400", "403", "412", "413", "422"} <= set(put_answers)
+    # Every route that takes If-Match / If-None-Match says what a malformed one gets.
+    assert {"204", "400", "412"} <= set(paths[f"{P}/cache/{{key}}"]["delete"]["responses"])
+    assert {"200", "304", "400"} <= set(paths[f"{P}/cache/{{key}}"]["get"]["responses"])
+    assert put_answers["403"]["description"] == "The token lacks the 'cache' scope."
     listing = paths[f"{P}/cache/"]["get"]
     limit = next(p for p in listing["parameters"] if p["name"] == "limit")
     assert limit["schema"]["maximum"] == 1000 and limit["schema"]["default"] == 100
@@ -278,6 +282,13 @@ async def test_delete_with_if_match_and_get_with_if_none_match(task_client, auth
     assert (await task_client.delete(f"{P}/cache/lease", headers={**h, "If-Match": new})).status_code == 204
     assert_envelope(await task_client.get(f"{P}/cache/lease", headers=h), 404)
     assert_envelope(await task_client.delete(f"{P}/cache/lease", headers={**h, "If-Match": "*"}), 412)
+    # A malformed condition is 400 on each of them, as the schema says; the value stays.
+    await put(task_client, h, "lease", "kept")
+    r = await task_client.delete(f"{P}/cache/lease", headers={**h, "If-Match": "no-quotes"})
+    assert_envelope(r, 400, "invalid_precondition")
+    r = await task_client.get(f"{P}/cache/lease", headers={**h, "If-None-Match": "no-quotes"})
+    assert_envelope(r, 400, "invalid_precondition")
+    assert (await task_client.get(f"{P}/cache/lease", headers=h)).json()["value"] == "kept"
 
 
 async def test_cache_batch_reads_at_most_16_values_worth_of_bytes(task_client, auth) -> None:
