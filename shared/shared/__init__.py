@@ -38,7 +38,7 @@ from shared._celery import (
     report_progress,
 )
 from shared._context import request_id_var
-from shared._deps import CacheDep, CeleryDep, EventsDep, RecordsDep, app_state
+from shared._deps import CeleryDep, EventsDep, RecordsDep, app_state
 from shared._errors import (
     AppError,
     BadRequest,
@@ -145,7 +145,6 @@ __all__ = [
     "BaseServiceSettings",
     "BodyTooLarge",
     "Cache",
-    "CacheDep",
     "CacheLimits",
     "CacheUser",
     "CachedReadiness",

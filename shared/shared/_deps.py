@@ -9,7 +9,6 @@ from typing import Annotated, TypeVar, cast
 from celery import Celery
 from fastapi import Depends, Request
 
-from shared._cache import Cache
 from shared._pubsub import EventHub
 from shared._records import TaskRecords
 
@@ -33,6 +32,5 @@ def state_dependency(name: str, kind: type[T]) -> Callable[[Request], Awaitable[
 
 
 RecordsDep = Annotated[TaskRecords, Depends(state_dependency("records", TaskRecords))]
-CacheDep = Annotated[Cache, Depends(state_dependency("cache", Cache))]
 CeleryDep = Annotated[Celery, Depends(state_dependency("celery", Celery))]
 EventsDep = Annotated[EventHub, Depends(state_dependency("events", EventHub))]

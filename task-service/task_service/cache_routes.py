@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 
 from shared import (
     API_PREFIX,
@@ -15,9 +15,9 @@ from shared import (
     LIST_DEFAULT_LIMIT,
     LIST_MAX_LIMIT,
     Cache,
-    CacheDep,
     CacheUser,
     NotFound,
+    app_state,
     not_modified,
     route,
 )
@@ -71,9 +71,11 @@ class Space:
     owner: str
 
 
-async def _space(user: CacheUser, cache: CacheDep, namespace: Namespace = None) -> Space:
+async def _space(request: Request, user: CacheUser, namespace: Namespace = None) -> Space:
     """Your own namespace, or with `namespace` an admin's pick; anyone else asking for another
-    user's is answered as if the key did not exist."""
+    user's is answered as if the key did not exist. (The cache is read off the request rather
+    than through a dependency of its own: each one is a solve_dependencies pass per request.)"""
+    cache = app_state(request, "cache", Cache)
     if namespace is None or namespace == user.sub:
         return Space(cache, user.sub)
     if not user.is_admin:
