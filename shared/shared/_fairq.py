@@ -177,7 +177,7 @@ def _text(v: Any) -> str:
 
 @dataclass(frozen=True)
 class Submitted:
-    status: str  # queued | delayed | too_many
+    status: str  # queued | delayed | too_many | exists
     publish: list[bytes]
 
 

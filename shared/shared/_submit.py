@@ -311,6 +311,8 @@ async def submit_task(
             code="too_many_tasks",
             headers={"Retry-After": TOO_MANY_RETRY_AFTER},
         )
+    if queued.status == "exists":  # this id was submitted before (its submitter repeated itself)
+        return accepted_view(task_id, task_type, queue)
     if queued.publish:
         popped = [message_id(m) for m in queued.publish]
         try:

@@ -53,3 +53,31 @@ async def test_record_and_queue_entry_are_written_together_and_a_refusal_leaves_
     assert not await client.exists(rec_key(second))
     assert await client.zscore(user_key(owner), second) is None
     assert await client.zcard(fq.keys.open + owner) == 1
+
+
+async def test_an_id_submitted_again_writes_nothing_unless_it_was_never_queued(client) -> None:
+    """A submitter that chose the id and repeats itself (a scheduler stalled past its lease
+    while another took its run over) must not queue the task twice, nor turn its record back
+    to PENDING once it has started or ended."""
+    records = TaskRecords(client, 60)
+    fq = AsyncFairQueue(client, BaseServiceSettings(), f"submit-test-{uuid.uuid4()}")
+    owner = f"owner-{uuid.uuid4()}"
+
+    async def again(tid: str) -> str:
+        record = records.create_args({"task_id": tid, "owner": owner, "task_type": "noop"})
+        out = await fq.submit(
+            task_id=tid, owner=owner, record=record, priority=5, message=b"{}\n{}", countdown=None
+        )
+        return out.status
+
+    queued, status = await submit(fq, records, owner)
+    assert status == "queued"
+    assert await again(queued) == "exists"  # still queued: not a second entry
+    assert await client.zcard(fq.keys.prefix + "u:" + owner) <= 1
+    await records.mark(queued, "SUCCESS", result={"ok": True})
+    assert await again(queued) == "exists"  # ended: its record stays as it ended
+    assert (await records.get(queued) or {})["status"] == "SUCCESS"
+    # Recorded PENDING but not among the owner's unfinished tasks: it never reached its queue.
+    orphan = str(uuid.uuid4())
+    await records.create({"task_id": orphan, "owner": owner, "task_type": "noop"})
+    assert await again(orphan) == "queued"

@@ -5,11 +5,18 @@
 -- nothing behind.
 -- In (JSON): record (rec_create's fields), prefix, open, id, user, priority, msg, now, due,
 --            limit, keep, max_pop, deadline (0: none), confirm (ids published since)
--- Out: {'too_many'} | {'delayed'} | {'queued', msg, ...}
+-- Out: {'too_many'} | {'delayed'} | {'queued', msg, ...} | {'exists'}
+-- 'exists': this id was submitted before (queued, held, running or ended): nothing is written.
+-- A submitter that repeats an id it chose (task-service's scheduler, stalled past its lease
+-- while another took its run over) can then never run a task twice, nor turn an ended task's
+-- record back to PENDING. A PENDING record that is not among its owner's unfinished tasks
+-- was never queued: it is submitted.
 local a = cjson.decode(ARGV[1])
 local P = a.prefix
 fq_confirm(P, a.confirm)
 local okey = a.open .. a.user
+local was = redis.call('HGET', a.record.key, 'status')
+if was and (was ~= STATUS.PENDING or redis.call('ZSCORE', okey, a.id)) then return {'exists'} end
 redis.call('ZREMRANGEBYSCORE', okey, '-inf', a.now - a.keep)
 if redis.call('ZCARD', okey) >= a.limit then return {'too_many'} end
 rec_create(a.record)
