@@ -64,7 +64,7 @@ SECTIONS = {
     "notifications": Section(
         ROOT / "notification-service" / "bench" / "bench_notify.py",
         ("--count", "100"),
-        ("platform", "bare aiohttp loop (ceiling)", "ratio"),
+        ("platform", "bare aiohttp loop (ceiling)", "ratio", "CPU per delivery"),
     ),
 }
 QUICK_TIMEOUT_SECONDS = 240

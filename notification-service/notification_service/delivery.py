@@ -9,6 +9,7 @@ frees them).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import time
@@ -56,6 +57,16 @@ from shared import (
 )
 
 log = logging.getLogger(__name__)
+# Looked up once per (channel, state) and per URL: labels() and urlsplit() cost more than
+# the count and the pacing they serve, and a run repeats the same few of each thousands of times.
+_deliveries = functools.cache(NOTIFICATION_DELIVERIES.labels)
+
+
+@functools.lru_cache(maxsize=4096)
+def _host(url: str) -> str:
+    return urlsplit(url).hostname or ""
+
+
 # Notifications planned and claimed per Redis call, just ahead of their sends.
 PLAN_SLICE = 100
 # A batch is split into this many chunks (delivery tasks), so as many worker processes
@@ -117,9 +128,12 @@ class _Tally:
         self._settled.set()
 
     def expect(
-        self, claim: Claimed, status: str, next_at: float | None
+        self, claim: Claimed, status: str, next_at: float | None, count: Callable[[], None]
     ) -> Callable[[int | BaseException], None]:
-        """What to call with the record's outcome: 1 recorded, 0 claim lost, or the error."""
+        """What to call with the record's outcome: 1 recorded, 0 claim lost, or the error.
+
+        `count` counts the attempt's outcome for the dashboard and alerts once it is
+        recorded: a lost claim is counted by whoever holds it now."""
         self._pending += 1
         self._settled.clear()
 
@@ -137,6 +151,7 @@ class _Tally:
                 # The sweeper took it back meanwhile; whoever holds it now records the outcome.
                 counts["claim_lost"] += 1
             else:
+                count()
                 counts[status] += 1
                 if next_at is not None:
                     delay = max(0.0, next_at - time.time())
@@ -220,7 +235,7 @@ class Deliverer:
                 for t in plan:
                     if t.state != SENDING:
                         # Counted once, when planned; a deferred one is counted again when sent.
-                        NOTIFICATION_DELIVERIES.labels(t.channel, t.state).inc()
+                        _deliveries(t.channel, t.state).inc()
                         result.counts[t.state] += 1
             yield work
         if repeated:
@@ -371,7 +386,7 @@ class Deliverer:
             url = device.endpoint
 
         if self.pacer is not None:
-            host = urlsplit(url).hostname or ""
+            host = _host(url)
             try:
                 await self.pacer.wait_turn(host)
             except PaceTooFar as exc:
@@ -462,16 +477,9 @@ class Deliverer:
         *,
         next_at: float | None = None,
     ) -> None:
-        landed = tally.expect(claim, status, next_at)
-        # The attempt's outcome for the dashboard and alerts, counted once it is recorded: a
-        # lost claim is counted by whoever holds it now. A queued one is a retry.
-        counted = NOTIFICATION_DELIVERIES.labels(channel, "retry" if status == QUEUED else status)
-
-        def then(recorded: int | BaseException) -> None:
-            if recorded == 1:
-                counted.inc()
-            landed(recorded)
-
+        # A queued one is a retry.
+        counted = _deliveries(channel, "retry" if status == QUEUED else status)
+        landed = tally.expect(claim, status, next_at, counted.inc)
         try:
             self.ledger.finish_soon(
                 claim,
@@ -483,7 +491,7 @@ class Deliverer:
                 latency_ms=latency_ms,
                 outcome=outcome.value if outcome is not None else status,
                 next_at=next_at,
-                then=then,
+                then=landed,
             )
         except Exception as exc:
             landed(exc)  # the run must not wait for a record that was never queued

@@ -84,19 +84,21 @@ def deliver(self: PlatformTask, notification_ids: list[str]) -> dict[str, Any]:
 
 @app.task(name="notifications.deliver_batch", bind=True, **_redis_retry)
 def deliver_batch(self: PlatformTask, batch_id: str) -> dict[str, Any]:
-    """Split a batch into chunks that the worker processes share; a small one runs here."""
+    """Split a batch into chunks that the worker processes share; the first runs here.
+
+    The others are published first, so idle processes start on them at once; the first
+    skips a hop through the broker and back to a pool process (tens of milliseconds before
+    the batch's first delivery)."""
     rt = runtime(settings)
     size = rt.run(rt.ledger.batch_size(batch_id))
     chunk = chunk_size(size, settings.notify_chunk_size)
-    if size <= chunk:
-        ids = rt.run(rt.ledger.batch_ids(batch_id))
-        return {"batch_id": batch_id, "chunks": 1, **_summary(_deliver_ids(ids))}
     starts = list(range(0, size, chunk))
-    for start in starts:
+    for start in starts[1:]:
         deliver_chunk.apply_async(
             kwargs={"batch_id": batch_id, "start": start, "stop": min(size, start + chunk) - 1}
         )
-    return {"batch_id": batch_id, "chunks": len(starts)}
+    ids = rt.run(rt.ledger.batch_ids(batch_id, 0, min(size, chunk) - 1))
+    return {"batch_id": batch_id, "chunks": max(1, len(starts)), **_summary(_deliver_ids(ids))}
 
 
 @app.task(name="notifications.deliver_chunk", bind=True, **_redis_retry)
