@@ -40,6 +40,7 @@ from shared import (
     check_headers,
     configure_logging,
     install_error_handlers,
+    tune_gc,
 )
 
 EXPOSED_HEADERS = [
@@ -150,6 +151,7 @@ class Gateway:
                 slots = StreamSlots(settings, redis)
                 upstreams.streams = slots
                 renewing = asyncio.create_task(slots.run(), name="stream-leases")
+                tune_gc()  # start-up is done (shared.tune_gc)
                 try:
                     yield
                 finally:

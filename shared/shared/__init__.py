@@ -53,6 +53,7 @@ from shared._errors import (
     error_body,
     install_error_handlers,
 )
+from shared._gc import tune_gc
 from shared._http_client import OutboundClient
 from shared._http_fields import MAX_RETRY_AFTER_SECONDS, origin_of, parse_retry_after
 from shared._ip_policy import Allowlist
@@ -221,6 +222,7 @@ __all__ = [
     "run_server",
     "service_caller",
     "submit_task",
+    "tune_gc",
     "was_queued",
     "worker_runtime",
 ]

@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from shared._auth import TokenVerifier
 from shared._errors import install_error_handlers
+from shared._gc import tune_gc
 from shared._logging import configure_logging
 from shared._metrics import ObservabilityMiddleware, metrics_registry, render_metrics
 from shared._pubsub import EventHub
@@ -76,6 +77,7 @@ def create_service_app(
             stack.push_async_callback(app.state.events.aclose)
             for hook in on_startup:
                 await hook(app)
+            tune_gc()  # start-up is done: see shared._gc
             try:
                 yield
             finally:
