@@ -21,6 +21,7 @@ from kombu import Exchange, Queue
 from shared._context import request_id_var, task_id_var
 from shared._fairq import FairQueue
 from shared._fairq_worker import FairPump, Settler, settle
+from shared._gc import tune_gc
 from shared._metrics import (
     TASK_DURATION,
     TASK_QUEUE_WAIT,
@@ -436,12 +437,17 @@ def install_worker_hooks(app: PlatformCelery, queue: QueueName) -> None:
     def _init(**_: Any) -> None:
         start_worker_metrics(app.settings, queue)
 
+    @signals.worker_process_init.connect(weak=False)
+    def _pool_process(**_: Any) -> None:
+        tune_gc()  # what the pool process inherited, out of the collector's sight
+
     @signals.worker_ready.connect(weak=False)
     def _ready(sender: Any = None, **_: Any) -> None:
         # The fair queue's pass runs in the main process, started once the pool has forked
         # (and once only: the consumer may become ready again after a broker reconnect).
         if "pass" in pump and pump["pass"].is_alive():
             return
+        tune_gc()  # the main process (it consumes and dispatches every message), once
         slots = int(getattr(getattr(sender, "controller", None), "concurrency", 0) or 1)
         node = str(getattr(sender, "hostname", None) or f"{queue.value}@{os.getpid()}")
         pump["pass"] = FairPump(app, app.fairq, node, slots)
