@@ -20,7 +20,7 @@ from kombu import Exchange, Queue
 
 from shared._context import request_id_var, task_id_var
 from shared._fairq import FairQueue
-from shared._fairq_worker import FairPump, Settler, settle
+from shared._fairq_worker import FairPump, Settler
 from shared._gc import tune_gc
 from shared._metrics import (
     TASK_DURATION,
@@ -458,6 +458,7 @@ def install_worker_hooks(app: PlatformCelery, queue: QueueName) -> None:
     def _shutdown(**_: Any) -> None:
         if "pass" in pump:
             pump.pop("pass").stop()
+        app.close_settler()  # the main process's, if a revoked task made one
 
     @signals.task_postrun.connect(weak=False)
     def _postrun(sender: Any = None, task_id: str | None = None, state: str | None = None, **_: Any) -> None:
@@ -474,7 +475,7 @@ def install_worker_hooks(app: PlatformCelery, queue: QueueName) -> None:
         # A message dropped unrun (revoked by id): no postrun follows.
         tid = getattr(request, "id", None)
         if tid and getattr(getattr(request, "task", None), "app", app) is app:
-            settle(app, app.fairq, [tid], finished=True)
+            app.settler.put(tid, finished=True)
 
     @signals.setup_logging.connect(weak=False)
     def _logging(**_: Any) -> None:
