@@ -111,13 +111,13 @@ def _progress_reporter(task: PlatformTask, seq: Iterator[int]) -> Callable[[int,
     """`report_progress` for the scrape, which runs on the runtime's thread: Celery's
     `task.request` is thread-local, so the task id is read here, on the task's thread."""
     tid = task.request.id
-    records = task.app.records
+    records = task.records
 
     async def progress(current: int, total: int, message: str) -> None:
         if tid is None:  # called directly, outside a worker
             return
-        records.progress(tid, current, total, message, next(seq))
-        if records.is_cancelled(tid):
+        task.call(records.progress(tid, current, total, message, next(seq)))
+        if task.call(records.is_cancelled(tid)):
             raise TaskCancelled()
 
     return progress

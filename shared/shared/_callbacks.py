@@ -67,7 +67,7 @@ def register_callback_task(app: Any, queue: str) -> Any:
     )
     def deliver_callback(self: Task, task_id: str) -> None:
         settings: BaseServiceSettings = app.settings
-        record = app.records.get(task_id)
+        record = app.call(app.records.get(task_id))
         if not record or not record.get("callback_url"):
             return
         client = client_for_process()
@@ -91,7 +91,7 @@ def register_callback_task(app: Any, queue: str) -> Any:
 def enqueue_callback(task: Task, task_id: str) -> None:
     record = getattr(task.request, "platform_record", None)
     if record is None:  # a final status reached outside the task's own run (e.g. a time limit)
-        record = task.app.records.get(task_id)  # type: ignore[attr-defined]
+        record = task.app.call(task.app.records.get(task_id))  # type: ignore[attr-defined]
     enqueue_callback_of(task.app, task_id, record)
 
 

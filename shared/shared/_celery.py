@@ -10,9 +10,10 @@ import os
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import orjson
+import redis
 from celery import Celery, Task, signals
 from celery.exceptions import Ignore, Reject, Retry
 from celery.utils.saferepr import saferepr
@@ -37,8 +38,8 @@ from shared._metrics import (
     metrics_registry,
 )
 from shared._queues import MAX_PRIORITY, QueueName
-from shared._records import SyncTaskRecords, iso_at, now_iso
-from shared._redis import create_sync_redis
+from shared._records import RecordCalls, iso_at, now_iso
+from shared._redis import Call, create_sync_redis, run
 from shared._retries import is_retryable, retry_delay
 from shared._settings import BaseServiceSettings
 from shared._status import TERMINAL_STATUSES, TaskState
@@ -51,6 +52,7 @@ from shared._task_errors import (
 )
 
 log = logging.getLogger("shared.celery")
+T = TypeVar("T")
 
 DEFAULT_PRIORITY = 5
 REDACTED = "***"
@@ -97,9 +99,14 @@ class PlatformTask(Task):  # type: ignore[misc]
     secret_kwargs: ClassVar[frozenset[str]] = frozenset()
 
     @property
-    def records(self) -> SyncTaskRecords:
+    def records(self) -> RecordCalls:
         app: Any = self.app
         return app.records  # type: ignore[no-any-return]
+
+    def call(self, call: Call[T]) -> T:
+        """Make a Redis call (self.records' calls) on this process's client."""
+        app: Any = self.app
+        return app.call(call)  # type: ignore[no-any-return]
 
     def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:  # type: ignore[override]
         if kwargs:
@@ -121,7 +128,7 @@ class PlatformTask(Task):  # type: ignore[misc]
         token = task_id_var.set(tid)
         rid_token = request_id_var.set(None)
         try:
-            record = self.records.begin(tid, req.hostname or "") or {}
+            record = self.call(self.records.begin(tid, req.hostname or "")) or {}
             req.platform_record = record  # the final-status hook reads callback_url from here
             request_id_var.set(record.get("request_id") or None)  # the submitting request, in every log line
             if record.get("cancel") == "1":
@@ -161,14 +168,14 @@ class PlatformTask(Task):  # type: ignore[misc]
         if not isinstance(policy, dict) or not is_retryable(exc):
             return False
         attempt = int(record.get("attempts") or 0) + 1  # the record is as it was before this attempt
-        if attempt >= int(policy.get("max_attempts", 1)) or self.records.is_cancelled(tid):
+        if attempt >= int(policy.get("max_attempts", 1)) or self.call(self.records.is_cancelled(tid)):
             return False
         # A Retry-After the error carries (a busy host, a rate-limited model) is waited at least.
         hint = getattr(exc, "retry_after", None)
         wait = max(retry_delay(policy, attempt), min(float(hint), 900.0) if hint else 0.0)
         due = time.time() + wait
         # The record first: once back in the queue the next attempt may start at any moment.
-        self.records.mark(tid, TaskState.RETRY, next_retry_at=iso_at(due), error=error_view(exc))
+        self.call(self.records.mark(tid, TaskState.RETRY, next_retry_at=iso_at(due), error=error_view(exc)))
         app: Any = self.app
         if not app.fairq.retry_later(tid, due):
             return False
@@ -228,9 +235,8 @@ class PlatformTask(Task):  # type: ignore[misc]
     def on_retry(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         if isinstance(exc, Continuation):
             return
-        self.records.mark(
-            task_id, TaskState.RETRY, error={"type": type(exc).__name__, "message": str(exc)[:300]}
-        )
+        error = {"type": type(exc).__name__, "message": str(exc)[:300]}
+        self.call(self.records.mark(task_id, TaskState.RETRY, error=error))
         TASKS_RETRIED.labels(self.name, self._queue()).inc()
 
     def _after_final(self, task_id: str) -> None:
@@ -249,40 +255,50 @@ def report_progress(
     tid = task.request.id
     if tid is None:  # called directly, outside a worker
         return
-    records: SyncTaskRecords = task.app.records  # type: ignore[attr-defined]
+    app: PlatformCelery = task.app
     # One round trip: the cancel request is read by the same script that writes the progress.
-    if records.report(tid, current, total, message, seq if seq is not None else current) == -1:
+    if app.call(app.records.report(tid, current, total, message, seq if seq is not None else current)) == -1:
         raise TaskCancelled()
 
 
 class PlatformCelery(Celery):  # type: ignore[misc]
-    """A Celery app that knows the shared settings and owns one record store per process."""
+    """A Celery app that knows the shared settings and owns one Redis client per process."""
 
     settings: BaseServiceSettings
-    _records_pid: int | None = None
-    _records_store: SyncTaskRecords | None = None
+    _records: RecordCalls | None = None
+    _redis_pid: int | None = None
+    _redis: redis.Redis | None = None
     _fairq_pid: int | None = None
     _fairq_store: FairQueue | None = None
     _settler_pid: int | None = None
     _settler: Settler | None = None
 
     @property
-    def records(self) -> SyncTaskRecords:
-        # Made lazily and per process: a prefork child must not share its parent's sockets.
-        if self._records_store is None or self._records_pid != os.getpid():
-            self._records_store = SyncTaskRecords(
-                create_sync_redis(self.settings),
-                self.settings.result_expires_seconds,
-                self.settings.failed_retention_days * 86400,
+    def records(self) -> RecordCalls:
+        """The task records' calls, made with `call`."""
+        if self._records is None:
+            self._records = RecordCalls(
+                self.settings.result_expires_seconds, self.settings.failed_retention_days * 86400
             )
-            self._records_pid = os.getpid()
-        return self._records_store
+        return self._records
+
+    @property
+    def redis(self) -> redis.Redis:
+        # Made lazily and per process: a prefork child must not share its parent's sockets.
+        if self._redis is None or self._redis_pid != os.getpid():
+            self._redis = create_sync_redis(self.settings)
+            self._redis_pid = os.getpid()
+        return self._redis
+
+    def call(self, call: Call[T]) -> T:
+        """Make a Redis call (the records' calls) on this process's client."""
+        return run(self.redis, call)
 
     @property
     def fairq(self) -> FairQueue:
-        """This queue's fair queue (the workers' side), per process like the records."""
+        """This queue's fair queue (the workers' side), per process like the Redis client."""
         if self._fairq_store is None or self._fairq_pid != os.getpid():
-            self._fairq_store = FairQueue(self.records.r, self.settings, self.conf.task_default_queue)
+            self._fairq_store = FairQueue(self.redis, self.settings, self.conf.task_default_queue)
             self._fairq_pid = os.getpid()
         return self._fairq_store
 
@@ -299,12 +315,12 @@ class PlatformCelery(Celery):  # type: ignore[misc]
 
         queue = self.conf.task_default_queue
         for tid in task_ids:
-            if (
-                self.records.mark(tid, TaskState.EXPIRED, finished_at=now_iso(), error=QUEUE_TIMEOUT_ERROR)
-                != 1
-            ):
+            expired = self.records.mark(
+                tid, TaskState.EXPIRED, finished_at=now_iso(), error=QUEUE_TIMEOUT_ERROR
+            )
+            if self.call(expired) != 1:
                 continue
-            record = self.records.get(tid) or {}
+            record = self.call(self.records.get(tid)) or {}
             TASKS_EXPIRED.labels(
                 record.get("task_name") or record.get("task_type") or "", queue, "pass"
             ).inc()

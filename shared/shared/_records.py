@@ -1,5 +1,9 @@
 """Task records and progress, shared by every service's API (async) and worker (sync).
 
+Every read and write of a record is written once, in RecordCalls, as a Call (shared._redis):
+the APIs run them on their async client (TaskRecords), Celery's pool processes on their sync
+one (PlatformCelery.call).
+
 Layout (all under 't:' so the cache API, which only touches 'cache:', can never reach them):
   t:rec:{id}    hash: task_id owner task_type queue created_at status started_at finished_at
                       result error attempts callback_url cancel request_id
@@ -17,12 +21,12 @@ from typing import Any
 from urllib.parse import quote
 
 import orjson
-import redis
 import redis.asyncio as aioredis
 
 from shared import _lua
 from shared._auth import Principal
 from shared._errors import NotFound
+from shared._redis import Call, Lua, arun
 from shared._status import REPLAYABLE_STATUSES, TERMINAL_STATUSES, TaskState
 
 # Celery's result key. We never write it (our record is the result store); Celery writes the
@@ -33,6 +37,7 @@ SCRIPTS = {
     name: _lua.source(name, "records_lib")
     for name in ("record_create", "record_update", "record_begin", "record_progress")
 }
+_LUA = {name: Lua(source) for name, source in SCRIPTS.items()}
 
 
 REC_PREFIX = "t:rec:"
@@ -72,6 +77,31 @@ def _decode(raw: Any) -> dict[str, Any]:
         if field in out:
             out[field] = orjson.loads(out[field])
     return out
+
+
+def _record(raw: Any) -> dict[str, Any] | None:
+    return _decode(raw) if raw else None
+
+
+def _flat_record(flat: Any) -> dict[str, Any] | None:
+    """A record as a script answers HGETALL (a flat list): None when there is none."""
+    return _decode(dict(zip(flat[::2], flat[1::2], strict=True))) if flat else None
+
+
+def _written(reply: Any) -> bool:
+    return int(reply) == 1
+
+
+def _is_set(raw: Any) -> bool:
+    return bool(raw == b"1")
+
+
+def _last_progress(raw: Any) -> int:
+    return int(raw) if raw else 0
+
+
+def _celery_meta(raw: Any) -> dict[str, Any] | None:
+    return orjson.loads(raw) if raw else None  # type: ignore[no-any-return]
 
 
 def _event(kind: str, **fields: Any) -> bytes:
@@ -171,27 +201,110 @@ def progress_view(task_id: str, status: str, prog: dict[str, Any]) -> dict[str, 
     }
 
 
-class TaskRecords:
-    """Async access for the APIs."""
+class RecordCalls:
+    """Every read and write of a task record, written once and with no I/O: each method answers
+    the Call that does it (shared._redis), for the APIs' async client (TaskRecords) and the
+    workers' sync one (PlatformCelery.call) alike."""
 
-    def __init__(self, client: aioredis.Redis, expires_seconds: int, failed_keep_seconds: int = 0) -> None:
-        self.r = client
+    def __init__(self, expires_seconds: int, failed_keep_seconds: int = 0) -> None:
         self.expires = expires_seconds
         self.failed_keep = failed_keep_seconds
-        self._update = client.register_script(SCRIPTS["record_update"])
-        self._create = client.register_script(SCRIPTS["record_create"])
+
+    def get(self, task_id: str) -> Call[dict[str, Any] | None]:
+        return Call(("HGETALL", rec_key(task_id)), _record)
 
     def create_args(self, record: dict[str, Any]) -> dict[str, Any]:
         """The record as a submission's script writes it (task_submit.lua)."""
         return create_args(record, self.expires)
 
+    def create(self, record: dict[str, Any]) -> Call[Any]:
+        """Write a record on its own (a submission writes it with its fair-queue entry)."""
+        return Call((orjson.dumps(self.create_args(record)),), script=_LUA["record_create"])
+
+    def begin(self, task_id: str, worker: str) -> Call[dict[str, Any] | None]:
+        """Mark the task STARTED unless final or cancelled; the record as it was before."""
+        started_at = now_iso()
+        args = {
+            "key": rec_key(task_id),
+            "channel": events_channel(task_id),
+            "started_at": started_at,
+            "worker": worker,
+            "event": _event(
+                "status", task_id=task_id, status=TaskState.STARTED, started_at=started_at
+            ).decode(),
+        }
+        return Call((orjson.dumps(args),), _flat_record, _LUA["record_begin"])
+
+    def mark(self, task_id: str, status: str, *, count_attempt: bool = False, **fields: Any) -> Call[int]:
+        """A status change unless the record is final: 1, 0 (final already) or -1 (no record)."""
+        args = update_args(
+            task_id, status, fields, count_attempt=count_attempt, keep_seconds=self.failed_keep
+        )
+        return Call((orjson.dumps(args),), int, _LUA["record_update"])
+
+    def end_args(self, task_id: str, status: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """A final status as task_end.lua takes it (with the fair queue's end of the task)."""
+        return update_args(task_id, status, fields, keep_seconds=self.failed_keep)
+
+    def report(self, task_id: str, current: int, total: int, message: str | None, seq: int) -> Call[int]:
+        """Record progress: 1 written, 0 not (final, or older), -1 not: its owner cancelled it."""
+        updated_at = now_iso()
+        event = _event(
+            "progress", task_id=task_id, current=current, total=total, message=message, updated_at=updated_at
+        )
+        args = {
+            "prog_key": prog_key(task_id),
+            "key": rec_key(task_id),
+            "channel": events_channel(task_id),
+            "seq": seq,
+            "current": current,
+            "total": total,
+            "message": message or "",
+            "updated_at": updated_at,
+            "expires": self.expires,
+            "event": event.decode(),
+        }
+        return Call((orjson.dumps(args),), int, _LUA["record_progress"])
+
+    def progress(self, task_id: str, current: int, total: int, message: str | None, seq: int) -> Call[bool]:
+        """Record progress; False when not written (final, cancelled, or an older update)."""
+        report = self.report(task_id, current, total, message, seq)
+        return Call(report.args, _written, report.script)
+
+    def progress_of(self, task_id: str) -> Call[dict[str, Any]]:
+        return Call(("HGETALL", prog_key(task_id)), _decode)
+
+    def last_progress(self, task_id: str) -> Call[int]:
+        return Call(("HGET", prog_key(task_id), "current"), _last_progress)
+
+    def request_cancel(self, task_id: str) -> Call[Any]:
+        return Call(("HSET", rec_key(task_id), "cancel", "1"))
+
+    def is_cancelled(self, task_id: str) -> Call[bool]:
+        return Call(("HGET", rec_key(task_id), "cancel"), _is_set)
+
+    def celery_meta(self, task_id: str) -> Call[dict[str, Any] | None]:
+        """Celery's own result of the task, when it wrote one (see CELERY_META_PREFIX)."""
+        return Call(("GET", CELERY_META_PREFIX + task_id), _celery_meta)
+
+
+class TaskRecords:
+    """The APIs' access: RecordCalls on the async client, and the reads made of several calls."""
+
+    def __init__(self, client: aioredis.Redis, expires_seconds: int, failed_keep_seconds: int = 0) -> None:
+        self.r = client
+        self.calls = RecordCalls(expires_seconds, failed_keep_seconds)
+
+    def create_args(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The record as a submission's script writes it (task_submit.lua)."""
+        return self.calls.create_args(record)
+
     async def create(self, record: dict[str, Any]) -> None:
         """Write a record on its own (a submission writes it with its fair-queue entry)."""
-        await self._create(args=[orjson.dumps(self.create_args(record))])
+        await arun(self.r, self.calls.create(record))
 
     async def get(self, task_id: str) -> dict[str, Any] | None:
-        raw = await self.r.hgetall(rec_key(task_id))
-        return _decode(raw) if raw else None
+        return await arun(self.r, self.calls.get(task_id))
 
     async def exists(self, task_id: str) -> bool:
         return bool(await self.r.exists(rec_key(task_id)))
@@ -208,13 +321,12 @@ class TaskRecords:
     async def status(self, record: dict[str, Any]) -> dict[str, Any]:
         meta = None
         if record.get("status") not in TERMINAL_STATUSES:
-            raw = await self.r.get(CELERY_META_PREFIX + record["task_id"])
-            meta = orjson.loads(raw) if raw else None
+            meta = await arun(self.r, self.calls.celery_meta(record["task_id"]))
         return merge_status(record, meta)
 
     async def progress(self, record: dict[str, Any]) -> dict[str, Any]:
         status = await self.status(record)
-        prog = _decode(await self.r.hgetall(prog_key(record["task_id"])))
+        prog = await arun(self.r, self.calls.progress_of(record["task_id"]))
         return progress_view(record["task_id"], status["status"], prog)
 
     async def list_for(self, owner: str, status: str | None, limit: int) -> list[dict[str, Any]]:
@@ -277,82 +389,7 @@ class TaskRecords:
                 return
 
     async def request_cancel(self, task_id: str) -> None:
-        await self.r.hset(rec_key(task_id), "cancel", "1")
+        await arun(self.r, self.calls.request_cancel(task_id))
 
     async def mark(self, task_id: str, status: str, **fields: Any) -> int:
-        args = update_args(task_id, status, fields, keep_seconds=self.failed_keep)
-        return int(await self._update(args=[orjson.dumps(args)]))
-
-
-class SyncTaskRecords:
-    """Sync access for Celery workers."""
-
-    def __init__(self, client: redis.Redis, expires_seconds: int, failed_keep_seconds: int = 0) -> None:
-        self.r = client
-        self.expires = expires_seconds
-        self.failed_keep = failed_keep_seconds
-        self._update = client.register_script(SCRIPTS["record_update"])
-        self._progress = client.register_script(SCRIPTS["record_progress"])
-        self._begin = client.register_script(SCRIPTS["record_begin"])
-
-    def get(self, task_id: str) -> dict[str, Any] | None:
-        raw = self.r.hgetall(rec_key(task_id))
-        return _decode(raw) if raw else None
-
-    def begin(self, task_id: str, worker: str) -> dict[str, Any] | None:
-        """Mark the task STARTED unless final or cancelled; the record as it was before."""
-        started_at = now_iso()
-        args = {
-            "key": rec_key(task_id),
-            "channel": events_channel(task_id),
-            "started_at": started_at,
-            "worker": worker,
-            "event": _event(
-                "status", task_id=task_id, status=TaskState.STARTED, started_at=started_at
-            ).decode(),
-        }
-        flat = self._begin(args=[orjson.dumps(args)])
-        if not flat:
-            return None
-        return _decode(dict(zip(flat[::2], flat[1::2], strict=True)))
-
-    def end_args(self, task_id: str, status: str, fields: dict[str, Any]) -> dict[str, Any]:
-        """A final status as task_end.lua takes it (with the fair queue's end of the task)."""
-        return update_args(task_id, status, fields, keep_seconds=self.failed_keep)
-
-    def is_cancelled(self, task_id: str) -> bool:
-        return self.r.hget(rec_key(task_id), "cancel") == b"1"
-
-    def mark(self, task_id: str, status: str, *, count_attempt: bool = False, **fields: Any) -> int:
-        args = update_args(
-            task_id, status, fields, count_attempt=count_attempt, keep_seconds=self.failed_keep
-        )
-        return int(self._update(args=[orjson.dumps(args)]))
-
-    def progress(self, task_id: str, current: int, total: int, message: str | None, seq: int) -> bool:
-        """Record progress; False when not written (final, cancelled, or an older update)."""
-        return self.report(task_id, current, total, message, seq) == 1
-
-    def report(self, task_id: str, current: int, total: int, message: str | None, seq: int) -> int:
-        """Record progress: 1 written, 0 not (final, or older), -1 not: its owner cancelled it."""
-        updated_at = now_iso()
-        event = _event(
-            "progress", task_id=task_id, current=current, total=total, message=message, updated_at=updated_at
-        )
-        args = {
-            "prog_key": prog_key(task_id),
-            "key": rec_key(task_id),
-            "channel": events_channel(task_id),
-            "seq": seq,
-            "current": current,
-            "total": total,
-            "message": message or "",
-            "updated_at": updated_at,
-            "expires": self.expires,
-            "event": event.decode(),
-        }
-        return int(self._progress(args=[orjson.dumps(args)]))
-
-    def last_progress(self, task_id: str) -> int:
-        raw = self.r.hget(prog_key(task_id), "current")
-        return int(raw) if raw else 0
+        return await arun(self.r, self.calls.mark(task_id, status, **fields))

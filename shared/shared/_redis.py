@@ -1,13 +1,25 @@
-"""Redis clients: one per process (and one more for the cache when it has a Redis of its own)."""
+"""Redis clients: one per process (and one more for the cache when it has a Redis of its own),
+and Calls: one round trip written once, run on either client.
+
+A Call is the command (or a Lua script and its argument) and how its reply reads, with no I/O:
+the knowledge of a store (keys, script arguments, decoding) is written once, and `run` (a sync
+client: Celery's pool processes) or `arun` (an async client: the APIs) does the round trip. Why
+not one async store driven from the workers through the worker runtime: a record call made so
+costs about 135 µs of CPU against 25 µs on the sync client (measured), and a task makes two.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Generic, TypeVar
 
 import redis
 import redis.asyncio as aioredis
 from fastapi import Depends, Request
 from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError
 from redis.retry import Retry
 
 from shared._settings import BaseServiceSettings
@@ -47,3 +59,55 @@ async def get_redis(request: Request) -> aioredis.Redis:
 
 
 RedisDep = Annotated[aioredis.Redis, Depends(get_redis)]
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Lua:
+    """A Lua script, run by its hash (EVALSHA) and sent whole only when Redis does not know it."""
+
+    source: str
+    sha: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sha", hashlib.sha1(self.source.encode(), usedforsecurity=False).hexdigest())
+
+
+def _same(reply: Any) -> Any:
+    return reply
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Generic[T]):
+    """One round trip: a command's arguments (a script's, when `script` is set) and how the reply
+    reads."""
+
+    args: tuple[Any, ...]
+    read: Callable[[Any], T] = _same
+    script: Lua | None = None
+
+
+def run(client: redis.Redis, call: Call[T]) -> T:
+    """Make the call on a sync client."""
+    if call.script is None:
+        return call.read(client.execute_command(*call.args))
+    try:
+        reply = client.execute_command("EVALSHA", call.script.sha, 0, *call.args)
+    except NoScriptError:  # a Redis restarted (or flushed its scripts) since
+        client.script_load(call.script.source)
+        reply = client.execute_command("EVALSHA", call.script.sha, 0, *call.args)
+    return call.read(reply)
+
+
+async def arun(client: aioredis.Redis, call: Call[T]) -> T:
+    """Make the call on an async client."""
+    if call.script is None:
+        return call.read(await client.execute_command(*call.args))
+    try:
+        reply = await client.execute_command("EVALSHA", call.script.sha, 0, *call.args)
+    except NoScriptError:
+        await client.script_load(call.script.source)
+        reply = await client.execute_command("EVALSHA", call.script.sha, 0, *call.args)
+    return call.read(reply)

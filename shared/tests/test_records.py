@@ -6,21 +6,13 @@ import os
 import uuid
 
 import pytest
-import redis
 import redis.asyncio as aioredis
 from billiard.exceptions import TimeLimitExceeded, WorkerLostError
 
 from shared import BaseServiceSettings, Principal, TaskRecords, TaskState
 from shared._errors import NotFound
 from shared._fairq import FairQueue
-from shared._records import CELERY_META_PREFIX, SyncTaskRecords, merge_status, now_iso, progress_view
-
-
-@pytest.fixture
-def sync_records():
-    client = redis.Redis.from_url(os.environ["REDIS_URL"])
-    yield SyncTaskRecords(client, 60)
-    client.close()
+from shared._records import CELERY_META_PREFIX, merge_status, now_iso, progress_view
 
 
 @pytest.fixture
@@ -38,26 +30,28 @@ async def new_task(records: TaskRecords, owner: str = "alice") -> str:
     return tid
 
 
-async def test_progress_never_goes_backwards(records, sync_records) -> None:
+async def test_progress_never_goes_backwards(records, worker) -> None:
     tid = await new_task(records)
-    assert sync_records.progress(tid, 5, 10, "five", seq=5)
-    assert not sync_records.progress(tid, 3, 10, "late three", seq=3)  # an older update arrives late
-    assert not sync_records.progress(tid, 5, 10, "repeat", seq=5)
-    assert sync_records.progress(tid, 6, 10, "six", seq=6)
+    assert worker.call(worker.records.progress(tid, 5, 10, "five", seq=5))
+    assert not worker.call(
+        worker.records.progress(tid, 3, 10, "late three", seq=3)
+    )  # an older update arrives late
+    assert not worker.call(worker.records.progress(tid, 5, 10, "repeat", seq=5))
+    assert worker.call(worker.records.progress(tid, 6, 10, "six", seq=6))
     view = await records.progress(await records.get(tid))
     assert view["current"] == 6 and view["message"] == "six" and view["percent"] == 60.0
 
 
-async def test_final_status_is_final(records, sync_records) -> None:
+async def test_final_status_is_final(records, worker) -> None:
     tid = await new_task(records)
-    assert sync_records.mark(tid, "STARTED", count_attempt=True, started_at="s") == 1
-    assert sync_records.mark(tid, "SUCCESS", finished_at="f", result={"ok": True}) == 1
+    assert worker.call(worker.records.mark(tid, "STARTED", count_attempt=True, started_at="s")) == 1
+    assert worker.call(worker.records.mark(tid, "SUCCESS", finished_at="f", result={"ok": True})) == 1
     # a redelivered copy starting late, or reporting progress, cannot reopen it
-    assert sync_records.mark(tid, "STARTED", count_attempt=True) == 0
-    assert not sync_records.progress(tid, 1, 2, None, seq=99)
+    assert worker.call(worker.records.mark(tid, "STARTED", count_attempt=True)) == 0
+    assert not worker.call(worker.records.progress(tid, 1, 2, None, seq=99))
     status = await records.status(await records.get(tid))
     assert status["status"] == "SUCCESS" and status["result"] == {"ok": True}
-    assert sync_records.mark("no-such-task", "STARTED") == -1
+    assert worker.call(worker.records.mark("no-such-task", "STARTED")) == -1
 
 
 async def test_other_users_task_is_not_found(records) -> None:
@@ -112,25 +106,25 @@ def test_progress_view_percent() -> None:
     assert progress_view("a", "PENDING", {})["percent"] == 0.0
 
 
-def succeed(sync_records: SyncTaskRecords, tid: str, result: object) -> int:
+def succeed(worker, tid: str, result: object) -> int:
     """What a worker's on_success writes: the record and the fair queue's end, one script."""
-    fq = FairQueue(sync_records.r, BaseServiceSettings(), "records-test")
+    fq = FairQueue(worker.r, BaseServiceSettings(), "records-test")
     fields = {"finished_at": now_iso(), "result": result}
-    updated, popped = fq.end(tid, sync_records.end_args(tid, TaskState.SUCCESS, fields))
+    updated, popped = fq.end(tid, worker.records.end_args(tid, TaskState.SUCCESS, fields))
     assert popped == []  # no worker: the test queue's window is empty
     return updated
 
 
-async def test_a_success_is_written_to_the_record_alone(records, sync_records) -> None:
+async def test_a_success_is_written_to_the_record_alone(records, worker) -> None:
     tid = await new_task(records)
-    assert sync_records.mark(tid, "STARTED", count_attempt=True) == 1
-    assert succeed(sync_records, tid, {"answer": 42}) == 1
+    assert worker.call(worker.records.mark(tid, "STARTED", count_attempt=True)) == 1
+    assert succeed(worker, tid, {"answer": 42}) == 1
     status = await records.status(await records.get(tid))
     assert status["status"] == "SUCCESS" and status["result"] == {"answer": 42}
     # the record is the result store: no Celery result is written by hand (nothing reads one)
     assert not await records.r.exists(CELERY_META_PREFIX + tid)
     # a task cancelled while running stays REVOKED even if its last step completes
     other = await new_task(records)
-    sync_records.mark(other, "REVOKED", finished_at="f")
-    assert succeed(sync_records, other, {"late": True}) == 0
+    worker.call(worker.records.mark(other, "REVOKED", finished_at="f"))
+    assert succeed(worker, other, {"late": True}) == 0
     assert (await records.status(await records.get(other)))["status"] == "REVOKED"

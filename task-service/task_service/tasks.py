@@ -21,7 +21,7 @@ def run_background(self: PlatformTask, task_type: str, data: dict[str, Any]) -> 
     tid = self.request.id
 
     def check() -> None:
-        if tid and self.records.is_cancelled(tid):
+        if tid and self.call(self.records.is_cancelled(tid)):
             raise TaskCancelled()
 
     attempt = current_attempt.set(int(record.get("attempts") or 0) + 1)  # the record as it was before
@@ -37,7 +37,7 @@ def _sleep_watching_cancel(task: PlatformTask, seconds: float) -> None:
     end = time.monotonic() + seconds
     while (left := end - time.monotonic()) > 0:
         time.sleep(min(CANCEL_POLL_SECONDS, left))
-        if left > CANCEL_POLL_SECONDS and task.records.is_cancelled(task.request.id):
+        if left > CANCEL_POLL_SECONDS and task.call(task.records.is_cancelled(task.request.id)):
             raise TaskCancelled()
 
 
@@ -47,7 +47,7 @@ def long_running(
 ) -> dict[str, Any]:
     # A redelivered task (worker killed, or a handed-over slice) resumes after its last
     # recorded step, so progress never goes backwards and no step is done twice.
-    resumed_from = self.records.last_progress(self.request.id)
+    resumed_from = self.call(self.records.last_progress(self.request.id))
     slice_end = time.monotonic() + settings.long_task_slice_seconds
     for step in range(resumed_from, steps):
         _sleep_watching_cancel(self, step_seconds)
