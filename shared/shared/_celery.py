@@ -144,10 +144,16 @@ class PlatformTask(Task):  # type: ignore[misc]
             if enqueued is not None:
                 TASK_QUEUE_WAIT.labels(self.name, queue).observe(max(0.0, time.time() - enqueued))
             TASKS_STARTED.labels(self.name, queue).inc()
-            log.info("task %s started (attempt %s)", self.name, int(record.get("attempts", 0)) + 1)
+            attempt = int(record.get("attempts", 0)) + 1
+            log.debug("task %s started (attempt %s)", self.name, attempt)
             start = time.perf_counter()
             try:
-                return self.run(*args, **kwargs)
+                result = self.run(*args, **kwargs)
+                # One line per task run (Celery's own success line is off: see _quiet_trace_log).
+                log.info(
+                    "task %s returned in %.3fs (attempt %s)", self.name, time.perf_counter() - start, attempt
+                )
+                return result
             except TaskCancelled:
                 self._revoked(tid, queue, "Cancelled by its owner while running.")
             except (Retry, Ignore, Reject):
@@ -441,6 +447,17 @@ def start_worker_metrics(settings: BaseServiceSettings, queue: QueueName) -> Non
 _SETTLED_STATES = frozenset({*TERMINAL_STATUSES, "IGNORED", "REJECTED"})
 
 
+def _quiet_trace_log() -> None:
+    """Celery's per-task INFO line ("Task ... succeeded in ...: <result>") off in our workers.
+
+    It writes the task's return value (user data, up to a kilobyte) into the logs, and its
+    repr of it was a tenth of a no-op task's CPU in its pool process. PlatformTask logs its own
+    line per run without the result; failures and retries still come from this logger at
+    WARNING and above (a retry Celery schedules itself logs at INFO: our on_retry records it).
+    """
+    logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
+
+
 def install_worker_hooks(app: PlatformCelery, queue: QueueName) -> None:
     from shared._logging import configure_logging
     from shared._pool_guard import install_pool_fd_guard
@@ -496,6 +513,7 @@ def install_worker_hooks(app: PlatformCelery, queue: QueueName) -> None:
     @signals.setup_logging.connect(weak=False)
     def _logging(**_: Any) -> None:
         configure_logging(app.settings.service_name + "-worker", app.settings.log_level)
+        _quiet_trace_log()
 
     @signals.worker_process_shutdown.connect(weak=False)
     def _dead(pid: int | None = None, **_: Any) -> None:

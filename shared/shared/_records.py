@@ -38,6 +38,8 @@ SCRIPTS = {
     for name in ("record_create", "record_update", "record_begin", "record_progress")
 }
 _LUA = {name: Lua(source) for name, source in SCRIPTS.items()}
+# Record fields a task's run never reads: left out of what begin answers.
+_BEGIN_OMITS = ("inputs", "result")
 
 
 REC_PREFIX = "t:rec:"
@@ -222,13 +224,15 @@ class RecordCalls:
         return Call((orjson.dumps(self.create_args(record)),), script=_LUA["record_create"])
 
     def begin(self, task_id: str, worker: str) -> Call[dict[str, Any] | None]:
-        """Mark the task STARTED unless final or cancelled; the record as it was before."""
+        """Mark the task STARTED unless final or cancelled; the record as it was before, less
+        what a run never reads (the submission's `inputs`, kept for a replay, may be a megabyte)."""
         started_at = now_iso()
         args = {
             "key": rec_key(task_id),
             "channel": events_channel(task_id),
             "started_at": started_at,
             "worker": worker,
+            "omit": _BEGIN_OMITS,
             "event": _event(
                 "status", task_id=task_id, status=TaskState.STARTED, started_at=started_at
             ).decode(),

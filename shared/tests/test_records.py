@@ -128,3 +128,29 @@ async def test_a_success_is_written_to_the_record_alone(records, worker) -> None
     worker.call(worker.records.mark(other, "REVOKED", finished_at="f"))
     assert succeed(worker, other, {"late": True}) == 0
     assert (await records.status(await records.get(other)))["status"] == "REVOKED"
+
+
+async def test_begin_answers_the_record_as_it_was_without_its_inputs(records, worker) -> None:
+    tid = str(uuid.uuid4())
+    inputs = {"kwargs": {"data": "x" * 1000}}
+    await records.create(
+        {
+            "task_id": tid,
+            "owner": "alice",
+            "task_type": "t",
+            "created_at": "x",
+            "inputs": inputs,
+            "callback_url": "cb",
+        }
+    )
+    before = worker.call(worker.records.begin(tid, "w1"))
+    assert (before["status"], before["attempts"], before["callback_url"]) == ("PENDING", "0", "cb")
+    assert "inputs" not in before  # a run never reads it; a replay reads the record itself
+    after = await records.get(tid)
+    assert (after["status"], after["attempts"], after["worker"], after["inputs"]) == (
+        "STARTED",
+        "1",
+        "w1",
+        inputs,
+    )
+    assert worker.call(worker.records.begin("no-such-task", "w1")) is None
