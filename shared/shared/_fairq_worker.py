@@ -118,7 +118,8 @@ class Publisher:
             # Confirms are asked for on the channel here, not per publish by the transport.
             options = {**self.app.conf.broker_transport_options, "confirm_publish": False}
             conn = self.app.connection_for_write(transport_options=options)
-            conn.ensure_connection(max_retries=1)
+            # As long as a publish from an API may wait for the broker (task_publish_retry_policy).
+            conn.ensure_connection(**self.app.conf.task_publish_retry_policy)
             channel = conn.channel()
             channel.confirm_select()
             channel.events["basic_ack"].add(self._on_ack)
