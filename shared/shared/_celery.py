@@ -199,7 +199,7 @@ class PlatformTask(Task):  # type: ignore[misc]
     def _end(self, task_id: str, status: TaskState, **fields: Any) -> int:
         """The final record and the fair queue's end of the task: one round trip.
 
-        The messages popped then are published by the settler's threads; the task's postrun has
+        The messages popped then are published by the settler's thread; the task's postrun has
         nothing left to record. The answer is the record update's (0: it was final already).
         """
         app: Any = self.app
