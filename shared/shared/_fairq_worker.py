@@ -39,6 +39,25 @@ log = logging.getLogger("shared.fairq")
 CONFIRM_TIMEOUT = 10.0
 
 
+_CONNECTION_ERRORS = (*amqp.Connection.recoverable_connection_errors, OSError)
+
+
+def _amqp_message(raw: bytes) -> tuple[str, str, amqp.Message]:
+    """A stored message (build_message) as (task id, queue, the AMQP message to publish)."""
+    meta, body = raw.split(b"\n", 1)
+    m = orjson.loads(meta)
+    msg = amqp.Message(
+        body,
+        content_type="application/json",
+        content_encoding="utf-8",
+        application_headers=m["headers"],
+        priority=m["priority"],
+        delivery_mode=2,
+        **m["properties"],
+    )
+    return m["id"], m["queue"], msg
+
+
 class Publisher:
     """Publishes the fair queue's stored messages on a broker connection of its own, with
     confirms, the confirms of a batch awaited together.
@@ -48,8 +67,9 @@ class Publisher:
     task's cost in its pool process, since nearly every task's end publishes the next in
     turn. Here a batch goes out back to back on a channel in confirm mode and one wait collects
     the confirms (RabbitMQ acks several at once): about 50 µs a message. Only its own thread
-    uses it. A lost connection is opened again once for the batch; what is not confirmed is
-    left claimed for the pass, as before.
+    uses it. A lost connection is opened again once for the batch, and what it did not confirm
+    published again on the new one; what is still not confirmed is left claimed for the pass,
+    as before.
     """
 
     def __init__(self, app: Celery) -> None:
@@ -66,52 +86,39 @@ class Publisher:
         """Publish and wait for the broker's confirms; the ids confirmed (in order)."""
         if not messages:
             return []
-        try:
-            return self._publish(messages)
-        except tuple(self._errors()):  # the connection went: once more on a new one
-            self.close()
-            return self._publish(messages)
-
-    def _errors(self) -> tuple[type[BaseException], ...]:
-        return (*amqp.Connection.recoverable_connection_errors, ConnectionError, OSError)
-
-    def _publish(self, messages: list[bytes]) -> list[str]:
-        channel = self._open()
+        parsed = [_amqp_message(raw) for raw in messages]
         self._done, self._nacked = [], 0
-        for raw in messages:
-            meta, body = raw.split(b"\n", 1)
-            m = orjson.loads(meta)
-            q = m["queue"]
+        try:
+            self._publish(parsed)
+        except _CONNECTION_ERRORS:  # the connection went: what it did not confirm, once more
+            self.close()
+            confirmed = set(self._done)
+            self._publish([m for m in parsed if m[0] not in confirmed])
+        if self._nacked:
+            log.warning("fair queue: the broker refused %d publishes; the pass retries them", self._nacked)
+        return self._done
+
+    def _publish(self, messages: list[tuple[str, str, amqp.Message]]) -> None:
+        channel = self._open()
+        for task_id, q, msg in messages:
             if q not in self._declared:
                 entity = self.app.amqp.queues.get(q)
                 if entity is not None:
                     entity(channel).declare()
                 self._declared.add(q)
-            msg = amqp.Message(
-                body,
-                content_type="application/json",
-                content_encoding="utf-8",
-                application_headers=m["headers"],
-                priority=m["priority"],
-                delivery_mode=2,
-                **m["properties"],
-            )
             channel.basic_publish(msg, exchange=q, routing_key=q)
-            self._tags[self._next_tag] = m["id"]
+            self._tags[self._next_tag] = task_id
             self._next_tag += 1
         deadline = time.monotonic() + CONFIRM_TIMEOUT
         while self._tags:
             left = deadline - time.monotonic()
-            if left <= 0:
+            if left <= 0:  # not confirmed: left claimed, and the connection is not trusted
                 self.close()
-                break
+                return
             try:
                 channel.connection.drain_events(timeout=left)
             except TimeoutError:
                 continue
-        if self._nacked:
-            log.warning("fair queue: the broker refused %d publishes; the pass retries them", self._nacked)
-        return self._done
 
     def _open(self) -> Any:
         if self._channel is None:
