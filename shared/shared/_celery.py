@@ -150,9 +150,8 @@ class PlatformTask(Task):  # type: ignore[misc]
             try:
                 result = self.run(*args, **kwargs)
                 # One line per task run (Celery's own success line is off: see _quiet_trace_log).
-                log.info(
-                    "task %s returned in %.3fs (attempt %s)", self.name, time.perf_counter() - start, attempt
-                )
+                elapsed_ms = (time.perf_counter() - start) * 1000
+                log.info("task %s returned in %.1f ms (attempt %s)", self.name, elapsed_ms, attempt)
                 return result
             except TaskCancelled:
                 self._revoked(tid, queue, "Cancelled by its owner while running.")
