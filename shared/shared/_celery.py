@@ -9,7 +9,6 @@ import logging
 import os
 import time
 from datetime import datetime
-from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import orjson
@@ -33,9 +32,7 @@ from shared._metrics import (
     TASKS_STARTED,
     TASKS_SUCCEEDED,
     TASKS_TIMED_OUT,
-    BrokerQueueProbe,
-    QueueDepthCollector,
-    metrics_registry,
+    start_worker_metrics,
 )
 from shared._queues import MAX_PRIORITY, QueueName
 from shared._records import RecordCalls, iso_at, now_iso
@@ -100,13 +97,11 @@ class PlatformTask(Task):  # type: ignore[misc]
 
     @property
     def records(self) -> RecordCalls:
-        app: Any = self.app
-        return app.records  # type: ignore[no-any-return]
+        return self.app.records  # type: ignore[no-any-return]
 
     def call(self, call: Call[T]) -> T:
         """Make a Redis call (self.records' calls) on this process's client."""
-        app: Any = self.app
-        return app.call(call)  # type: ignore[no-any-return]
+        return self.app.call(call)  # type: ignore[no-any-return]
 
     def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:  # type: ignore[override]
         if kwargs:
@@ -149,7 +144,7 @@ class PlatformTask(Task):  # type: ignore[misc]
             start = time.perf_counter()
             try:
                 result = self.run(*args, **kwargs)
-                # One line per task run (Celery's own success line is off: see _quiet_trace_log).
+                # One line per run (Celery's own success line is off: configure_worker_logging).
                 elapsed_ms = (time.perf_counter() - start) * 1000
                 log.info("task %s returned in %.1f ms (attempt %s)", self.name, elapsed_ms, attempt)
                 return result
@@ -270,22 +265,13 @@ class PlatformCelery(Celery):  # type: ignore[misc]
     """A Celery app that knows the shared settings and owns one Redis client per process."""
 
     settings: BaseServiceSettings
-    _records: RecordCalls | None = None
+    records: RecordCalls  # the task records' calls, made with `call`
     _redis_pid: int | None = None
     _redis: redis.Redis | None = None
     _fairq_pid: int | None = None
     _fairq_store: FairQueue | None = None
     _settler_pid: int | None = None
     _settler: Settler | None = None
-
-    @property
-    def records(self) -> RecordCalls:
-        """The task records' calls, made with `call`."""
-        if self._records is None:
-            self._records = RecordCalls(
-                self.settings.result_expires_seconds, self.settings.failed_retention_days * 86400
-            )
-        return self._records
 
     @property
     def redis(self) -> redis.Redis:
@@ -362,6 +348,7 @@ def make_celery(
         task_cls=PlatformTask,
     )
     app.settings = settings
+    app.records = RecordCalls(settings.result_expires_seconds, settings.failed_retention_days * 86400)
     app.conf.update(
         task_queues=[make_queue(queue)],
         task_default_queue=queue.value,
@@ -425,40 +412,13 @@ def make_celery(
     return app
 
 
-def start_worker_metrics(settings: BaseServiceSettings, queue: QueueName) -> None:
-    """Serve the worker's metrics (all pool processes summed) on WORKER_METRICS_PORT."""
-    from prometheus_client import start_http_server
-
-    port = settings.worker_metrics_port
-    if not port:
-        return
-    mp_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if mp_dir:
-        for stale in Path(mp_dir).glob("*.db"):  # files of an earlier run would be summed in
-            stale.unlink(missing_ok=True)
-    collector = QueueDepthCollector(BrokerQueueProbe(settings.broker_url, [queue.value]))
-    start_http_server(port, addr=settings.host, registry=metrics_registry([collector]))
-    log.info("worker metrics on %s:%s", settings.host, port)
-
-
 # A task that ends in one of these left the broker for good; RETRY means Celery published its
 # next attempt itself (outside the fair window), so it frees only its place in the window.
 _SETTLED_STATES = frozenset({*TERMINAL_STATUSES, "IGNORED", "REJECTED"})
 
 
-def _quiet_trace_log() -> None:
-    """Celery's per-task INFO line ("Task ... succeeded in ...: <result>") off in our workers.
-
-    It writes the task's return value (user data, up to a kilobyte) into the logs, and its
-    repr of it was a tenth of a no-op task's CPU in its pool process. PlatformTask logs its own
-    line per run without the result; failures and retries still come from this logger at
-    WARNING and above (a retry Celery schedules itself logs at INFO: our on_retry records it).
-    """
-    logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
-
-
 def install_worker_hooks(app: PlatformCelery, queue: QueueName) -> None:
-    from shared._logging import configure_logging
+    from shared._logging import configure_worker_logging
     from shared._pool_guard import install_pool_fd_guard
 
     install_pool_fd_guard()  # a broker restart must not stop the worker (see _pool_guard)
@@ -511,8 +471,7 @@ def install_worker_hooks(app: PlatformCelery, queue: QueueName) -> None:
 
     @signals.setup_logging.connect(weak=False)
     def _logging(**_: Any) -> None:
-        configure_logging(app.settings.service_name + "-worker", app.settings.log_level)
-        _quiet_trace_log()
+        configure_worker_logging(app.settings.service_name + "-worker", app.settings.log_level)
 
     @signals.worker_process_shutdown.connect(weak=False)
     def _dead(pid: int | None = None, **_: Any) -> None:

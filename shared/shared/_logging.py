@@ -52,3 +52,13 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     # httpx logs every request URL at INFO; URLs may carry user data.
     for noisy in ("httpx", "httpcore", "openai", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def configure_worker_logging(service: str, level: str = "INFO") -> None:
+    """configure_logging, with Celery's per-task INFO line ("Task ... succeeded in ...: <result>")
+    off: it writes the task's arguments and return value (user data, up to a kilobyte each) into
+    the logs, and its repr of them was a tenth of a no-op task's CPU in its pool process.
+    PlatformTask logs its own line per run, without them; failures still come from that logger
+    (WARNING and above; a retry Celery schedules itself logged at INFO: on_retry records it)."""
+    configure_logging(service, level)
+    logging.getLogger("celery.app.trace").setLevel(logging.WARNING)

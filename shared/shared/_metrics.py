@@ -1,4 +1,5 @@
-"""Prometheus metrics: HTTP by route template, tasks by name and queue, queue depth.
+"""Prometheus metrics: HTTP by route template, tasks by name and queue, queue depth, and the
+worker's metrics server.
 
 Safe with prefork workers: children write to PROMETHEUS_MULTIPROC_DIR (set by _bootstrap) and
 the worker's main process serves the aggregate on a port of its own.
@@ -8,13 +9,15 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import logging
 import os
 import re
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -30,6 +33,12 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared._context import request_id_var
+
+if TYPE_CHECKING:
+    from shared._queues import QueueName
+    from shared._settings import BaseServiceSettings
+
+log = logging.getLogger("shared.metrics")
 
 NS = "smartapp"
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -289,3 +298,19 @@ class BrokerQueueProbe:
     def close(self) -> None:
         with self._lock:
             self._close()
+
+
+def start_worker_metrics(settings: BaseServiceSettings, queue: QueueName) -> None:
+    """Serve the worker's metrics (all pool processes summed) on WORKER_METRICS_PORT."""
+    from prometheus_client import start_http_server
+
+    port = settings.worker_metrics_port
+    if not port:
+        return
+    mp_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if mp_dir:
+        for stale in Path(mp_dir).glob("*.db"):  # files of an earlier run would be summed in
+            stale.unlink(missing_ok=True)
+    collector = QueueDepthCollector(BrokerQueueProbe(settings.broker_url, [queue.value]))
+    start_http_server(port, addr=settings.host, registry=metrics_registry([collector]))
+    log.info("worker metrics on %s:%s", settings.host, port)
