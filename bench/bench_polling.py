@@ -14,6 +14,11 @@ for 2,400 requests a minute, twice the product default (RATE_LIMIT_PER_MINUTE=12
 so the section runs twice: with the product default, and with the limit raised out of the way
 (`--limit` picks one). A 429 is counted and the poll simply comes again at the next tick.
 
+The machine's other load swings both sides' rates by a tenth or more from one run to the next,
+so the section runs ROUNDS rounds (3; the quick run 1), each the baseline and then ours, and
+reports the median of the rounds' ratios (each round's is printed too). Both workers and every
+gateway stay up for all rounds; the side not running is idle.
+
 Also printed, to show where the time goes: when the last submission was answered, and the
 gateway's and the API's CPU per task; `--direct` adds a run straight against the API.
 """
@@ -23,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import statistics
 import sys
 import threading
 import time
@@ -143,17 +149,28 @@ def bare_users(users: int, n: int, poll: float) -> tuple[float, int, float]:
     return time.monotonic() - t0, sum(polls), max(submitted) - t0
 
 
-def main(n: int, users: int, poll: float, limits: list[str]) -> list[str]:
+def main(n: int, users: int, poll: float, limits: list[str], rounds: int) -> list[str]:
     testkit.ensure_vhost(VHOST)
     redis_db = testkit.claim_redis_db()
     try:
-        return measure(n, users, poll, redis_db, limits)
+        return measure(n, users, poll, redis_db, limits, rounds)
     finally:
         testkit.delete_vhost(VHOST)
         testkit.release_redis_db(redis_db)
 
 
-def measure(n: int, users: int, poll: float, redis_db: int, limits: list[str]) -> list[str]:
+@dataclass
+class Run:
+    """One measured run of one side: tasks/s, and what it cost."""
+
+    rate: float
+    took: float
+    submitted: float
+    tally: Tally | None = None
+    cpu: tuple[float, float] = (0.0, 0.0)  # gateway, API: CPU seconds per task
+
+
+def measure(n: int, users: int, poll: float, redis_db: int, limits: list[str], rounds: int) -> list[str]:
     env, log_dir = benchkit.run_env(VHOST, redis_db)
     settings = BaseServiceSettings()
     tokens = [mint_token(settings, f"poller-{u}", ["tasks"], 3600) for u in range(users)]
@@ -161,84 +178,107 @@ def measure(n: int, users: int, poll: float, redis_db: int, limits: list[str]) -
     api_port = testkit.free_port()
     base = {**os.environ, **env}
     lines = [
-        f"polling: {n} no-op tasks over {users} users, each polling every {poll:g} s, concurrency {CONCURRENCY}"
+        f"polling: {n} no-op tasks over {users} users, each polling every {poll:g} s, concurrency {CONCURRENCY};"
+        f" {rounds} round(s), each runs the baseline and then ours, and the ratio is the median of the"
+        " rounds' ratios"
     ]
     procs: list[testkit.Proc] = []
     try:
-        api, bare_worker = benchkit.start_api_and_bare_worker(procs, api_port, base, concurrency=CONCURRENCY)
+        api, _ = benchkit.start_api_and_bare_worker(procs, api_port, base, concurrency=CONCURRENCY)
+        # Both workers stay up for every round (an idle one costs nothing measurable), so the
+        # rounds can alternate the sides: drift in the machine's load falls on both alike.
+        procs.append(
+            testkit.start_worker("task_service.worker", "default", base, log_dir, concurrency=CONCURRENCY)
+        )
+        urls: dict[str, str] = {}
+        gateways: dict[str, testkit.Proc] = {}
+        for which in limits:
+            if which != "direct":
+                gw_port = testkit.free_port()
+                gateways[which] = start_gateway(which, base, api_port, gw_port, log_dir)
+                procs.append(gateways[which])
+                urls[which] = f"http://127.0.0.1:{gw_port}"
+        if "direct" in limits:
+            urls["direct"] = f"http://127.0.0.1:{api_port}"
         # Warm up with every user (one task each): connection set-up is not measured, on
         # either side (each side's pools then hold what 50 users need).
         bare_users(users, users, poll)
-        bare_s, bare_polls, bare_sub = bare_users(users, n, poll)
-        bare_worker.stop()
-        bare_rate = n / bare_s
-        lines.append(
-            f"    bare Celery apply_async + AsyncResult polling: {bare_rate:8.1f} tasks/s"
-            f"  ({bare_s:.2f} s, all submitted after {bare_sub:.2f} s, {bare_polls} polls)"
-        )
-        worker = testkit.start_worker(
-            "task_service.worker", "default", base, log_dir, concurrency=CONCURRENCY
-        )
-        procs.append(worker)
-        for which in limits:
-            if which == "direct":
-                # Diagnosis only: the same users talking to the task-service API itself.
-                url = f"http://127.0.0.1:{api_port}"
-                asyncio.run(ours_users(url, tokens, users, poll))  # warm up, as above
-                cpu0 = cpu_seconds(api)
-                ours_s, tally = asyncio.run(ours_users(url, tokens, n, poll))
-                api_cpu = cpu_seconds(api) - cpu0
-                rate = n / ours_s
-                lines.append("    task-service API directly, no gateway (diagnosis, not the target):")
-                lines.append(
-                    f"        straight to the API        : {rate:8.1f} tasks/s  ({ours_s:.2f} s,"
-                    f" all submitted after {tally.submitted:.2f} s)"
-                )
-                lines.append(f"        CPU per task: task-service API {api_cpu / n * 1000:.2f} ms")
-                lines.append(f"        ratio without the gateway  : {rate / bare_rate:8.2f}x")
-                continue
+        for url in urls.values():
+            asyncio.run(ours_users(url, tokens, users, poll))
+        bare: list[Run] = []
+        ours: dict[str, list[Run]] = {which: [] for which in limits}
+        for _ in range(rounds):
+            took, polls, sub = bare_users(users, n, poll)
+            bare.append(Run(n / took, took, sub, Tally(polls=polls)))
+            for which in limits:
+                ours[which].append(run_ours(urls[which], tokens, n, poll, gateways.get(which), api))
+        lines += report(bare, ours, n)
+    finally:
+        for proc in procs:
+            proc.stop()
+    return lines
+
+
+def start_gateway(which: str, base: dict[str, str], api_port: int, port: int, log_dir: Path) -> testkit.Proc:
+    per_minute, burst = DEFAULT_LIMIT if which == "default" else RAISED_LIMIT
+    env = {
+        **base,
+        "TASK_SERVICE_URL": f"http://127.0.0.1:{api_port}",
+        "RATE_LIMIT_PER_MINUTE": str(per_minute),
+        "RATE_LIMIT_BURST": str(burst),
+    }
+    return testkit.start_api("gateway", port, env, log_dir)
+
+
+def run_ours(
+    url: str, tokens: list[str], n: int, poll: float, gateway: testkit.Proc | None, api: testkit.Proc
+) -> Run:
+    cpu0 = (cpu_seconds(gateway) if gateway else 0.0), cpu_seconds(api)
+    took, tally = asyncio.run(ours_users(url, tokens, n, poll))
+    cpu = (cpu_seconds(gateway) - cpu0[0] if gateway else 0.0), cpu_seconds(api) - cpu0[1]
+    return Run(n / took, took, tally.submitted, tally, (cpu[0] / n, cpu[1] / n))
+
+
+def report(bare: list[Run], ours: dict[str, list[Run]], n: int) -> list[str]:
+    mid = statistics.median
+    lines = [
+        f"    bare Celery apply_async + AsyncResult polling: {mid(r.rate for r in bare):8.1f} tasks/s"
+        f"  (median; rounds {', '.join(f'{r.rate:.0f}' for r in bare)};"
+        f" all submitted after {mid(r.submitted for r in bare):.2f} s)"
+    ]
+    for which, runs in ours.items():
+        ratios = [run.rate / b.rate for run, b in zip(runs, bare, strict=True)]
+        tallies = [run.tally for run in runs if run.tally is not None]
+        polls, throttled = sum(t.polls for t in tallies), sum(t.throttled for t in tallies)
+        other: dict[int, int] = {}
+        for t in tallies:
+            for code, count in t.other.items():
+                other[code] = other.get(code, 0) + count
+        if which == "direct":
+            lines.append("    task-service API directly, no gateway (diagnosis, not the target):")
+        else:
             per_minute, burst = DEFAULT_LIMIT if which == "default" else RAISED_LIMIT
-            gw_port = testkit.free_port()
-            gateway = testkit.start_api(
-                "gateway",
-                gw_port,
-                {
-                    **base,
-                    "TASK_SERVICE_URL": f"http://127.0.0.1:{api_port}",
-                    "RATE_LIMIT_PER_MINUTE": str(per_minute),
-                    "RATE_LIMIT_BURST": str(burst),
-                },
-                log_dir,
-            )
-            try:
-                url = f"http://127.0.0.1:{gw_port}"
-                asyncio.run(ours_users(url, tokens, users, poll))  # warm up, as above
-                cpu0 = cpu_seconds(gateway), cpu_seconds(api)
-                ours_s, tally = asyncio.run(ours_users(url, tokens, n, poll))
-                gw_cpu, api_cpu = cpu_seconds(gateway) - cpu0[0], cpu_seconds(api) - cpu0[1]
-            finally:
-                gateway.stop()
-            rate = n / ours_s
             label = "product default" if which == "default" else "raised"
             lines.append(
                 f"    gateway + task-status polling, rate limit {label} ({per_minute}/min, burst {burst}):"
             )
-            lines.append(
-                f"        through the gateway        : {rate:8.1f} tasks/s  ({ours_s:.2f} s,"
-                f" all submitted after {tally.submitted:.2f} s)"
-            )
-            lines.append(
-                f"        CPU per task: gateway {gw_cpu / n * 1000:.2f} ms,"
-                f" task-service API {api_cpu / n * 1000:.2f} ms"
-            )
-            lines.append(
-                f"        polls {tally.polls}, of them 429: {tally.throttled}"
-                + (f", other: {tally.other}" if tally.other else "")
-            )
-            lines.append(f"        ratio                      : {rate / bare_rate:8.2f}x  (target >= 0.5x)")
-    finally:
-        for proc in procs:
-            proc.stop()
+        lines.append(
+            f"        {'straight to the API' if which == 'direct' else 'through the gateway'}"
+            f"        : {mid(r.rate for r in runs):8.1f} tasks/s  (median; rounds"
+            f" {', '.join(f'{r.rate:.0f}' for r in runs)}; all submitted after {mid(r.submitted for r in runs):.2f} s)"
+        )
+        lines.append(
+            f"        CPU per task: gateway {mid(r.cpu[0] for r in runs) * 1000:.2f} ms,"
+            f" task-service API {mid(r.cpu[1] for r in runs) * 1000:.2f} ms"
+        )
+        lines.append(
+            f"        polls {polls}, of them 429: {throttled}" + (f", other: {other}" if other else "")
+        )
+        target = "  (diagnosis)" if which == "direct" else "  (target >= 0.5x)"
+        lines.append(
+            f"        ratio                      : {mid(ratios):8.2f}x{target}"
+            f"  rounds {', '.join(f'{x:.2f}' for x in ratios)}"
+        )
     return lines
 
 
@@ -248,6 +288,7 @@ if __name__ == "__main__":
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--poll", type=float, default=0.2)
     parser.add_argument("--limit", choices=["default", "raised", "both"], default="both")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of (baseline, ours); the median ratio")
     parser.add_argument(
         "--direct",
         action="store_true",
@@ -257,4 +298,4 @@ if __name__ == "__main__":
     chosen = ["default", "raised"] if args.limit == "both" else [args.limit]
     if args.direct:
         chosen.append("direct")
-    print("\n".join(main(args.tasks, args.users, args.poll, chosen)), flush=True)
+    print("\n".join(main(args.tasks, args.users, args.poll, chosen, args.rounds)), flush=True)

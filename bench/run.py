@@ -43,7 +43,7 @@ SECTIONS = {
     ),
     "polling": Section(
         ROOT / "bench" / "bench_polling.py",
-        ("--tasks", "16", "--users", "4", "--limit", "default"),
+        ("--tasks", "16", "--users", "4", "--limit", "default", "--rounds", "1"),
         ("bare Celery apply_async + AsyncResult polling", "through the gateway", "of them 429", "ratio"),
     ),
     "gateway": Section(
