@@ -6,6 +6,9 @@
 
     python bench/bench_tasks.py [--tasks N] [--part a|b]
 
+(a) runs ROUNDS rounds (3; the quick run 1), each the bare side and then ours with both
+workers up and warmed, and reports the median of the rounds' ratios (each is printed too): one
+run's rate swings by a tenth with the machine's other load.
 (a) also prints the CPU each side spent per task (the API, and each worker's processes summed),
 measured from /proc: on a shared machine the CPU per task is steadier than the rate.
 """
@@ -16,6 +19,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -114,17 +118,17 @@ def purge(env: dict[str, str]) -> None:
                 channel.queue_purge(q)
 
 
-def main(n: int, parts: str = "ab") -> list[str]:
+def main(n: int, parts: str = "ab", rounds: int = 3) -> list[str]:
     testkit.ensure_vhost(VHOST)
     redis_db = testkit.claim_redis_db()
     try:
-        return measure(n, redis_db, parts)
+        return measure(n, redis_db, parts, rounds)
     finally:
         testkit.delete_vhost(VHOST)
         testkit.release_redis_db(redis_db)
 
 
-def measure(n: int, redis_db: int, parts: str = "ab") -> list[str]:
+def measure(n: int, redis_db: int, parts: str = "ab", rounds: int = 3) -> list[str]:
     env, log_dir = benchkit.run_env(VHOST, redis_db)
     settings = BaseServiceSettings()
     token = mint_token(settings, "bench", ["tasks"], 3600)
@@ -135,48 +139,25 @@ def measure(n: int, redis_db: int, parts: str = "ab") -> list[str]:
     lines: list[str] = []
     procs: list[testkit.Proc] = []
     try:
-        # The API and the bare worker start side by side (nothing is measured yet).
+        # The API and both workers start side by side (nothing is measured yet) and stay up
+        # for every round of (a); the side not running is idle.
         api, bare_worker = benchkit.start_api_and_bare_worker(
             procs, api_port, {**os.environ, **env}, concurrency=CONCURRENCY
         )
-        # warm both paths so connection set-up is not measured (the bare worker drains its
-        # 20 before the measured run starts)
-        asyncio.run(http_submit(url, token, 20))
-        wait_done(rclient, bare_submit(20))
-        purge(env)
+        worker = testkit.start_worker(
+            "task_service.worker", "default", {**os.environ, **env}, log_dir, concurrency=CONCURRENCY
+        )
+        procs.append(worker)
+        # Warm both paths, workers included, so that connection set-up and a new worker's
+        # first second (its fair-queue window grows once the pass has measured its rate) are
+        # not measured, on either side.
+        wait_done(rclient, asyncio.run(http_submit(url, token, 200)), ours=True)
+        wait_done(rclient, bare_submit(200))
 
         if "a" in parts:
-            # (a) end to end
-            cpu0 = cpu_seconds(bare_worker)
-            t0 = time.monotonic()
-            ids = bare_submit(n)
-            bare_e2e = n / (wait_done(rclient, ids) - t0)
-            bare_cpu = (cpu_seconds(bare_worker) - cpu0) / n * 1000
-            bare_worker.stop()
-
-            worker = testkit.start_worker(
-                "task_service.worker", "default", {**os.environ, **env}, log_dir, concurrency=CONCURRENCY
-            )
-            procs.append(worker)
-            cpu0, api0 = cpu_seconds(worker), cpu_seconds(api)
-            t0 = time.monotonic()
-            ids = asyncio.run(http_submit(url, token, n))
-            ours_e2e = n / (wait_done(rclient, ids, ours=True) - t0)
-            ours_cpu = (cpu_seconds(worker) - cpu0) / n * 1000
-            api_cpu = (cpu_seconds(api) - api0) / n * 1000
-            worker.stop()
-            lines.append(f"tasks (a) end to end, {n} no-op tasks, concurrency {CONCURRENCY}:")
-            lines.append(f"    bare Celery apply_async + worker : {bare_e2e:8.0f} tasks/s")
-            lines.append(f"    task-service over HTTP + worker  : {ours_e2e:8.0f} tasks/s")
-            lines.append(
-                f"    ratio                            : {ours_e2e / bare_e2e:8.2f}x  (target >= 0.5x)"
-            )
-            lines.append(
-                f"    CPU per task: bare worker {bare_cpu:.2f} ms; our worker {ours_cpu:.2f} ms,"
-                f" our API {api_cpu:.2f} ms"
-            )
-        else:
-            bare_worker.stop()
+            lines += end_to_end(n, rounds, url, token, rclient, api, bare_worker, worker)
+        bare_worker.stop()
+        worker.stop()
 
         if "b" in parts:
             # (b) submission alone
@@ -199,9 +180,51 @@ def measure(n: int, redis_db: int, parts: str = "ab") -> list[str]:
     return lines
 
 
+def end_to_end(
+    n: int,
+    rounds: int,
+    url: str,
+    token: str,
+    rclient: redis.Redis,
+    api: testkit.Proc,
+    bare_worker: testkit.Proc,
+    worker: testkit.Proc,
+) -> list[str]:
+    """(a): rounds of (bare, then ours); the median of the rounds' ratios, and of the CPU."""
+    bare_rates, our_rates, bare_cpu, our_cpu, api_cpu = [], [], [], [], []
+    for _ in range(rounds):
+        cpu0 = cpu_seconds(bare_worker)
+        t0 = time.monotonic()
+        ids = bare_submit(n)
+        bare_rates.append(n / (wait_done(rclient, ids) - t0))
+        bare_cpu.append((cpu_seconds(bare_worker) - cpu0) / n * 1000)
+
+        cpu0, api0 = cpu_seconds(worker), cpu_seconds(api)
+        t0 = time.monotonic()
+        ids = asyncio.run(http_submit(url, token, n))
+        our_rates.append(n / (wait_done(rclient, ids, ours=True) - t0))
+        our_cpu.append((cpu_seconds(worker) - cpu0) / n * 1000)
+        api_cpu.append((cpu_seconds(api) - api0) / n * 1000)
+    ratios = [o / b for o, b in zip(our_rates, bare_rates, strict=True)]
+    mid = statistics.median
+    return [
+        f"tasks (a) end to end, {n} no-op tasks, concurrency {CONCURRENCY}, {rounds} round(s) of"
+        " (bare, ours), medians:",
+        f"    bare Celery apply_async + worker : {mid(bare_rates):8.0f} tasks/s  (rounds"
+        f" {', '.join(f'{r:.0f}' for r in bare_rates)})",
+        f"    task-service over HTTP + worker  : {mid(our_rates):8.0f} tasks/s  (rounds"
+        f" {', '.join(f'{r:.0f}' for r in our_rates)})",
+        f"    ratio                            : {mid(ratios):8.2f}x  (target >= 0.5x)  rounds"
+        f" {', '.join(f'{r:.2f}' for r in ratios)}",
+        f"    CPU per task: bare worker {mid(bare_cpu):.2f} ms; our worker {mid(our_cpu):.2f} ms,"
+        f" our API {mid(api_cpu):.2f} ms",
+    ]
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=int(os.environ.get("BENCH_TASKS", "3000")))
     parser.add_argument("--part", choices=("a", "b"), help="only (a) end to end, or only (b) submission")
+    parser.add_argument("--rounds", type=int, default=3, help="(a): rounds of (bare, ours); the median ratio")
     args = parser.parse_args()
-    print("\n".join(main(args.tasks, args.part or "ab")))
+    print("\n".join(main(args.tasks, args.part or "ab", args.rounds)))

@@ -33,7 +33,7 @@ class Section:
 SECTIONS = {
     "tasks": Section(
         ROOT / "bench" / "bench_tasks.py",
-        ("--tasks", "20"),
+        ("--tasks", "20", "--rounds", "1"),
         ("bare Celery apply_async + worker", "task-service over HTTP + worker", "ratio", "CPU per task"),
     ),
     "noisy-neighbour": Section(
