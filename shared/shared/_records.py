@@ -215,6 +215,9 @@ class RecordCalls:
     def get(self, task_id: str) -> Call[dict[str, Any] | None]:
         return Call(("HGETALL", rec_key(task_id)), _record)
 
+    def exists(self, task_id: str) -> Call[bool]:
+        return Call(("EXISTS", rec_key(task_id)), bool)
+
     def create_args(self, record: dict[str, Any]) -> dict[str, Any]:
         """The record as a submission's script writes it (task_submit.lua)."""
         return create_args(record, self.expires)
@@ -311,7 +314,7 @@ class TaskRecords:
         return await arun(self.r, self.calls.get(task_id))
 
     async def exists(self, task_id: str) -> bool:
-        return bool(await self.r.exists(rec_key(task_id)))
+        return await arun(self.r, self.calls.exists(task_id))
 
     async def get_for(self, user: Principal, task_id: str) -> dict[str, Any]:
         """The record if the caller may see it; another user's task is as unknown as a missing one."""
