@@ -19,6 +19,7 @@ from shared._errors import install_error_handlers
 from shared._gc import tune_gc
 from shared._logging import configure_logging
 from shared._metrics import ObservabilityMiddleware, metrics_registry, render_metrics
+from shared._publisher import close_publishers
 from shared._pubsub import EventHub
 from shared._ready import CachedReadiness
 from shared._records import TaskRecords
@@ -85,6 +86,7 @@ def create_service_app(
                     await hook(app)
                 if celery_app is not None:
                     celery_app.pool.force_close_all()
+                    close_publishers()
 
     app = FastAPI(
         title=title,

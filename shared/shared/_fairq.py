@@ -28,7 +28,6 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
@@ -142,33 +141,6 @@ def _split(raw: bytes | str) -> tuple[dict[str, Any], bytes]:
 
 def message_id(raw: bytes | str) -> str:
     return str(_split(raw)[0]["id"])
-
-
-def publish_messages(app: Celery, messages: Iterable[bytes | str]) -> list[str]:
-    """Publish stored messages (blocking, each confirmed by the broker); the ids published."""
-    done: list[str] = []
-    policy = app.conf.task_publish_retry_policy
-    with app.producer_or_acquire() as producer:
-        for raw in messages:
-            meta, body = _split(raw)
-            queue = meta["queue"]
-            entity = app.amqp.queues.get(queue)
-            producer.publish(
-                body,
-                exchange=queue,
-                routing_key=queue,
-                content_type="application/json",
-                content_encoding="utf-8",
-                headers=meta["headers"],
-                priority=meta["priority"],
-                delivery_mode=2,
-                retry=True,
-                retry_policy=policy,
-                declare=[entity] if entity is not None else [],
-                **meta["properties"],
-            )
-            done.append(meta["id"])
-    return done
 
 
 def _text(v: Any) -> str:

@@ -22,8 +22,9 @@ from shared._auth import Principal
 from shared._celery import DEFAULT_PRIORITY, redacted_repr
 from shared._context import request_id_var
 from shared._errors import Conflict, ServiceUnavailable, TooManyRequests, Unprocessable
-from shared._fairq import TOO_MANY_RETRY_AFTER, AsyncFairQueue, build_message, message_id, publish_messages
+from shared._fairq import TOO_MANY_RETRY_AFTER, AsyncFairQueue, build_message, message_id
 from shared._metrics import TASKS_SUBMITTED
+from shared._publisher import CONNECTION_ERRORS, publish_stored
 from shared._records import TaskRecords, now_iso
 from shared._settings import BaseServiceSettings
 from shared._status import TaskState
@@ -164,10 +165,12 @@ async def publish(celery_app: Celery, name: str, **options: Any) -> None:
         ) from None
 
 
-async def _publish_popped(celery_app: Celery, messages: list[bytes]) -> None:
+async def _publish_popped(celery_app: Celery, messages: list[bytes]) -> list[str]:
+    """Publish what a submission popped (from a thread: blocking I/O); the ids confirmed. Any
+    the broker did not confirm stay claimed: a worker's pass publishes them again."""
     try:
-        await anyio.to_thread.run_sync(publish_messages, celery_app, messages)
-    except (kombu.exceptions.OperationalError, OSError) as exc:
+        return await anyio.to_thread.run_sync(publish_stored, celery_app, messages)
+    except (kombu.exceptions.OperationalError, *CONNECTION_ERRORS) as exc:
         log.warning("publish failed: %s", type(exc).__name__)
         raise ServiceUnavailable(
             "The message broker (RabbitMQ) is unavailable.", code="broker_unavailable"
@@ -316,12 +319,12 @@ async def submit_task(
     if queued.publish:
         popped = [message_id(m) for m in queued.publish]
         try:
-            await _publish_popped(celery_app, queued.publish)
+            confirmed = await _publish_popped(celery_app, queued.publish)
         except ServiceUnavailable:
             # Put back what was popped and take this task out: the broker is needed now.
             await fq.abort(task_id, user.sub, popped)
             await release_key()
             raise
-        await fq.confirm(popped)
+        await fq.confirm(confirmed)
     TASKS_SUBMITTED.labels(task_name, queue).inc()
     return accepted_view(task_id, task_type, queue)

@@ -1,5 +1,5 @@
-"""The fair queue's Publisher against the real RabbitMQ: what it publishes is the message the
-producer pool's publish_messages sends, each id comes back only once the broker confirmed it,
+"""The fair queue's Publisher against the real RabbitMQ: what it publishes is the message kombu's
+producer pool sends for the same stored message (what the APIs published with before), each id comes back only once the broker confirmed it,
 and a connection lost between batches is opened again."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from celery import Celery
 
 from shared import BaseServiceSettings, QueueName
 from shared._celery import make_queue
-from shared._fairq import build_message, publish_messages
-from shared._fairq_worker import Publisher
+from shared._fairq import _split, build_message
+from shared._publisher import Publisher, _opened, close_publishers, publish_stored
 
 
 @pytest.fixture
@@ -59,10 +59,29 @@ def received(app: Celery, count: int) -> list[Any]:
     return got
 
 
+def producer_pool_publish(app: Celery, raw: bytes) -> None:
+    """The reference: a stored message published through kombu's producer pool."""
+    meta, body = _split(raw)
+    queue = meta["queue"]
+    with app.producer_or_acquire() as producer:
+        producer.publish(
+            body,
+            exchange=queue,
+            routing_key=queue,
+            content_type="application/json",
+            content_encoding="utf-8",
+            headers=meta["headers"],
+            priority=meta["priority"],
+            delivery_mode=2,
+            declare=[app.amqp.queues[queue]],
+            **meta["properties"],
+        )
+
+
 def test_same_message_as_the_producer_pool(app: Celery) -> None:
-    tid_pool, raw_pool = message(app, priority=7)
+    _, raw_pool = message(app, priority=7)
     tid_ours, raw_ours = message(app, priority=7)
-    assert publish_messages(app, [raw_pool]) == [tid_pool]
+    producer_pool_publish(app, raw_pool)
     publisher = Publisher(app)
     try:
         assert publisher.publish([raw_ours]) == [tid_ours]
@@ -92,3 +111,27 @@ def test_a_batch_confirmed_in_order_and_a_lost_connection_reopened(app: Celery) 
     finally:
         publisher.close()
     assert [m.properties["correlation_id"] for m in received(app, 21)] == [t for t, _ in batch] + [tid]
+
+
+def test_each_thread_publishes_on_its_own_publisher_and_all_close(app: Celery) -> None:
+    """The APIs publish from anyio's worker threads: one Publisher (one connection) a thread."""
+    import threading
+
+    ids: list[list[str]] = []
+    sent = [message(app) for _ in range(4)]
+
+    def publish(part: list[tuple[str, bytes]]) -> None:
+        ids.append(publish_stored(app, [raw for _, raw in part]))
+        ids.append(publish_stored(app, []))  # nothing to send: nothing sent, nothing opened
+
+    threads = [threading.Thread(target=publish, args=(sent[i : i + 2],)) for i in (0, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(tid for part in ids for tid in part) == sorted(tid for tid, _ in sent)
+    assert len(received(app, 4)) == 4
+    opened = list(_opened)
+    assert len(opened) == 2 and all(p._conn is not None for p in opened)  # one a thread
+    close_publishers()
+    assert _opened == [] and all(p._conn is None for p in opened)
