@@ -20,7 +20,6 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from importlib import resources
 from urllib.parse import quote
 
 import orjson
@@ -28,6 +27,7 @@ from prometheus_client import Counter, Gauge
 
 from gateway.pipelined_redis import PipelinedRedis, RedisReplyError, RedisUnavailable, Script, pack
 from gateway.settings import GatewaySettings
+from shared import read_lua
 
 log = logging.getLogger("gateway.streams")
 
@@ -36,9 +36,8 @@ STREAMS_REFUSED = Counter(
     "smartapp_gateway_streams_refused_total", "Event streams refused: the user had MAX_STREAMS_PER_USER open"
 )
 
-_LUA = resources.files("gateway") / "lua"
-ACQUIRE_LUA = (_LUA / "stream_acquire.lua").read_text(encoding="utf-8")
-RENEW_LUA = (_LUA / "stream_renew.lua").read_text(encoding="utf-8")
+ACQUIRE_LUA = read_lua("gateway", "stream_acquire.lua")
+RENEW_LUA = read_lua("gateway", "stream_renew.lua")
 
 
 def slots_key(user: str) -> str:

@@ -6,9 +6,9 @@ called by EVALSHA, loaded into Redis with SCRIPT LOAD the first time Redis lacks
 
 from __future__ import annotations
 
-from importlib import resources
+from shared import read_lua
 
 
 def lua(name: str, prelude: str = "") -> str:
     """The script in lua/`name`, after `prelude` (definitions it shares with others)."""
-    return prelude + (resources.files("notification_service") / "lua" / name).read_text(encoding="utf-8")
+    return read_lua("notification_service", name, prelude)

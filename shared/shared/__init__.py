@@ -58,6 +58,7 @@ from shared._http_client import OutboundClient
 from shared._http_fields import MAX_RETRY_AFTER_SECONDS, origin_of, parse_retry_after
 from shared._ip_policy import Allowlist
 from shared._logging import configure_logging
+from shared._lua import read_lua
 from shared._metrics import (
     NOTIFICATION_DELIVERIES,
     NOTIFICATIONS_SCHEDULED,
@@ -212,6 +213,7 @@ __all__ = [
     "now_iso",
     "origin_of",
     "parse_retry_after",
+    "read_lua",
     "render_metrics",
     "replay_refusal",
     "report_progress",

@@ -28,7 +28,6 @@ import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 from urllib.parse import quote
 
@@ -36,6 +35,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from shared._errors import BadRequest, PayloadTooLarge, PreconditionFailed, Unprocessable
+from shared._lua import read_lua
 
 CACHE_KEY_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,200}$")
 CACHE_PREFIX_RE = re.compile(r"^[A-Za-z0-9._:\-]{0,200}$")
@@ -48,16 +48,12 @@ LIST_MAX_LIMIT = 1000
 _ETAG_RE = re.compile(r'\s*(?:W/)?"([\x21\x23-\x7e]*)"\s*')
 
 
-def _lua(name: str) -> str:
-    return (resources.files("shared") / "lua" / name).read_text(encoding="utf-8")
-
-
 def _script(name: str) -> str:
     """The script in `name`, its shebang (Redis 7 flags) first, the shared helpers (cache_common.lua) next."""
-    shebang, _, body = _lua(name).partition("\n")
+    shebang, _, body = read_lua("shared", name).partition("\n")
     if not shebang.startswith("#!lua"):
         raise ValueError(f"{name} must start with a #!lua line")
-    return f"{shebang}\n{_lua('cache_common.lua')}{body}"
+    return f"{shebang}\n{read_lua('shared', 'cache_common.lua')}{body}"
 
 
 # Read once at import; redis-py loads each into Redis once (EVALSHA, SCRIPT LOAD on a miss).

@@ -1,4 +1,4 @@
-"""The Redis Lua scripts: read once from lua/, each with the libraries it uses in front.
+"""The Redis Lua scripts: read once from a package's lua/ folder, the shared ones with their libraries in front.
 
 Every script takes one argument, a JSON object of named fields (`cjson.decode(ARGV[1])`), and
 builds its keys from the prefixes it is given. In front of every script go `STATUS` (name ->
@@ -8,11 +8,14 @@ defined in Python only.
 
 from __future__ import annotations
 
-from pathlib import Path
+from importlib import resources
 
 from shared._status import TERMINAL_STATUSES, TaskState
 
-LUA_DIR = Path(__file__).with_name("lua")
+
+def read_lua(package: str, name: str, prelude: str = "") -> str:
+    """The script `name` in `package`'s lua/ folder, after `prelude`: every package reads its Lua so."""
+    return prelude + (resources.files(package) / "lua" / name).read_text(encoding="utf-8")
 
 
 def _prelude() -> str:
@@ -23,5 +26,5 @@ def _prelude() -> str:
 
 def source(name: str, *libs: str) -> str:
     """lua/{name}.lua with lua/{lib}.lua for each lib in front, after the rendered constants."""
-    parts = [_prelude(), *((LUA_DIR / f"{lib}.lua").read_text() for lib in libs)]
-    return "\n".join([*parts, (LUA_DIR / f"{name}.lua").read_text()])
+    parts = [_prelude(), *(read_lua("shared", f"{lib}.lua") for lib in libs)]
+    return "\n".join([*parts, read_lua("shared", f"{name}.lua")])

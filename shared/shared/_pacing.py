@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import math
 from dataclasses import dataclass
-from importlib import resources
 
 import orjson
 from redis.asyncio import Redis
 
+from shared._lua import read_lua
+
 # Also the gateway's rate limit, run on its own Redis client (shared.GCRA_RESERVE_LUA).
-GCRA_RESERVE_LUA = (resources.files("shared") / "lua" / "gcra_reserve.lua").read_text(encoding="utf-8")
+GCRA_RESERVE_LUA = read_lua("shared", "gcra_reserve.lua")
 
 
 class PaceTooFar(Exception):

@@ -51,6 +51,7 @@ from shared import (
     configure_logging,
     create_async_redis,
     metrics_registry,
+    read_lua,
     was_queued,
 )
 from task_service.remote_targets import REMOTE_TARGETS, submit_remote
@@ -65,9 +66,7 @@ LATE_MS = 30_000
 OVERDUE_MS = 60_000
 LEASE_MS = 15_000  # a run in flight this long was claimed by a scheduler that stopped
 REMOTE_ATTEMPTS = 3  # a run's calls to scraping- or notification-service, 0.5 s then 1 s apart
-_SET_TASK_LUA = (
-    "if redis.call('exists', KEYS[1]) == 1 then redis.call('hset', KEYS[1], 'last_task_id', ARGV[1]) end"
-)
+_SET_TASK_LUA = read_lua("task_service", "set_last_task.lua")
 
 
 class Scheduler:

@@ -25,7 +25,6 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import resources
 from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -35,7 +34,7 @@ import redis.asyncio as aioredis
 from cronsim import CronSim, CronSimError
 from redis.exceptions import WatchError
 
-from shared import Unprocessable, now_iso
+from shared import Unprocessable, now_iso, read_lua
 
 DUE_KEY = "t:sched:due"
 INFLIGHT_KEY = "t:sched:inflight"
@@ -45,9 +44,8 @@ MAX_EVERY_SECONDS = 366 * 24 * 3600
 # Ticks counted as missed, at most (a cron schedule's missed ticks are walked one by one).
 MAX_SKIPPED_COUNTED = 1000
 
-_LUA = resources.files("task_service") / "lua"
-_CLAIM_LUA = (_LUA / "claim_schedule.lua").read_text(encoding="utf-8")
-_TAKE_OVER_LUA = (_LUA / "take_over_run.lua").read_text(encoding="utf-8")
+_CLAIM_LUA = read_lua("task_service", "claim_schedule.lua")
+_TAKE_OVER_LUA = read_lua("task_service", "take_over_run.lua")
 
 
 def schedule_key(schedule_id: str) -> str:
