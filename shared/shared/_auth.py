@@ -36,17 +36,11 @@ class TokenVerifier:
     """Verifies bearer tokens against the configured key and algorithm."""
 
     def __init__(self, settings: BaseServiceSettings) -> None:
-        self.algorithm = settings.jwt_algorithm
-        self.issuer = settings.jwt_issuer
-        self.audience = settings.jwt_audience
-        self.leeway = settings.jwt_leeway_seconds
-        self.max_length = settings.jwt_max_length
-        self.cache_seconds = settings.token_cache_seconds
-        self.cache_size = settings.token_cache_size
+        self.settings = settings
         self._cache: dict[str, tuple[Principal, float]] = {}
         self._jwks: jwt.PyJWKClient | None = None
         self._key: Any
-        if self.algorithm.startswith("HS"):
+        if settings.jwt_algorithm.startswith("HS"):
             self._key = settings.jwt_secret
         elif settings.jwt_public_key:
             self._key = settings.jwt_public_key.replace("\\n", "\n")
@@ -67,31 +61,36 @@ class TokenVerifier:
                 return hit[0]
             self._cache.pop(token, None)
         principal, exp = self._verify(token)
-        if self.cache_size and self.cache_seconds:
-            if len(self._cache) >= self.cache_size:
+        cfg = self.settings
+        if cfg.token_cache_size and cfg.token_cache_seconds:
+            if len(self._cache) >= cfg.token_cache_size:
                 self._cache.pop(next(iter(self._cache)), None)  # oldest first: dicts keep order
-            self._cache[token] = (principal, min(time.time() + self.cache_seconds, exp + self.leeway))
+            self._cache[token] = (
+                principal,
+                min(time.time() + cfg.token_cache_seconds, exp + cfg.jwt_leeway_seconds),
+            )
         return principal
 
     def _verify(self, token: str) -> tuple[Principal, float]:
-        if not token or len(token) > self.max_length:
+        cfg = self.settings
+        if not token or len(token) > cfg.jwt_max_length:
             raise Unauthorized("The bearer token is missing or too long.")
         key = self._key
         try:
             if self._jwks is not None:
                 key = self._jwks.get_signing_key_from_jwt(token).key
             options: dict[str, Any] = {"require": ["exp", "sub"]}
-            if self.issuer:
+            if cfg.jwt_issuer:
                 options["require"].append("iss")
-            if self.audience:
+            if cfg.jwt_audience:
                 options["require"].append("aud")
             claims = jwt.decode(
                 token,
                 key,
-                algorithms=[self.algorithm],  # pinned: a token naming another algorithm fails
-                issuer=self.issuer,
-                audience=self.audience,
-                leeway=self.leeway,
+                algorithms=[cfg.jwt_algorithm],  # pinned: a token naming another algorithm fails
+                issuer=cfg.jwt_issuer,
+                audience=cfg.jwt_audience,
+                leeway=cfg.jwt_leeway_seconds,
                 options=options,  # type: ignore[arg-type]
             )
         except jwt.ExpiredSignatureError:
