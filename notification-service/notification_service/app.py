@@ -49,9 +49,6 @@ def create_app(settings: NotificationSettings | None = None) -> FastAPI:
 
     return create_service_app(
         settings,
-        title="smart_application notification-service",
-        description="Devices (Web Push, signed webhooks), notifications sent in the background "
-        "and tracked per delivery, batches, and each user's inbox.",
         routers=[devices_router, send_router, status_router, inbox_router, internal_router],
         celery_app=celery_app,
         on_startup=[startup],

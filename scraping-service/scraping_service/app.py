@@ -28,9 +28,6 @@ def create_app(settings: ScrapingSettings | None = None) -> FastAPI:
 
     return create_service_app(
         settings,
-        title="smart_application scraping-service",
-        description="Background scraping: safe fetching, clean markdown, OpenAI summaries and "
-        "schema extraction, with keys that never leak.",
         routers=[router, internal_router, replay_router],
         celery_app=celery_app,
         on_startup=[startup],

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from importlib import metadata
 from typing import Any
 
 from celery import Celery
@@ -46,11 +47,18 @@ async def check_rabbitmq(app: FastAPI) -> None:
     await run_in_threadpool(_broker_ping, app.state.settings.broker_url)
 
 
+def _about(distribution: str) -> tuple[str, str]:
+    """The version and the one-line description in the service's pyproject.toml (its metadata)."""
+    try:
+        meta = metadata.metadata(distribution)
+    except metadata.PackageNotFoundError:
+        return "0.0.0", ""
+    return meta["Version"], meta["Summary"] or ""
+
+
 def create_service_app(
     settings: BaseServiceSettings,
     *,
-    title: str,
-    description: str = "",
     routers: Sequence[APIRouter] = (),
     celery_app: Celery | None = None,
     ready_checks: dict[str, ReadyCheck] | None = None,
@@ -88,10 +96,11 @@ def create_service_app(
                     celery_app.pool.force_close_all()
                     close_publishers()
 
+    version, summary = _about(settings.service_name)
     app = FastAPI(
-        title=title,
-        description=description,
-        version="0.1.0",
+        title=f"smart_application {settings.service_name}",
+        description=summary,
+        version=version,
         lifespan=lifespan,
         # FastAPI's OpenTelemetry hooks are off: our metrics are Prometheus' (ObservabilityMiddleware),
         # and with them on FastAPI asks OpenTelemetry for its providers on every request (about

@@ -35,9 +35,6 @@ def create_app(settings: TaskSettings | None = None) -> FastAPI:
 
     return create_service_app(
         settings,
-        title="smart_application task-service",
-        description="Generic and long-running background tasks, status and progress of every "
-        "service's tasks, schedules, and the per-user cache.",
         routers=[router, cache_router, schedule_router],
         celery_app=celery_app,
         ready_checks=(
