@@ -366,7 +366,7 @@ class Deliverer:
                 vapid=self.vapid,
                 subject=self.settings.vapid_subject,
                 ttl=max(0, min(remaining, webpush.MAX_TTL_SECONDS)),
-                urgency=webpush.Urgency(notif.urgency),
+                urgency=notif.urgency,
                 topic=notif.topic,
             )
             url, headers, body = request.url, request.headers, request.body

@@ -33,25 +33,7 @@ class Notification:
         return (self.send_at or self.created_ts) + self.ttl
 
     def to_json(self) -> bytes:
-        return orjson.dumps(
-            {
-                "notification_id": self.notification_id,
-                "sender": self.sender,
-                "user_id": self.user_id,
-                "title": self.title,
-                "message": self.message,
-                "data": self.data,
-                "ttl": self.ttl,
-                "urgency": self.urgency,
-                "topic": self.topic,
-                "created_at": self.created_at,
-                "created_ts": self.created_ts,
-                "batch_id": self.batch_id,
-                "task_id": self.task_id,
-                "send_at": self.send_at,
-                "priority": self.priority,
-            }
-        )
+        return orjson.dumps(self)  # orjson writes a dataclass as an object of its fields
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> Notification:

@@ -4,12 +4,11 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from notification_service.webpush import MAX_TTL_SECONDS
+from notification_service.webpush import MAX_TTL_SECONDS, Urgency
 from shared import HTTP_URL_PATTERN
 
 HTTPS_URL_PATTERN = HTTP_URL_PATTERN.replace("https?", "https")
 
-Urgency = Literal["very-low", "low", "normal", "high"]
 DeliveryState = Literal[
     "queued", "sending", "delivered", "failed", "gone", "expired", "deferred", "skipped", "cancelled"
 ]

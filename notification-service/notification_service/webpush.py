@@ -15,8 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, get_args
 from urllib.parse import urlsplit
 
 import http_ece
@@ -51,13 +50,9 @@ VAPID_REDIS_KEY = "notify:vapid:private_key"
 VAPID_KEY_PURPOSE = "smart_application/notifications/vapid-key/v1"
 
 
-class Urgency(StrEnum):
-    """RFC 8030 section 5.3."""
-
-    VERY_LOW = "very-low"
-    LOW = "low"
-    NORMAL = "normal"
-    HIGH = "high"
+# RFC 8030 section 5.3; the API's `urgency` field takes the same words.
+Urgency = Literal["very-low", "low", "normal", "high"]
+URGENCIES: frozenset[str] = frozenset(get_args(Urgency))
 
 
 class InvalidSubscription(ValueError):
@@ -325,17 +320,19 @@ def build_request(
     vapid: VapidKey,
     subject: str,
     ttl: int,
-    urgency: Urgency = Urgency.NORMAL,
+    urgency: str = "normal",
     topic: str | None = None,
     now: float | None = None,
 ) -> PushRequest:
     """Encrypt the payload and set the RFC 8030/8291/8292 headers."""
     if not 0 <= ttl <= MAX_TTL_SECONDS:
         raise ValueError(f"ttl must be between 0 and {MAX_TTL_SECONDS} seconds")
+    if urgency not in URGENCIES:
+        raise ValueError(f"urgency must be one of {sorted(URGENCIES)}")
     body = encrypt_payload(plaintext, subscription)
     headers = {
         "TTL": str(int(ttl)),
-        "Urgency": Urgency(urgency).value,
+        "Urgency": urgency,
         "Authorization": vapid.authorization(subscription.endpoint, subject, now=now),
     }
     if body:

@@ -22,7 +22,6 @@ from notification_service.webpush import (
     InvalidSubscription,
     InvalidVapidKey,
     PayloadTooLarge,
-    Urgency,
     VapidKey,
 )
 from shared import origin_of
@@ -264,7 +263,7 @@ async def test_push_is_decrypted_by_the_browser(push_service: FakePushService) -
     payload = json.dumps({"title": "Hi", "message": "é ✓ " * 200}).encode()
     topic = webpush.topic_for("n1")
     request = webpush.build_request(
-        sub, payload, vapid=vapid, subject=SUBJECT, ttl=3600, urgency=Urgency.HIGH, topic=topic
+        sub, payload, vapid=vapid, subject=SUBJECT, ttl=3600, urgency="high", topic=topic
     )
     assert await _post(request) == 201
     assert push_service.rejections == []
@@ -272,6 +271,16 @@ async def test_push_is_decrypted_by_the_browser(push_service: FakePushService) -
     assert browser.topics == [topic]
     assert browser.urgencies == ["high"]
     assert browser.ttls == [3600]
+
+
+def test_an_urgency_outside_rfc_8030_is_refused_before_anything_is_encrypted() -> None:
+    sub = webpush.Subscription(
+        endpoint="https://push.example.test/x", p256dh=b"\x04" + b"\x01" * 64, auth=b"a" * 16
+    )
+    with pytest.raises(ValueError, match=r"urgency must be one of \['high', 'low', 'normal', 'very-low'\]"):
+        webpush.build_request(
+            sub, b"{}", vapid=VapidKey.generate(), subject=SUBJECT, ttl=60, urgency="urgent"
+        )
 
 
 async def test_largest_payload_is_accepted(push_service: FakePushService) -> None:
