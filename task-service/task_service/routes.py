@@ -9,11 +9,12 @@ import binascii
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import anyio.to_thread
 import orjson
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime
 from redis.exceptions import RedisError
@@ -80,26 +81,41 @@ def _settings(request: Request) -> TaskSettings:
     return settings
 
 
-async def _submit(
-    request: Request, user: Principal, prepared: Prepared, idempotency_key: str | None
-) -> dict[str, Any]:
-    check_submission(prepared, _settings(request))
-    return await submit_prepared(
-        celery_app=request.app.state.celery,
-        records=request.app.state.records,
-        redis=request.app.state.redis,
-        user=user,
-        prepared=prepared,
-        idempotency_key=idempotency_key,
-    )
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """Who submits, with which Idempotency-Key, to which app: a submitting route's one dependency."""
+
+    request: Request
+    user: Principal
+    idempotency_key: str | None
+
+    async def __call__(self, prepared: Prepared) -> dict[str, Any]:
+        """Check the prepared task against the limits, then queue it (or answer the earlier one)."""
+        check_submission(prepared, _settings(self.request))
+        state = self.request.app.state
+        return await submit_prepared(
+            celery_app=state.celery,
+            records=state.records,
+            redis=state.redis,
+            user=self.user,
+            prepared=prepared,
+            idempotency_key=self.idempotency_key,
+        )
+
+
+async def _submission(
+    request: Request, user: TasksUser, idempotency_key: IdempotencyKey = None
+) -> Submission:
+    return Submission(request, user, idempotency_key)
+
+
+Submit = Annotated[Submission, Depends(_submission)]
 
 
 @route(router, "POST", "/background-task/", status_code=202, response_model=TaskAccepted)
-async def background_task(
-    request: Request, body: BackgroundTaskIn, user: TasksUser, idempotency_key: IdempotencyKey = None
-) -> dict[str, Any]:
+async def background_task(body: BackgroundTaskIn, submit: Submit) -> dict[str, Any]:
     """Start a generic background task of a registered `task_type` (see GET /task-types/)."""
-    return await _submit(request, user, prepare_background(body), idempotency_key)
+    return await submit(prepare_background(body))
 
 
 @route(router, "GET", "/task-types/", response_model=TaskTypeList)
@@ -122,11 +138,9 @@ async def task_types(_: TasksUser) -> dict[str, Any]:
 
 
 @route(router, "POST", "/long-running-task/", status_code=202, response_model=TaskAccepted)
-async def long_running_task(
-    request: Request, body: LongRunningTaskIn, user: TasksUser, idempotency_key: IdempotencyKey = None
-) -> dict[str, Any]:
+async def long_running_task(body: LongRunningTaskIn, submit: Submit) -> dict[str, Any]:
     """Start a task of `steps` steps of `step_seconds` each; progress advances with every step."""
-    return await _submit(request, user, prepare_long_running(body), idempotency_key)
+    return await submit(prepare_long_running(body))
 
 
 @route(router, "GET", "/task-status/{task_id}", response_model=TaskStatus)
