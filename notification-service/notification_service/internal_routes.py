@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from notification_service.routes_send import checked_notification, require_send, send_notification
+from notification_service.routes_send import Sender, require_send, send_notification
 from notification_service.schemas import NotificationIn
 from shared import IdempotencyKey, Principal, service_caller
 
@@ -26,7 +26,7 @@ Scheduler = Annotated[Principal, Depends(service_caller("scheduler"))]
 async def validate_notification(request: Request, body: NotificationIn, owner: Scheduler) -> Response:
     """204 when POST /send-notification/ would accept this body, else its own 422 or 403."""
     require_send(owner, {body.user_id})
-    checked_notification(request, body, owner, time.time(), "", task_id="validate-only")
+    Sender(request, owner, None).check(body, time.time(), "", task_id="validate-only")
     return Response(status_code=204)
 
 
@@ -35,4 +35,4 @@ async def submit_notification(
     request: Request, body: NotificationIn, owner: Scheduler, idempotency_key: IdempotencyKey = None
 ) -> dict[str, Any]:
     """POST /send-notification/ as the owner (the scheduler sends schedule:{id}:{due})."""
-    return await send_notification(request, body, owner, idempotency_key)
+    return await send_notification(body, Sender(request, owner, idempotency_key))

@@ -7,9 +7,9 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 
 from notification_service import state
@@ -48,37 +48,6 @@ SEND_SCOPE = "notify:send"
 def require_send(user: Principal, recipients: set[str]) -> None:
     if recipients - {user.sub} and not user.has(SEND_SCOPE):
         raise Forbidden(f"Sending to another user needs the '{SEND_SCOPE}' scope.", code="insufficient_scope")
-
-
-def checked_notification(
-    request: Request,
-    item: NotificationIn,
-    user: Principal,
-    now: float,
-    where: str,
-    **ids: str | None,
-) -> Any:
-    if item.send_at is not None:
-        try:
-            at = item.send_at.timestamp()
-        except (OverflowError, OSError, ValueError):  # e.g. 0001-01-01T00:00:00+14:00
-            at = 0.0
-        if at <= now:
-            raise Unprocessable(f"{where}send_at must be in the future.", code="invalid_send_at")
-        if at > now + MAX_SCHEDULE_DAYS * 86400:
-            raise Unprocessable(
-                f"{where}send_at may be at most {MAX_SCHEDULE_DAYS} days ahead.", code="invalid_send_at"
-            )
-    try:
-        return build(
-            item,
-            sender=user.sub,
-            default_ttl=state.settings(request).notify_default_ttl,
-            now=now,
-            **ids,
-        )
-    except TooLarge as exc:
-        raise Unprocessable(f"{where}{exc}", code="payload_too_large") from None
 
 
 def _accepted(notif: Notification, task_id: str | None) -> dict[str, Any]:
@@ -128,52 +97,95 @@ class _Key:
             await self.idem.release(self.owner, self.key)
 
 
-async def _hand_off(
-    request: Request,
-    user: Principal,
-    task: tuple[str, str],
-    kwargs: dict[str, Any],
-    task_id: str,
-    key: _Key,
-    undo: Callable[[], Awaitable[None]],
-) -> None:
-    """Queue the task (its name and type) for the workers; with the broker down, take back
-    what was accepted (`undo`) and the Idempotency-Key, and answer 503."""
-    task_name, task_type = task
-    try:
-        await submit_task(
-            celery_app=request.app.state.celery,
-            records=request.app.state.records,
-            user=user,
-            task_name=task_name,
-            task_type=task_type,
-            queue=QueueName.NOTIFICATIONS.value,
-            kwargs=kwargs,
-            task_id=task_id,
-        )
-    except ServiceUnavailable:
-        await undo()
-        await key.release()
-        raise
+@dataclass(frozen=True, slots=True)
+class Sender:
+    """One sending request: its caller, its Idempotency-Key, and the app it reaches."""
+
+    request: Request
+    user: Principal
+    idempotency_key: str | None
+
+    def check(self, item: NotificationIn, now: float, where: str, **ids: str | None) -> Notification:
+        """The record `item` makes, or its 422 (`where` names the item in a batch)."""
+        if item.send_at is not None:
+            try:
+                at = item.send_at.timestamp()
+            except (OverflowError, OSError, ValueError):  # e.g. 0001-01-01T00:00:00+14:00
+                at = 0.0
+            if at <= now:
+                raise Unprocessable(f"{where}send_at must be in the future.", code="invalid_send_at")
+            if at > now + MAX_SCHEDULE_DAYS * 86400:
+                raise Unprocessable(
+                    f"{where}send_at may be at most {MAX_SCHEDULE_DAYS} days ahead.", code="invalid_send_at"
+                )
+        try:
+            return build(
+                item,
+                sender=self.user.sub,
+                default_ttl=state.settings(self.request).notify_default_ttl,
+                now=now,
+                **ids,
+            )
+        except TooLarge as exc:
+            raise Unprocessable(f"{where}{exc}", code="payload_too_large") from None
+
+    def key(self, scope: str) -> _Key:
+        return _Key(Idempotency(self.request.app.state.redis, scope), self.user.sub, self.idempotency_key)
+
+    async def hand_off(
+        self,
+        task: tuple[str, str],
+        kwargs: dict[str, Any],
+        task_id: str,
+        key: _Key,
+        undo: Callable[[], Awaitable[None]],
+    ) -> None:
+        """Queue the task (its name and type) for the workers; with the broker down, take back
+        what was accepted (`undo`) and the Idempotency-Key, and answer 503."""
+        task_name, task_type = task
+        try:
+            await submit_task(
+                celery_app=self.request.app.state.celery,
+                records=self.request.app.state.records,
+                user=self.user,
+                task_name=task_name,
+                task_type=task_type,
+                queue=QueueName.NOTIFICATIONS.value,
+                kwargs=kwargs,
+                task_id=task_id,
+            )
+        except ServiceUnavailable:
+            await undo()
+            await key.release()
+            raise
+
+
+async def _sender(request: Request, user: CurrentUser, idempotency_key: IdempotencyKey = None) -> Sender:
+    return Sender(request, user, idempotency_key)
+
+
+async def _batch_sender(request: Request, user: SendUser, idempotency_key: IdempotencyKey = None) -> Sender:
+    # A batch fans out to many deliveries: it always needs notify:send, even to yourself.
+    return Sender(request, user, idempotency_key)
+
+
+SenderDep = Annotated[Sender, Depends(_sender)]
+BatchSenderDep = Annotated[Sender, Depends(_batch_sender)]
 
 
 @route(router, "POST", "/send-notification/", status_code=202, response_model=NotificationAccepted)
-async def send_notification(
-    request: Request,
-    body: NotificationIn,
-    user: CurrentUser,
-    idempotency_key: IdempotencyKey = None,
-) -> dict[str, Any]:
+async def send_notification(body: NotificationIn, send: SenderDep) -> dict[str, Any]:
     """Send a notification to every device of `user_id`, and file it in their inbox.
 
     Another user than yourself needs scope `notify:send`. With `Idempotency-Key`, a repeat
     answers the first notification and sends nothing again. With `send_at` it is held
     (status `scheduled`, cancellable) and sent, and filed in the inbox, at that time.
     """
-    require_send(user, {body.user_id})
+    request = send.request
+    require_send(send.user, {body.user_id})
     task_id = str(uuid.uuid4())
-    notif = checked_notification(request, body, user, time.time(), "", task_id=task_id)
-    key = _Key(Idempotency(request.app.state.redis, "notify"), user.sub, idempotency_key)
+    notif = send.check(body, time.time(), "", task_id=task_id)
+    key = send.key("notify")
     records = request.app.state.records
 
     async def recorded(nid: str, tid: str) -> bool:
@@ -200,9 +212,7 @@ async def send_notification(
     async def undo() -> None:
         await inbox.discard([notif])
 
-    await _hand_off(
-        request,
-        user,
+    await send.hand_off(
         ("notifications.deliver", "notification"),
         {"notification_ids": [notif.notification_id]},
         task_id,
@@ -213,18 +223,13 @@ async def send_notification(
 
 
 @route(router, "POST", "/batch-notifications/", status_code=202, response_model=BatchAccepted)
-async def batch_notifications(
-    request: Request,
-    body: BatchIn,
-    # A batch fans out to many deliveries: it always needs notify:send, even to yourself.
-    user: SendUser,
-    idempotency_key: IdempotencyKey = None,
-) -> dict[str, Any]:
+async def batch_notifications(body: BatchIn, send: BatchSenderDep) -> dict[str, Any]:
     """Send up to 10,000 notifications at once (scope `notify:send`); each is tracked per delivery.
 
     The answer holds every notification's id, in request order; follow the batch at
     `batch-status/{batch_id}`.
     """
+    request = send.request
     settings = state.settings(request)
     if len(body.notifications) > settings.notify_max_batch:
         raise Unprocessable(
@@ -234,12 +239,12 @@ async def batch_notifications(
     batch_id, task_id = str(uuid.uuid4()), str(uuid.uuid4())
     now = time.time()
     notifs = [
-        checked_notification(request, item, user, now, f"notifications[{i}]: ", batch_id=batch_id)
+        send.check(item, now, f"notifications[{i}]: ", batch_id=batch_id)
         for i, item in enumerate(body.notifications)
     ]
     nids = [n.notification_id for n in notifs]
     ledger = state.ledger(request)
-    key = _Key(Idempotency(request.app.state.redis, "notify-batch"), user.sub, idempotency_key)
+    key = send.key("notify-batch")
     records = request.app.state.records
 
     async def recorded(_: str, tid: str) -> bool:
@@ -255,7 +260,7 @@ async def batch_notifications(
                 code="idempotency_in_progress",
             )
         return {"batch_id": bid, "task_id": tid, "count": len(ids), "notification_ids": ids}
-    await ledger.create_batch(batch_id, user.sub, nids, task_id, iso(now))
+    await ledger.create_batch(batch_id, send.user.sub, nids, task_id, iso(now))
     inbox = state.inbox(request)
     later = [n for n in notifs if n.send_at is not None]
     notifs = [n for n in notifs if n.send_at is None]
@@ -269,9 +274,7 @@ async def batch_notifications(
         await ledger.unschedule([n.notification_id for n in later])
         await ledger.discard_batch(batch_id)
 
-    await _hand_off(
-        request,
-        user,
+    await send.hand_off(
         ("notifications.deliver_batch", "notification_batch"),
         {"batch_id": batch_id},
         task_id,
