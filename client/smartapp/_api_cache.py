@@ -56,10 +56,12 @@ class CacheAPI:
         return _listing(prefix, cursor, limit)
 
     @paged
-    def iter_cache(self, prefix: str = "", *, limit: int | None = None) -> Pages[CacheItem]:
-        """Every key under `prefix`, following `next_cursor` page after page."""
+    def iter_cache(self, prefix: str = "", *, page_size: int | None = None) -> Pages[CacheItem]:
+        """Every key under `prefix`, following `next_cursor` page after page (`page_size` keys a request)."""
         return Pages(
-            lambda cursor: _listing(prefix, cursor, limit).then(lambda page: (page.items, page.next_cursor))
+            lambda cursor: _listing(prefix, cursor, page_size).then(
+                lambda page: (page.items, page.next_cursor)
+            )
         )
 
     @endpoint

@@ -83,9 +83,9 @@ def test_cache_listing_follows_the_cursor_across_pages_and_the_cli_lists_them(
         assert result.set == 8
         first = client.cache_list("k:", limit=3)
         assert len(first.items) <= 3 and first.next_cursor is not None
-        keys = [i.key for i in client.iter_cache("k:", limit=3)]
+        keys = [i.key for i in client.iter_cache("k:", page_size=3)]
         assert keys == [f"k:{i:02d}" for i in range(7)]
-        assert all(0 < i.ttl <= 600 and i.size >= 1 for i in client.iter_cache("k:", limit=3))
+        assert all(0 < i.ttl <= 600 and i.size >= 1 for i in client.iter_cache("k:", page_size=3))
     env = cli_env(platform, user.token, tmp_path)
     listed = run_cli(["cache", "ls", "--prefix", "k:", "--json"], env)
     assert listed.returncode == 0, listed.stderr
