@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from celery import Celery
+from kombu import Exchange, Queue
 
 from shared import BaseServiceSettings, QueueName
 from shared._celery import make_queue
@@ -135,3 +136,79 @@ def test_each_thread_publishes_on_its_own_publisher_and_all_close(app: Celery) -
     assert len(opened) == 2 and all(p._conn is not None for p in opened)  # one a thread
     close_publishers()
     assert _opened == [] and all(p._conn is None for p in opened)
+
+
+@pytest.fixture
+def full_queue(infra: Path, settings: BaseServiceSettings) -> Iterator[tuple[Celery, str]]:
+    """An app whose queue holds one message and refuses more: RabbitMQ nacks what overflows."""
+    name = f"publisher-test-full-{uuid.uuid4().hex[:8]}"
+    celery = Celery("publisher-test-full", broker=settings.broker_url)
+    queue = Queue(
+        name,
+        Exchange(name, type="direct", auto_delete=True),
+        routing_key=name,
+        auto_delete=True,
+        queue_arguments={"x-max-length": 1, "x-overflow": "reject-publish"},
+    )
+    celery.conf.update(task_queues=[queue])
+    yield celery, name
+    with celery.connection_for_write() as conn:
+        conn.default_channel.queue_delete(name)
+        conn.default_channel.exchange_delete(name)
+
+
+def test_what_the_broker_nacks_is_not_returned_as_confirmed(
+    full_queue: tuple[Celery, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A nack (here a full queue refusing publishes) leaves those ids out: they stay claimed in
+    the fair queue for the pass to publish again, instead of being counted as sent."""
+    celery, name = full_queue
+    sent = [
+        build_message(
+            celery, name="t", task_id=tid, queue=name, kwargs={}, priority=0, kwargsrepr="{}", request_id=None
+        )
+        for tid in (f"nack-{i}" for i in range(3))
+    ]
+    publisher = Publisher(celery)
+    try:
+        with caplog.at_level("WARNING", logger="shared.fairq"):
+            assert publisher.publish(sent) == ["nack-0"]
+        assert "the broker refused 2 publishes" in caplog.text
+        with celery.connection_for_write() as conn:
+            conn.default_channel.queue_purge(name)
+        # The channel outlives a nack: the next batch goes out on it.
+        channel = publisher._channel
+        assert publisher.publish(sent[1:2]) == ["nack-1"] and publisher._channel is channel
+    finally:
+        publisher.close()
+
+
+def test_a_connection_lost_in_the_middle_of_a_batch_republishes_what_was_not_confirmed(app: Celery) -> None:
+    """The socket dies after five of twenty publishes: the batch goes out again on a new
+    connection, every id comes back confirmed once, and each message reached the queue (the
+    first five perhaps twice: delivery is at least once, and tasks are safe to run twice)."""
+    publisher = Publisher(app)
+    batch = [message(app) for _ in range(20)]
+    channel = publisher._open()
+    publish = channel.basic_publish
+    calls = 0
+
+    def publish_then_lose_the_socket(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 6:
+            publisher._conn.connection.sock.close()  # type: ignore[union-attr]
+        return publish(*args, **kwargs)
+
+    channel.basic_publish = publish_then_lose_the_socket
+    try:
+        assert publisher.publish([raw for _, raw in batch]) == [tid for tid, _ in batch]
+        assert publisher._channel is not channel  # a new connection carried the batch
+    finally:
+        publisher.close()
+    with app.connection_for_write() as conn:
+        got = []
+        while (m := conn.default_channel.basic_get(QueueName.DEFAULT.value, no_ack=True)) is not None:
+            got.append(m.properties["correlation_id"])
+    assert set(got) == {tid for tid, _ in batch}
+    assert 20 <= len(got) <= 25
