@@ -129,6 +129,3 @@ class RobotsCache:
         if delay is not None and not 0 <= delay <= 3600:
             delay = None  # nonsense values are ignored rather than stalling the host forever
         return RobotsDecision(allowed, delay, robots_url, state)
-
-    async def forget(self, url: str) -> None:
-        await self._redis.delete(KEY_PREFIX + origin_of(url))

@@ -2,8 +2,9 @@
 connection of its own, in confirm mode, a batch's confirms awaited together.
 
 Used by the workers (the settler and the pass: one Publisher each) and by the APIs (a
-submission publishes what its script popped, from one of anyio's worker threads: one
-Publisher per thread, `publish_stored`). Why not kombu's producer pool and its retrying
+submission publishes what its script popped with `publish_in_thread`, on one of
+PUBLISH_THREADS threads of the process, each with its Publisher: so an API process holds at
+most that many broker connections, whatever its load). Why not kombu's producer pool and its retrying
 publish: it waits for each message's confirm in turn and cost about 230 us of CPU a message,
 against about 50 us a message in a batch here (RabbitMQ acks several at once). Nearly every
 task's end publishes the next in turn, so in a worker that was most of a no-op task's cost.
@@ -11,10 +12,12 @@ task's end publishes the next in turn, so in a worker that was most of a no-op t
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import amqp
@@ -29,6 +32,9 @@ log = logging.getLogger("shared.fairq")
 # Seconds a batch of publishes may wait for the broker's confirms before its connection is
 # dropped (the messages not confirmed stay claimed: the pass re-publishes them).
 CONFIRM_TIMEOUT = 10.0
+# The threads an API publishes from, so its broker connections: a publish waits on the broker
+# for about a millisecond, so a few threads carry thousands of submissions a second.
+PUBLISH_THREADS = 8
 
 
 CONNECTION_ERRORS = (*amqp.Connection.recoverable_connection_errors, OSError)
@@ -163,9 +169,24 @@ def publish_stored(app: Celery, messages: list[bytes]) -> list[str]:
     return publisher.publish(messages)
 
 
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+async def publish_in_thread(app: Celery, messages: list[bytes]) -> list[str]:
+    """publish_stored on one of the process's PUBLISH_THREADS publishing threads."""
+    global _executor
+    if _executor is None:
+        with _executor_lock:
+            if _executor is None:
+                _executor = ThreadPoolExecutor(PUBLISH_THREADS, thread_name_prefix="publish")
+    return await asyncio.get_running_loop().run_in_executor(_executor, publish_stored, app, messages)
+
+
 def close_publishers() -> None:
-    """Close every thread's Publisher (at shutdown, when no publish is under way)."""
+    """Close every thread's Publisher (at shutdown, when no publish is under way). Each stays
+    its thread's: used again, it opens a new connection, which the next call closes too."""
     with _opened_lock:
-        publishers, _opened[:] = list(_opened), []
+        publishers = list(_opened)
     for publisher in publishers:
         publisher.close()

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 if TYPE_CHECKING:
-    from shared._settings import BaseServiceSettings
+    pass
 
 __all__ = ["SealError", "Sealer", "derive_sealing_key"]
 
@@ -51,10 +51,6 @@ class Sealer:
     def __init__(self, server_secret: str, purpose: str) -> None:
         self.purpose = purpose
         self._aead = AESGCM(derive_sealing_key(server_secret, purpose))
-
-    @classmethod
-    def from_settings(cls, settings: BaseServiceSettings, purpose: str) -> Sealer:
-        return cls(settings.secret_key, purpose)
 
     def __repr__(self) -> str:
         return f"Sealer(purpose={self.purpose!r})"

@@ -7,11 +7,9 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from functools import partial
 from typing import Any
 from urllib.parse import quote
 
-import anyio.to_thread
 import kombu.exceptions
 import orjson
 import redis.asyncio as aioredis
@@ -24,7 +22,7 @@ from shared._context import request_id_var
 from shared._errors import Conflict, ServiceUnavailable, TooManyRequests, Unprocessable
 from shared._fairq import TOO_MANY_RETRY_AFTER, AsyncFairQueue, build_message, message_id
 from shared._metrics import TASKS_SUBMITTED
-from shared._publisher import CONNECTION_ERRORS, publish_stored
+from shared._publisher import CONNECTION_ERRORS, publish_in_thread
 from shared._records import TaskRecords, now_iso
 from shared._settings import BaseServiceSettings
 from shared._status import TaskState
@@ -154,22 +152,11 @@ class Idempotency:
         await self.r.delete(self._key(owner, key))
 
 
-async def publish(celery_app: Celery, name: str, **options: Any) -> None:
-    """Publish through Celery in a worker thread: publishing is blocking network I/O."""
-    try:
-        await anyio.to_thread.run_sync(partial(celery_app.send_task, name, **options))
-    except (kombu.exceptions.OperationalError, OSError) as exc:
-        log.warning("publish failed: %s", type(exc).__name__)
-        raise ServiceUnavailable(
-            "The message broker (RabbitMQ) is unavailable.", code="broker_unavailable"
-        ) from None
-
-
 async def _publish_popped(celery_app: Celery, messages: list[bytes]) -> list[str]:
     """Publish what a submission popped (from a thread: blocking I/O); the ids confirmed. Any
     the broker did not confirm stay claimed: a worker's pass publishes them again."""
     try:
-        return await anyio.to_thread.run_sync(publish_stored, celery_app, messages)
+        return await publish_in_thread(celery_app, messages)
     except (kombu.exceptions.OperationalError, *CONNECTION_ERRORS) as exc:
         log.warning("publish failed: %s", type(exc).__name__)
         raise ServiceUnavailable(

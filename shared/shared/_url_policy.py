@@ -100,10 +100,6 @@ class CheckedURL:
     def scheme(self) -> str:
         return self.url.scheme
 
-    @property
-    def host_header(self) -> str:
-        return self.url.netloc.decode("ascii")
-
     def __str__(self) -> str:
         return str(self.url)
 

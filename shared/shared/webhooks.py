@@ -49,10 +49,6 @@ def generate_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode("ascii")
 
 
-def generate_message_id() -> str:
-    return "msg_" + secrets.token_urlsafe(18)
-
-
 def secret_key(secret: str) -> bytes:
     """The HMAC key inside a `whsec_` secret."""
     encoded = secret.removeprefix(SECRET_PREFIX)

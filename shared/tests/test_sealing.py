@@ -59,7 +59,7 @@ def test_purposes_secrets_and_associated_data_keep_values_apart() -> None:
 
 def test_key_comes_from_settings_secret_key_and_weak_secrets_are_refused() -> None:
     settings = BaseServiceSettings(secret_key=SECRET)
-    sealed = Sealer.from_settings(settings, "tests/settings/v1").seal(PLAINTEXT)
+    sealed = Sealer(settings.secret_key, "tests/settings/v1").seal(PLAINTEXT)
     assert Sealer(SECRET, "tests/settings/v1").unseal(sealed) == PLAINTEXT
     assert SECRET not in repr(Sealer(SECRET, "tests/settings/v1"))
     with pytest.raises(ValueError, match="at least 16"):
