@@ -22,6 +22,7 @@ import asyncio
 import json
 import multiprocessing
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -160,7 +161,7 @@ async def _ceiling(receiver: str, secret: str, count: int, concurrency: int) -> 
         async def worker() -> None:
             while not queue.empty():
                 b = queue.get_nowait()
-                headers = webhooks.signed_headers(secret, webhooks.generate_message_id(), b)
+                headers = webhooks.signed_headers(secret, "msg_" + secrets.token_urlsafe(18), b)
                 headers["Content-Type"] = "application/json"
                 async with session.post(f"{receiver}/hook", data=b, headers=headers) as resp:
                     await resp.read()
