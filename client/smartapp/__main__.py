@@ -1,3 +1,5 @@
+"""`python -m smartapp`: the `smartapp` command."""
+
 from smartapp.cli import main
 
 main()

@@ -1,3 +1,5 @@
+"""notification-service's request and answer bodies: what the OpenAPI document shows."""
+
 from __future__ import annotations
 
 from typing import Any, Literal

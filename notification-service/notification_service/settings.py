@@ -1,3 +1,5 @@
+"""notification-service's settings (environment variables), on top of the shared ones."""
+
 from __future__ import annotations
 
 from pydantic import Field, field_validator

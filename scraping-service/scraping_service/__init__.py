@@ -1,1 +1,1 @@
-
+"""scraping-service: safe fetching, markdown extraction, model summaries and extraction."""

@@ -1,3 +1,5 @@
+"""The schedules' request and answer bodies."""
+
 from __future__ import annotations
 
 from typing import Any, Literal

@@ -1,3 +1,5 @@
+"""task-service's request and answer bodies for tasks: what the OpenAPI document shows."""
+
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal, get_args

@@ -1,3 +1,5 @@
+"""task-service's settings (environment variables), on top of the shared ones."""
+
 from __future__ import annotations
 
 from functools import cached_property
