@@ -301,9 +301,9 @@ class Deliverer:
         fed = asyncio.Event()  # the line was topped up, or there is nothing more to claim
         finished = False
         tally = _Tally(result)
-        # Each webhook device's signing key, unsealed once per run rather than per attempt (a
+        # Each webhook device's signer, its key unsealed once per run rather than per attempt (a
         # batch sends many notifications to the same devices); kept only while the run lasts.
-        keys: dict[str, bytes] = {}
+        signers: dict[str, webhooks.Signer] = {}
 
         async def sender() -> None:
             while True:
@@ -312,7 +312,7 @@ class Deliverer:
                     if len(line) < concurrency:
                         low.set()
                     try:
-                        await self.attempt(claim, notif, devices.get(claim.dev), tally, keys)
+                        await self.attempt(claim, notif, devices.get(claim.dev), tally, signers)
                     except Exception:
                         # Left in `sending`: the sweeper re-queues it. Never lose the rest.
                         log.exception("delivery attempt crashed", extra={"notification_id": claim.nid})
@@ -346,11 +346,11 @@ class Deliverer:
         notif: Notification | None,
         device: Device | None,
         tally: _Tally,
-        keys: dict[str, bytes],
+        signers: dict[str, webhooks.Signer],
     ) -> None:
         """One attempt of one claimed delivery, recorded with the state it ends in.
 
-        `keys` holds the run's unsealed webhook signing keys by device id.
+        `signers` holds the run's webhook signers (their keys unsealed) by device id.
         """
         channel = device.channel if device is not None else Channel.WEBPUSH.value
         remaining = 0 if notif is None else int(notif.expires_ts - time.time())
@@ -372,16 +372,16 @@ class Deliverer:
             url, headers, body = request.url, request.headers, request.body
         else:
             try:
-                key = keys.get(device.device_id)
-                if key is None:
-                    key = keys[device.device_id] = webhooks.secret_key(self.devices.signing_secret(device))
+                signer = signers.get(device.device_id)
+                if signer is None:
+                    signer = signers[device.device_id] = webhooks.Signer(self.devices.signing_secret(device))
             except DeviceSecretError as exc:
                 # Loud, and final: a retry cannot fix it, and signing with anything else is wrong.
                 log.error("webhook delivery not signed: %s", exc, extra={"device_id": device.device_id})
                 self._end(tally, claim, notif, channel, FAILED, str(exc), 0.0)
                 return
             body = webhook_body(notif)
-            headers = webhooks.signed_headers(key, webhook_message_id(claim.nid, claim.dev), body)
+            headers = webhooks.signed_headers(signer, webhook_message_id(claim.nid, claim.dev), body)
             headers["Content-Type"] = "application/json"
             url = device.endpoint
 

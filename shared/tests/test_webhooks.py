@@ -51,6 +51,21 @@ def test_signature_is_the_hmac_the_scheme_defines() -> None:
     assert webhooks.sign(key, "msg_1", 1700000000, body) == webhooks.sign(secret, "msg_1", 1700000000, body)
 
 
+def test_one_signer_signs_many_bodies_as_the_package_does() -> None:
+    """A Signer keys its HMAC once: each signature must still be its own message's alone."""
+    secret = webhooks.generate_secret()
+    signer = webhooks.Signer(secret)
+    package = standardwebhooks.Webhook(secret)
+    ts = int(time.time())
+    for i, body in enumerate(BODIES * 2):
+        msg_id = f"msg_{i}"
+        expected = package.sign(msg_id, datetime.fromtimestamp(ts, UTC), body.decode())
+        assert signer.sign(msg_id, ts, body) == expected
+        headers = webhooks.signed_headers(signer, msg_id, body, timestamp=ts)
+        assert headers["webhook-signature"] == expected
+        assert package.verify(body, headers, json_parse=False) is None
+
+
 def test_a_tampered_body_fails_the_package_verify() -> None:
     secret = webhooks.generate_secret()
     headers = webhooks.signed_headers(secret, "msg_1", b'{"a":1}')
@@ -63,3 +78,5 @@ def test_a_short_secret_is_refused_before_signing() -> None:
     short = "whsec_" + base64.b64encode(b"k" * 16).decode()
     with pytest.raises(ValueError, match="24 to 64 bytes"):
         webhooks.sign(short, "msg_1", 1700000000, b"{}")
+    with pytest.raises(ValueError, match="24 to 64 bytes"):
+        webhooks.Signer(short)
