@@ -36,7 +36,7 @@ from shared._metrics import (
 )
 from shared._queues import MAX_PRIORITY, QueueName
 from shared._records import RecordCalls, iso_at, now_iso
-from shared._redis import Call, create_sync_redis, run
+from shared._redis import Call, Caller, create_sync_redis
 from shared._retries import is_retryable, retry_delay
 from shared._settings import BaseServiceSettings
 from shared._status import TERMINAL_STATUSES, TaskState
@@ -268,6 +268,7 @@ class PlatformCelery(Celery):  # type: ignore[misc]
     records: RecordCalls  # the task records' calls, made with `call`
     _redis_pid: int | None = None
     _redis: redis.Redis | None = None
+    _caller: Caller | None = None
     _fairq_pid: int | None = None
     _fairq_store: FairQueue | None = None
     _settler_pid: int | None = None
@@ -278,18 +279,28 @@ class PlatformCelery(Celery):  # type: ignore[misc]
         # Made lazily and per process: a prefork child must not share its parent's sockets.
         if self._redis is None or self._redis_pid != os.getpid():
             self._redis = create_sync_redis(self.settings)
+            self._caller = Caller(self._redis)
             self._redis_pid = os.getpid()
         return self._redis
 
+    @property
+    def caller(self) -> Caller:
+        """Makes this process's calls, each thread on a connection of its own (shared._redis)."""
+        client = self.redis
+        assert self._caller is not None and self._caller.client is client
+        return self._caller
+
     def call(self, call: Call[T]) -> T:
         """Make a Redis call (the records' calls) on this process's client."""
-        return run(self.redis, call)
+        return self.caller(call)
 
     @property
     def fairq(self) -> FairQueue:
         """This queue's fair queue (the workers' side), per process like the Redis client."""
         if self._fairq_store is None or self._fairq_pid != os.getpid():
-            self._fairq_store = FairQueue(self.redis, self.settings, self.conf.task_default_queue)
+            self._fairq_store = FairQueue(
+                self.redis, self.settings, self.conf.task_default_queue, self.caller
+            )
             self._fairq_pid = os.getpid()
         return self._fairq_store
 

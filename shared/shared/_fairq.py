@@ -38,6 +38,7 @@ import redis.asyncio as aioredis
 
 from shared import _lua
 from shared._records import CELERY_META_PREFIX, REC_PREFIX, rec_key, user_key
+from shared._redis import Call, Caller, Lua
 from shared._settings import BaseServiceSettings
 from shared._status import TERMINAL_STATUSES
 
@@ -67,6 +68,8 @@ SCRIPTS = {
     **{name: _lua.source(f"fairq_{name}", "fairq_lib") for name in ("complete", "abort", "pump", "retry")},
     **{name: _lua.source(f"task_{name}", "records_lib", "fairq_lib") for name in ("submit", "end")},
 }
+
+_LUA = {name: Lua(source) for name, source in SCRIPTS.items()}
 
 
 def broker_namespace(broker_url: str) -> str:
@@ -246,15 +249,15 @@ class AsyncFairQueue:
 class FairQueue:
     """The workers' side: a task left the window, the periodic pass."""
 
-    def __init__(self, client: redis.Redis, settings: BaseServiceSettings, queue: str) -> None:
+    def __init__(
+        self, client: redis.Redis, settings: BaseServiceSettings, queue: str, caller: Caller | None = None
+    ) -> None:
         self.r = client
+        # The scripts run on the caller's connections (a task's end is on every task's path).
+        self._call = caller or Caller(client)
         self.keys = FairKeys.of(settings, queue)
         self.per_slot = settings.fair_window_per_slot
         self.keep = settings.result_expires_seconds
-        self._complete = client.register_script(SCRIPTS["complete"])
-        self._end = client.register_script(SCRIPTS["end"])
-        self._pump = client.register_script(SCRIPTS["pump"])
-        self._retry = client.register_script(SCRIPTS["retry"])
         # Publishes not yet confirmed (ids), and when the oldest of them was made.
         self._unconfirmed: list[str] = []
         self._unconfirmed_since = 0.0
@@ -272,10 +275,13 @@ class FairQueue:
             ids, self._unconfirmed = self._unconfirmed, []
         return ids
 
-    def _call_confirming(self, script: Any, args: dict[str, Any]) -> Any:
+    def _script(self, name: str, args: dict[str, Any]) -> Any:
+        return self._call(Call((orjson.dumps(args),), script=_LUA[name]))
+
+    def _call_confirming(self, name: str, args: dict[str, Any]) -> Any:
         args["confirm"] = ids = self._take_unconfirmed()
         try:
-            return script(args=[orjson.dumps(args)])
+            return self._script(name, args)
         except BaseException:
             if ids:
                 self.confirm_later(ids)  # not sent: they go with the next call
@@ -307,13 +313,13 @@ class FairQueue:
             "now": time.time(),
             "max_pop": POP_ON_COMPLETE,
         }
-        out = list(self._call_confirming(self._end, args))
+        out = list(self._call_confirming("end", args))
         return int(out[0]), out[1:]
 
     def retry_later(self, task_id: str, due: float) -> bool:
         """Put a failed task's message back to wait until `due` (epoch seconds); False if gone."""
         args = {"prefix": self.keys.prefix, "id": task_id, "due": due, "keep": self.keep}
-        return bool(self._retry(args=[orjson.dumps(args)]))
+        return bool(self._script("retry", args))
 
     def complete(self, ids: list[str], *, finished: bool, max_pop: int = POP_ON_COMPLETE) -> list[bytes]:
         args = {
@@ -324,7 +330,7 @@ class FairQueue:
             "now": time.time(),
             "max_pop": max_pop,
         }
-        return list(self._call_confirming(self._complete, args))
+        return list(self._call_confirming("complete", args))
 
     def confirm(self, ids: list[str]) -> None:
         if ids:
@@ -347,7 +353,7 @@ class FairQueue:
             "reclaim_before": now - REPUBLISH_AFTER,
             "max_pop": POP_ON_PASS,
         }
-        out = self._pump(args=[orjson.dumps(args)])
+        out = self._script("pump", args)
         return orjson.loads(out[0]), list(out[1:])
 
     def ended_in_flight(self, older_than: float = SWEEP_AFTER) -> list[str]:
