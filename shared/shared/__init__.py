@@ -32,7 +32,6 @@ from shared._cache import (
 from shared._callbacks import callback_secret
 from shared._celery import (
     PlatformTask,
-    install_worker_hooks,
     make_celery,
     make_queue,
     report_progress,
@@ -112,6 +111,7 @@ from shared._url_policy import (
     check_url,
     resolve_checked,
 )
+from shared._worker_hooks import install_worker_hooks
 
 __all__ = [
     "API_PREFIX",

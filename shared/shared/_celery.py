@@ -1,4 +1,5 @@
-"""The Celery app factory and the task base every service's tasks inherit.
+"""The Celery app factory and the task base every service's tasks inherit (the hooks a worker
+installs around them are in _worker_hooks.py).
 
 Each service builds its own app on its own queue; the settings below are chosen on purpose.
 """
@@ -13,15 +14,14 @@ from typing import Any, ClassVar, TypeVar
 
 import orjson
 import redis
-from celery import Celery, Task, signals
+from celery import Celery, Task
 from celery.exceptions import Ignore, Reject, Retry
 from celery.utils.saferepr import saferepr
 from kombu import Exchange, Queue
 
 from shared._context import request_id_var, task_id_var
 from shared._fairq import FairQueue
-from shared._fairq_worker import FairPump, Settler
-from shared._gc import tune_gc
+from shared._fairq_worker import Settler
 from shared._metrics import (
     TASK_DURATION,
     TASK_QUEUE_WAIT,
@@ -32,7 +32,6 @@ from shared._metrics import (
     TASKS_STARTED,
     TASKS_SUCCEEDED,
     TASKS_TIMED_OUT,
-    start_worker_metrics,
 )
 from shared._queues import MAX_PRIORITY, QueueName
 from shared._records import RecordCalls, iso_at, now_iso
@@ -421,73 +420,3 @@ def make_celery(
 
     register_callback_task(app, queue.value)
     return app
-
-
-# A task that ends in one of these left the broker for good; RETRY means Celery published its
-# next attempt itself (outside the fair window), so it frees only its place in the window.
-_SETTLED_STATES = frozenset({*TERMINAL_STATUSES, "IGNORED", "REJECTED"})
-
-
-def install_worker_hooks(app: PlatformCelery, queue: QueueName) -> None:
-    from shared._logging import configure_worker_logging
-    from shared._pool_guard import install_pool_fd_guard
-
-    install_pool_fd_guard()  # a broker restart must not stop the worker (see _pool_guard)
-
-    pump: dict[str, FairPump] = {}
-
-    @signals.worker_init.connect(weak=False)
-    def _init(**_: Any) -> None:
-        start_worker_metrics(app.settings, queue)
-
-    @signals.worker_process_init.connect(weak=False)
-    def _pool_process(**_: Any) -> None:
-        tune_gc()  # what the pool process inherited, out of the collector's sight
-
-    @signals.worker_ready.connect(weak=False)
-    def _ready(sender: Any = None, **_: Any) -> None:
-        # The fair queue's pass runs in the main process, started once the pool has forked
-        # (and once only: the consumer may become ready again after a broker reconnect).
-        if "pass" in pump and pump["pass"].is_alive():
-            return
-        tune_gc()  # the main process (it consumes and dispatches every message), once
-        slots = int(getattr(getattr(sender, "controller", None), "concurrency", 0) or 1)
-        node = str(getattr(sender, "hostname", None) or f"{queue.value}@{os.getpid()}")
-        pump["pass"] = FairPump(app, app.fairq, node, slots)
-        pump["pass"].start()
-        log.info("fair queue pass started: %s with %s slots", node, slots)
-
-    @signals.worker_shutdown.connect(weak=False)
-    def _shutdown(**_: Any) -> None:
-        if "pass" in pump:
-            pump.pop("pass").stop()
-        app.close_settler()  # the main process's, if a revoked task made one
-
-    @signals.task_postrun.connect(weak=False)
-    def _postrun(sender: Any = None, task_id: str | None = None, state: str | None = None, **_: Any) -> None:
-        if task_id and getattr(sender, "app", None) is app:
-            if task_id in _ENDED:  # written with its final record
-                _ENDED.discard(task_id)
-                return
-            retrying = task_id in _RETRYING
-            _RETRYING.discard(task_id)
-            app.settler.put(task_id, finished=state in _SETTLED_STATES and not retrying)
-
-    @signals.task_revoked.connect(weak=False)
-    def _revoked(request: Any = None, **_: Any) -> None:
-        # A message dropped unrun (revoked by id): no postrun follows.
-        tid = getattr(request, "id", None)
-        if tid and getattr(getattr(request, "task", None), "app", app) is app:
-            app.settler.put(tid, finished=True)
-
-    @signals.setup_logging.connect(weak=False)
-    def _logging(**_: Any) -> None:
-        configure_worker_logging(app.settings.service_name + "-worker", app.settings.log_level)
-
-    @signals.worker_process_shutdown.connect(weak=False)
-    def _dead(pid: int | None = None, **_: Any) -> None:
-        app.close_settler()
-        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-            from prometheus_client import multiprocess
-
-            multiprocess.mark_process_dead(pid or os.getpid())
