@@ -62,6 +62,7 @@ POP_ON_PASS = 500
 TOO_MANY_RETRY_AFTER = "30"
 PRUNE_EVERY = 60  # seconds between rechecks of one user's unfinished set when at the limit
 CONFIRM_WITHIN = 1.0  # seconds a confirm of a publish may wait for a call to go with
+CONFIRM_POLL = 0.05  # seconds a worker's settler waits for the broker's confirms when idle
 
 # Read once at import; each Redis client registers them once (EVALSHA afterwards).
 SCRIPTS = {

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from shared._fairq import (
+    CONFIRM_POLL,
     CONFIRM_WITHIN,
     PASS_SECONDS,
     POP_ON_COMPLETE,
@@ -32,21 +33,22 @@ if TYPE_CHECKING:
 log = logging.getLogger("shared.fairq")
 
 
-def _publish_and_confirm(
-    publisher: Publisher, fq: FairQueue, messages: list[bytes], *, later: bool = False
-) -> None:
+def _publish_failed(publisher: Publisher, exc: Exception) -> None:
+    # The broker: what was popped is left claimed, and the pass publishes it again later.
+    log.warning("fair queue: publish failed, the pass will retry: %s", type(exc).__name__)
+    publisher.close()
+
+
+def _publish_and_confirm(publisher: Publisher, fq: FairQueue, messages: list[bytes]) -> None:
     if not messages:
         return
     done: list[str] = []
     try:
         done = publisher.publish(messages)
-    except Exception as exc:  # the broker: left claimed, the pass re-publishes them later
-        log.warning("fair queue: publish failed, the pass will retry: %s", type(exc).__name__)
-        publisher.close()
+    except Exception as exc:
+        _publish_failed(publisher, exc)
     finally:
-        if done and later:
-            fq.confirm_later(done)
-        elif done:
+        if done:
             fq.confirm(done)
 
 
@@ -56,10 +58,13 @@ class Settler:
     The pool process only queues the task id (or, when its end was written with the record,
     the messages popped then); a thread of that process records the ends and publishes what is
     next in turn while the process already runs its next task. It takes everything queued at
-    once: the ends in one call, the publishes in one batch whose confirms are awaited together
-    (Publisher), so one thread keeps up where each publish waited for its own confirm. Publishes
-    are confirmed with the process's next call to Redis, or within CONFIRM_WITHIN seconds on
-    their own. Ends not recorded when the process dies are found by the pass.
+    once: the ends in one call, the publishes in one batch. It does not wait for the broker's
+    confirms of a batch (Publisher.send): it reads those that have arrived when it next wakes,
+    or within CONFIRM_POLL when nothing else comes (a busy worker publishes one message a task,
+    and waiting for each confirm cost as much CPU as the publish). Confirmed publishes are
+    recorded with the process's next call to Redis, or within CONFIRM_WITHIN seconds on their
+    own. Ends not recorded when the process dies are found by the pass, and publishes never
+    confirmed are published again by it.
     """
 
     def __init__(self, app: Celery, fq: FairQueue) -> None:
@@ -85,10 +90,10 @@ class Settler:
         with contextlib.suppress(redis.RedisError):  # else the pass re-publishes them
             self.fq.flush_confirms(0.0)
 
-    def _take(self) -> tuple[list[tuple[str, bool] | list[bytes]], bool]:
-        """What is queued now (waiting up to CONFIRM_WITHIN for the first), and whether to stop."""
+    def _take(self, timeout: float) -> tuple[list[tuple[str, bool] | list[bytes]], bool]:
+        """What is queued now (waiting up to `timeout` for the first), and whether to stop."""
         try:
-            items = [self._q.get(timeout=CONFIRM_WITHIN)]
+            items = [self._q.get(timeout=timeout)]
         except queue.Empty:
             return [], False
         while True:
@@ -100,15 +105,25 @@ class Settler:
 
     def _run(self) -> None:
         while True:
-            items, stop = self._take()
+            # Publishes waiting for their confirm: back soon for them if nothing else comes.
+            items, stop = self._take(CONFIRM_POLL if self.publisher.waiting else CONFIRM_WITHIN)
             try:
                 self._settle(items)
+                # The confirms arrived since (those of an earlier batch, with a busy worker);
+                # with nothing else to do, waiting a little for this batch's.
+                self._confirmed(self.publisher.collect(0.0 if items or stop else CONFIRM_POLL))
+                if stop:
+                    self._confirmed(self.publisher.collect(CONFIRM_POLL * 10))
                 self.fq.flush_confirms(CONFIRM_WITHIN if items else 0.0)
             except Exception:
                 log.exception("fair queue: settling failed")
             if stop:
                 self.publisher.close()
                 return
+
+    def _confirmed(self, ids: list[str]) -> None:
+        if ids:
+            self.fq.confirm_later(ids)
 
     def _settle(self, items: list[tuple[str, bool] | list[bytes]]) -> None:
         messages: list[bytes] = []
@@ -123,7 +138,11 @@ class Settler:
                 messages += self.fq.complete(ids, finished=finished, max_pop=max(POP_ON_COMPLETE, len(ids)))
             except redis.RedisError as exc:  # the pass finds the finished tasks within a minute
                 log.warning("fair queue: could not record a task's end: %s", type(exc).__name__)
-        _publish_and_confirm(self.publisher, self.fq, messages, later=True)
+        if messages:
+            try:
+                self.publisher.send(messages)
+            except Exception as exc:
+                _publish_failed(self.publisher, exc)
 
 
 class FairPump(threading.Thread):

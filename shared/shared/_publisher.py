@@ -74,6 +74,11 @@ class Publisher:
         self._next_tag = 1
         self._done: list[str] = []
         self._nacked = 0
+        # What `send` published and the broker has not confirmed yet (delivery tag -> the
+        # message, to publish again on a new connection), and when the oldest was sent.
+        self._unconfirmed: dict[int, tuple[str, str, amqp.Message]] = {}
+        self._unconfirmed_since = 0.0
+        self._last_send = 1  # the delivery tag of the last send's first publish
 
     def publish(self, messages: list[bytes]) -> list[str]:
         """Publish and wait for the broker's confirms; the ids confirmed (in order)."""
@@ -91,17 +96,85 @@ class Publisher:
             log.warning("fair queue: the broker refused %d publishes; the pass retries them", self._nacked)
         return self._done
 
+    def send(self, messages: list[bytes]) -> None:
+        """Publish without waiting for the confirms: `collect` gathers them later.
+
+        For a stream of small batches (a worker's settler: nearly every task's end publishes
+        one message), where waiting for each batch's confirm cost as much CPU as its publish.
+        A lost connection is opened again once, and everything it did not confirm is
+        published again on the new one.
+        """
+        if not messages:
+            return
+        parsed = [_amqp_message(raw) for raw in messages]
+        if not self._unconfirmed:
+            self._unconfirmed_since = time.monotonic()
+        sent = 0
+        try:
+            channel = self._open()
+            self._last_send = self._next_tag
+            for message in parsed:
+                self._publish_one(channel, message, keep=True)
+                sent += 1
+        except CONNECTION_ERRORS:
+            again = [*self._unconfirmed.values(), *parsed[sent:]]
+            self.close()
+            self._unconfirmed_since = time.monotonic()
+            channel = self._open()
+            self._last_send = self._next_tag
+            for message in again:
+                self._publish_one(channel, message, keep=True)
+
+    def collect(self, timeout: float = 0.0) -> list[str]:
+        """The ids `send` published that the broker confirmed since, waiting up to `timeout`
+        for the first confirm. Those not confirmed within CONFIRM_TIMEOUT are given up (left
+        claimed for the pass) with their connection."""
+        if not self._unconfirmed or self._channel is None:
+            return []
+        self._done, self._nacked = [], 0
+        connection = self._channel.connection
+        # Without a wait, the confirms of the earlier sends only: the last one's are not in yet
+        # (a read that finds nothing costs as much as one that finds a confirm).
+        until = self._last_send if timeout <= 0 else self._next_tag
+        try:
+            while self._unconfirmed and next(iter(self._unconfirmed)) < until:
+                connection.drain_events(timeout=timeout)
+        except TimeoutError:
+            pass
+        except CONNECTION_ERRORS:  # left claimed: the pass publishes them again
+            self.close()
+        if self._nacked:
+            log.warning("fair queue: the broker refused %d publishes; the pass retries them", self._nacked)
+        if self._unconfirmed and time.monotonic() - self._unconfirmed_since > CONFIRM_TIMEOUT:
+            self.close()  # not confirmed: left claimed, and the connection is not trusted
+        elif not self._unconfirmed:
+            self._unconfirmed_since = time.monotonic()
+        return self._done
+
+    @property
+    def waiting(self) -> bool:
+        """Whether publishes made by `send` wait for their confirm."""
+        return bool(self._unconfirmed)
+
+    def _publish_one(
+        self, channel: Any, message: tuple[str, str, amqp.Message], *, keep: bool = False
+    ) -> None:
+        task_id, q, msg = message
+        if q not in self._declared:
+            entity = self.app.amqp.queues.get(q)
+            if entity is not None:
+                entity(channel).declare()
+            self._declared.add(q)
+        channel.basic_publish(msg, exchange=q, routing_key=q)
+        self._tags[self._next_tag] = task_id
+        if keep:
+            self._unconfirmed[self._next_tag] = message
+        self._next_tag += 1
+
     def _publish(self, messages: list[tuple[str, str, amqp.Message]]) -> None:
         channel = self._open()
-        for task_id, q, msg in messages:
-            if q not in self._declared:
-                entity = self.app.amqp.queues.get(q)
-                if entity is not None:
-                    entity(channel).declare()
-                self._declared.add(q)
-            channel.basic_publish(msg, exchange=q, routing_key=q)
-            self._tags[self._next_tag] = task_id
-            self._next_tag += 1
+        for message in messages:
+            self._publish_one(channel, message)
         deadline = time.monotonic() + CONFIRM_TIMEOUT
         while self._tags:
             left = deadline - time.monotonic()
@@ -130,6 +203,8 @@ class Publisher:
 
     def _confirmed(self, tag: int, multiple: bool) -> list[str]:
         tags = [t for t in self._tags if t <= tag] if multiple else [tag]
+        for t in tags:
+            self._unconfirmed.pop(t, None)
         return [tid for t in tags if (tid := self._tags.pop(t, None)) is not None]
 
     def _on_ack(self, tag: int, multiple: bool) -> None:
@@ -140,7 +215,7 @@ class Publisher:
 
     def close(self) -> None:
         conn, self._conn, self._channel = self._conn, None, None
-        self._tags = {}
+        self._tags, self._unconfirmed = {}, {}
         if conn is not None:
             with contextlib.suppress(Exception):
                 conn.release()

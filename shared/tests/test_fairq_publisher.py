@@ -234,3 +234,52 @@ async def test_an_api_process_publishes_on_at_most_publish_threads_connections(a
     assert len(received(app, 50)) == 50
     close_publishers()
     assert all(p._conn is None for p in _opened)
+
+
+def collect_all(publisher: Publisher, timeout: float = 10.0) -> list[str]:
+    import time
+
+    done: list[str] = []
+    deadline = time.monotonic() + timeout
+    while publisher.waiting and time.monotonic() < deadline:
+        done += publisher.collect(0.2)
+    return done
+
+
+def test_send_without_waiting_then_collect_the_confirms(app: Celery) -> None:
+    """The settler's way: send does not wait; collect(0) reads only earlier sends' confirms."""
+    publisher = Publisher(app)
+    try:
+        first = [message(app) for _ in range(3)]
+        publisher.send([raw for _, raw in first])
+        assert publisher.waiting
+        assert collect_all(publisher) == [tid for tid, _ in first]
+        assert not publisher.waiting and publisher.collect(0.0) == []
+        second, third = message(app), message(app)
+        publisher.send([second[1]])
+        publisher.send([third[1]])
+        done = publisher.collect(0.0)  # at most the first of the two: the last send's is not read
+        assert done in ([], [second[0]])
+        assert done + collect_all(publisher) == [second[0], third[0]]
+    finally:
+        publisher.close()
+    assert [m.properties["correlation_id"] for m in received(app, 5)] == [
+        *(t for t, _ in first),
+        second[0],
+        third[0],
+    ]
+
+
+def test_send_on_a_lost_connection_publishes_again_what_was_not_confirmed(app: Celery) -> None:
+    publisher = Publisher(app)
+    try:
+        tid, raw = message(app)
+        publisher.send([raw])
+        assert collect_all(publisher) == [tid]
+        publisher._conn.connection.sock.close()  # type: ignore[union-attr]
+        later = message(app)
+        publisher.send([later[1]])  # the connection is found lost: opened again, sent on it
+        assert collect_all(publisher) == [later[0]]
+    finally:
+        publisher.close()
+    assert [m.properties["correlation_id"] for m in received(app, 2)] == [tid, later[0]]
