@@ -61,8 +61,19 @@ def events_channel(task_id: str) -> str:
     return f"t:ev:{task_id}"
 
 
+# The current second as now_iso writes it: formatted once a second, not twice per task.
+_second: tuple[int, str] = (-1, "")
+
+
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """Now in UTC, to the millisecond: 2026-01-02T03:04:05.678Z."""
+    global _second
+    now = time.time()
+    whole = int(now)
+    second = _second
+    if second[0] != whole:
+        second = _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+    return f"{second[1]}.{int((now - whole) * 1000):03d}Z"
 
 
 def iso_at(epoch: float) -> str:
