@@ -283,3 +283,24 @@ def test_send_on_a_lost_connection_publishes_again_what_was_not_confirmed(app: C
     finally:
         publisher.close()
     assert [m.properties["correlation_id"] for m in received(app, 2)] == [tid, later[0]]
+
+
+def test_what_the_broker_nacks_after_a_send_is_not_collected(
+    full_queue: tuple[Celery, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    celery, name = full_queue
+    sent = [
+        build_message(
+            celery, name="t", task_id=tid, queue=name, kwargs={}, priority=0, kwargsrepr="{}", request_id=None
+        )
+        for tid in (f"nack-send-{i}" for i in range(3))
+    ]
+    publisher = Publisher(celery)
+    try:
+        with caplog.at_level("WARNING", logger="shared.fairq"):
+            publisher.send(sent)
+            assert collect_all(publisher) == ["nack-send-0"]
+        assert "the broker refused" in caplog.text  # the two nacks may come in one read or two
+        assert not publisher.waiting
+    finally:
+        publisher.close()
