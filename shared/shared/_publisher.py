@@ -102,7 +102,7 @@ class Publisher:
         For a stream of small batches (a worker's settler: nearly every task's end publishes
         one message), where waiting for each batch's confirm cost as much CPU as its publish.
         A lost connection is opened again once, and everything it did not confirm is
-        published again on the new one.
+        published again on the new one. A Publisher is used either this way or by `publish`.
         """
         if not messages:
             return
@@ -126,30 +126,34 @@ class Publisher:
                 self._publish_one(channel, message, keep=True)
 
     def collect(self, timeout: float = 0.0) -> list[str]:
-        """The ids `send` published that the broker confirmed since, waiting up to `timeout`
-        for the first confirm. Those not confirmed within CONFIRM_TIMEOUT are given up (left
-        claimed for the pass) with their connection."""
-        if not self._unconfirmed or self._channel is None:
-            return []
-        self._done, self._nacked = [], 0
-        connection = self._channel.connection
-        # Without a wait, the confirms of the earlier sends only: the last one's are not in yet
-        # (a read that finds nothing costs as much as one that finds a confirm).
-        until = self._last_send if timeout <= 0 else self._next_tag
-        try:
-            while self._unconfirmed and next(iter(self._unconfirmed)) < until:
-                connection.drain_events(timeout=timeout)
-        except TimeoutError:
-            pass
-        except CONNECTION_ERRORS:  # left claimed: the pass publishes them again
-            self.close()
-        if self._nacked:
-            log.warning("fair queue: the broker refused %d publishes; the pass retries them", self._nacked)
+        """The ids `send` published that the broker confirmed since the last collect, waiting
+        up to `timeout` for the first confirm. Those not confirmed within CONFIRM_TIMEOUT are
+        given up (left claimed for the pass) with their connection.
+
+        Confirms may also be read during a send (py-amqp reads what has arrived before each
+        publish): they are kept for the next collect.
+        """
+        if self._unconfirmed and self._channel is not None:
+            connection = self._channel.connection
+            # Without a wait, the confirms of the earlier sends only: the last one's are not in
+            # yet (a read that finds nothing costs as much as one that finds a confirm).
+            until = self._last_send if timeout <= 0 else self._next_tag
+            try:
+                while self._unconfirmed and next(iter(self._unconfirmed)) < until:
+                    connection.drain_events(timeout=timeout)
+            except TimeoutError:
+                pass
+            except CONNECTION_ERRORS:  # left claimed: the pass publishes them again
+                self.close()
+        done, self._done = self._done, []
+        nacked, self._nacked = self._nacked, 0
+        if nacked:
+            log.warning("fair queue: the broker refused %d publishes; the pass retries them", nacked)
         if self._unconfirmed and time.monotonic() - self._unconfirmed_since > CONFIRM_TIMEOUT:
             self.close()  # not confirmed: left claimed, and the connection is not trusted
         elif not self._unconfirmed:
             self._unconfirmed_since = time.monotonic()
-        return self._done
+        return done
 
     @property
     def waiting(self) -> bool:

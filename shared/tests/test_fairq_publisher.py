@@ -166,18 +166,30 @@ def full_queue(infra: Path, settings: BaseServiceSettings) -> Iterator[tuple[Cel
         conn.default_channel.exchange_delete(name)
 
 
+def three_for(celery: Celery, queue: str, prefix: str) -> list[bytes]:
+    """Three messages for `queue`, with the ids prefix-0 to prefix-2."""
+    return [
+        build_message(
+            celery,
+            name="t",
+            task_id=f"{prefix}-{i}",
+            queue=queue,
+            kwargs={},
+            priority=0,
+            kwargsrepr="{}",
+            request_id=None,
+        )
+        for i in range(3)
+    ]
+
+
 def test_what_the_broker_nacks_is_not_returned_as_confirmed(
     full_queue: tuple[Celery, str], caplog: pytest.LogCaptureFixture
 ) -> None:
     """A nack (here a full queue refusing publishes) leaves those ids out: they stay claimed in
     the fair queue for the pass to publish again, instead of being counted as sent."""
     celery, name = full_queue
-    sent = [
-        build_message(
-            celery, name="t", task_id=tid, queue=name, kwargs={}, priority=0, kwargsrepr="{}", request_id=None
-        )
-        for tid in (f"nack-{i}" for i in range(3))
-    ]
+    sent = three_for(celery, name, "nack")
     publisher = Publisher(celery)
     try:
         with caplog.at_level("WARNING", logger="shared.fairq"):
@@ -289,12 +301,7 @@ def test_what_the_broker_nacks_after_a_send_is_not_collected(
     full_queue: tuple[Celery, str], caplog: pytest.LogCaptureFixture
 ) -> None:
     celery, name = full_queue
-    sent = [
-        build_message(
-            celery, name="t", task_id=tid, queue=name, kwargs={}, priority=0, kwargsrepr="{}", request_id=None
-        )
-        for tid in (f"nack-send-{i}" for i in range(3))
-    ]
+    sent = three_for(celery, name, "nack-send")
     publisher = Publisher(celery)
     try:
         with caplog.at_level("WARNING", logger="shared.fairq"):
@@ -304,3 +311,20 @@ def test_what_the_broker_nacks_after_a_send_is_not_collected(
         assert not publisher.waiting
     finally:
         publisher.close()
+
+
+def test_a_confirm_read_during_a_send_is_kept_for_collect(app: Celery) -> None:
+    """py-amqp reads what has arrived before each publish: a confirm read then is not lost."""
+    import time
+
+    publisher = Publisher(app)
+    try:
+        first, second = message(app), message(app)
+        publisher.send([first[1]])
+        time.sleep(0.3)  # its confirm is in by now
+        publisher.send([second[1]])
+        assert publisher.collect(0.0) == [first[0]]
+        assert collect_all(publisher) == [second[0]]
+    finally:
+        publisher.close()
+    assert len(received(app, 2)) == 2
