@@ -27,10 +27,20 @@ TEST_VHOST = "smartapp_test"
 TEST_REDIS_DB = 9
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port free now, and never one this process handed out before: the kernel may
+    give the same ephemeral port to two binds in a row, and a gateway whose metrics server got
+    its API's port answered the API's health check with metrics, then failed to bind (seen in CI)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def test_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:

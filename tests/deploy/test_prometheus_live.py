@@ -11,7 +11,6 @@ import http.server
 import json
 import re
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -25,16 +24,12 @@ from typing import Any
 import pytest
 import yaml
 
+from testkit import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 PROM = REPO / "deploy" / "prometheus"
 QUEUES = {"default", "scraping", "notifications"}
 GATEWAY = "http://127.0.0.1:8000"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def get_json(url: str, timeout: float = 5.0) -> Any:
