@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 from fastapi import Depends, Request
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
@@ -118,8 +118,8 @@ class Caller:
     without what redis-py 8 adds around each command (a pool checkout and release, its retry
     and observability wrappers): 60 us of CPU against 125 us for a script call, measured on a
     busy machine; a task makes two (record_begin, task_end). A call interrupted (a soft time
-    limit raised in the middle) leaves the connection closed by redis-py, and the next call
-    opens it again.
+    limit raised in the middle) leaves the connection closed, and the next call opens it again:
+    it never reads the interrupted call's reply as its own.
     """
 
     def __init__(self, client: redis.Redis) -> None:
@@ -135,6 +135,13 @@ class Caller:
             return self.client.parse_response(conn, args[0])
         except _RETRYABLE:
             conn.disconnect()  # once more, on a new connection (the client's Retry(..., 1))
+        except ResponseError:
+            raise  # Redis answered with an error: its whole reply was read, the connection is in step
+        except BaseException:
+            # Interrupted between sending and reading (a soft time limit raised there): the reply
+            # is still on the wire, and the next call must not read it as its own.
+            conn.disconnect()
+            raise
         conn.send_command(*args)
         return self.client.parse_response(conn, args[0])
 
