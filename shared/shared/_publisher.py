@@ -1,13 +1,16 @@
 """Publishing the fair queue's stored messages: one Publisher per thread, each with a broker
-connection of its own, in confirm mode, a batch's confirms awaited together.
+connection of its own, in confirm mode. `publish` awaits a batch's confirms together; `send`
+does not wait, and `collect` reads the confirms later (a worker's settler, which publishes
+one message at nearly every task's end).
 
 Used by the workers (the settler and the pass: one Publisher each) and by the APIs (a
 submission publishes what its script popped with `publish_in_thread`, on one of
 PUBLISH_THREADS threads of the process, each with its Publisher: so an API process holds at
-most that many broker connections, whatever its load). Why not kombu's producer pool and its retrying
-publish: it waits for each message's confirm in turn and cost about 230 us of CPU a message,
-against about 50 us a message in a batch here (RabbitMQ acks several at once). Nearly every
-task's end publishes the next in turn, so in a worker that was most of a no-op task's cost.
+most that many broker connections, whatever its load). Why not kombu's producer pool and its
+retrying publish: it waits for each message's confirm in turn and cost about 230 us of CPU a
+message, against about 50 us a message in a batch here (RabbitMQ acks several at once).
+Nearly every task's end publishes the next in turn, so in a worker that was most of a no-op
+task's cost.
 """
 
 from __future__ import annotations
